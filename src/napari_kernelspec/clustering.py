@@ -1,0 +1,188 @@
+"""Group filters whose spectra are similar.
+
+``seed_clusters``
+    The seed tool's rule: DBSCAN over the cosine distance, ``eps = 1 - threshold``. With
+    ``min_samples=2`` this is single linkage, so clusters can chain: members at the two ends
+    of a chain may be very different.
+``linkage_clusters``
+    Complete linkage cut at distance ``1 - threshold``: **every pair** inside a cluster has
+    similarity >= threshold.
+
+Both return labels ``0..K-1`` numbered by each cluster's smallest filter index, and -1 for
+unclustered filters; "every filter unclustered" is a valid answer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "cosine_similarity",
+    "greedy_threshold_clusters",
+    "labels_to_clusters",
+    "linkage_clusters",
+    "seed_clusters",
+]
+
+
+def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every pair of rows.
+
+    Parameters
+    ----------
+    vectors : (N, D) array_like
+        An all-zero row (say, a seed spectrum of a filter whose channel 0 is zero) is
+        similar to nothing: 0 to every other row, as in scikit-learn.
+
+    Returns
+    -------
+    (N, N) ndarray of float64
+        Symmetric, in [-1, 1], exactly 1 on the diagonal.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be 2-D (N, D), got {vectors.shape}")
+    norms = np.linalg.norm(vectors, axis=1)
+    unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
+    sim = np.clip(unit @ unit.T, -1.0, 1.0)
+    sim = (sim + sim.T) / 2
+    np.fill_diagonal(sim, 1.0)
+    return sim
+
+
+def _check(similarity: np.ndarray, threshold: float, min_samples: int) -> np.ndarray:
+    similarity = np.asarray(similarity, dtype=np.float64)
+    if similarity.ndim != 2 or similarity.shape[0] != similarity.shape[1]:
+        raise ValueError(f"similarity must be a square (N, N) matrix, got {similarity.shape}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if min_samples < 1:
+        raise ValueError(f"min_samples must be >= 1, got {min_samples}")
+    return similarity
+
+
+def _distance(similarity: np.ndarray) -> np.ndarray:
+    """``1 - similarity`` made a valid metric input: clipped, symmetric, zero diagonal."""
+    dist = np.clip(1.0 - similarity, 0.0, 2.0)
+    dist = (dist + dist.T) / 2
+    np.fill_diagonal(dist, 0.0)
+    return dist
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Labels 0..K-1 in order of each cluster's first filter; -1 stays -1."""
+    out = np.full(labels.shape, -1, dtype=np.int64)
+    next_label = 0
+    mapping: dict[int, int] = {}
+    for i, lab in enumerate(labels.tolist()):
+        if lab < 0:
+            continue
+        if lab not in mapping:
+            mapping[lab] = next_label
+            next_label += 1
+        out[i] = mapping[lab]
+    return out
+
+
+def greedy_threshold_clusters(
+    similarity: np.ndarray, threshold: float, min_samples: int = 2
+) -> np.ndarray:
+    """The seed's fallback: each unassigned filter, in order, takes every unassigned filter
+    at least `threshold` similar to it; groups smaller than `min_samples` stay unclustered.
+
+    Returns
+    -------
+    (N,) ndarray of int64
+    """
+    similarity = _check(similarity, threshold, min_samples)
+    n = len(similarity)
+    labels = np.full(n, -1, dtype=np.int64)
+    assigned = np.zeros(n, dtype=bool)
+    next_label = 0
+    for i in range(n):
+        if assigned[i]:
+            continue
+        members = np.flatnonzero(~assigned & (similarity[i] >= threshold))
+        members = np.union1d(members, [i])
+        assigned[members] = True
+        if len(members) >= min_samples:
+            labels[members] = next_label
+            next_label += 1
+    return labels
+
+
+def seed_clusters(
+    similarity: np.ndarray, threshold: float = 0.93, min_samples: int = 2
+) -> np.ndarray:
+    """The seed tool's clusters: DBSCAN on cosine distance with ``eps = 1 - threshold``.
+
+    Parameters
+    ----------
+    similarity : (N, N) array_like
+        Cosine similarity of the seed spectra.
+    threshold : float
+        In (0, 1].
+    min_samples : int
+        DBSCAN's ``min_samples`` (a point counts itself).
+
+    Returns
+    -------
+    (N,) ndarray of int64
+        -1 for noise. Falls back to `greedy_threshold_clusters` if DBSCAN raises, as the
+        seed did.
+    """
+    similarity = _check(similarity, threshold, min_samples)
+    from sklearn.cluster import DBSCAN
+
+    eps = max(1.0 - threshold, np.finfo(np.float64).tiny)  # DBSCAN needs eps > 0
+    try:
+        labels = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(
+            _distance(similarity)
+        )
+    except ValueError:
+        return greedy_threshold_clusters(similarity, threshold, min_samples)
+    return _renumber(np.asarray(labels))
+
+
+def linkage_clusters(
+    similarity: np.ndarray, threshold: float = 0.93, min_samples: int = 2
+) -> np.ndarray:
+    """Complete-linkage clusters with a guarantee: every pair inside has similarity >= threshold.
+
+    Parameters
+    ----------
+    similarity : (N, N) array_like
+        Symmetric similarity, 1 on the diagonal.
+    threshold : float
+        In (0, 1]; the dendrogram is cut at distance ``1 - threshold``.
+    min_samples : int
+        Clusters with fewer members are reported as unclustered (-1).
+
+    Returns
+    -------
+    (N,) ndarray of int64
+    """
+    similarity = _check(similarity, threshold, min_samples)
+    n = len(similarity)
+    if n == 1:
+        return np.array([0 if min_samples <= 1 else -1], dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    dist = _distance(similarity)
+    tree = linkage(squareform(dist, checks=False), method="complete")
+    raw = fcluster(tree, t=1.0 - threshold, criterion="distance")
+    # Complete linkage merges at the largest pairwise distance, so a cut at 1 - threshold
+    # keeps every pair of a cluster within it.
+    labels = np.asarray(raw, dtype=np.int64)
+    sizes = np.bincount(labels)
+    labels = np.where(sizes[labels] >= min_samples, labels, -1)
+    return _renumber(labels)
+
+
+def labels_to_clusters(labels: np.ndarray) -> list[list[int]]:
+    """Member filter indices of each cluster, cluster 0 first; unclustered filters left out."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.max() < 0:
+        return []
+    return [np.flatnonzero(labels == k).tolist() for k in range(int(labels.max()) + 1)]

@@ -1,0 +1,126 @@
+"""Per-filter descriptors read off the zero-padded frequency response.
+
+Notation: ``u, v = fftfreq(n)`` are the horizontal (column) and vertical (row) frequencies in
+cycles/pixel, ``rho = sqrt(u^2 + v^2)``, ``phi = atan2(v, u)``, ``P`` the power summed over
+channels and ``P'`` the power without the DC bin.
+
+======================== ==================================================================
+descriptor               definition
+======================== ==================================================================
+peak_frequency           rho at argmax P' (cycles/pixel)
+centroid_frequency       f_c = sum(rho P') / sum(P')
+bandwidth                sqrt(sum((rho - f_c)^2 P') / sum(P'))
+orientation_deg          theta = arg(z) / 2 in [0, 180), z = sum(P' e^{2i phi}) / sum(P'):
+                         the direction of the dominant wave vector, measured from the +x
+                         (column) axis towards +y (rows, i.e. *down* on screen)
+orientation_selectivity  |z| in [0, 1]: 0 isotropic, 1 a single orientation
+dc_ratio                 sqrt(sum_c (sum h_c)^2) / (sqrt(H W) sqrt(sum_c ||h_c||^2)) in
+                         [0, 1]: 1 for a flat (mean-only) filter
+aliasing_fraction        share of P with |u| > 1/(2 s_x) or |v| > 1/(2 s_y) for stride s:
+                         power the layer's subsampling folds onto other frequencies
+achromatic_fraction      ||sum_c h_c||^2 / (C sum_c ||h_c||^2) in [0, 1]: 1 for a grey
+                         filter (same kernel in every channel), 0 for a pure colour-opponent
+======================== ==================================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DESCRIPTOR_LABELS", "DESCRIPTOR_NAMES", "descriptors"]
+
+DESCRIPTOR_NAMES = (
+    "peak_frequency",
+    "centroid_frequency",
+    "bandwidth",
+    "orientation_deg",
+    "orientation_selectivity",
+    "dc_ratio",
+    "aliasing_fraction",
+    "achromatic_fraction",
+)
+
+DESCRIPTOR_LABELS = {
+    "peak_frequency": "peak freq. (c/px)",
+    "centroid_frequency": "centroid freq. (c/px)",
+    "bandwidth": "bandwidth (c/px)",
+    "orientation_deg": "orientation (°)",
+    "orientation_selectivity": "orient. selectivity",
+    "dc_ratio": "DC ratio",
+    "aliasing_fraction": "aliasing fraction",
+    "achromatic_fraction": "achromatic fraction",
+}
+
+
+def descriptors(
+    weights: np.ndarray, power: np.ndarray, stride: tuple[int, int] = (1, 1)
+) -> dict[str, np.ndarray]:
+    """Compute every descriptor of `DESCRIPTOR_NAMES` for every filter.
+
+    Parameters
+    ----------
+    weights : (N, C, H, W) array_like
+        The filters (non-zero).
+    power : (N, n, n) array_like
+        Their power spectra from `spectra.response_power` (uncentred, DC at ``[0, 0]``).
+    stride : (int, int)
+        The layer's (row, column) stride, for the aliasing fraction.
+
+    Returns
+    -------
+    dict of str to (N,) ndarray of float64
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    power = np.asarray(power, dtype=np.float64)
+    if weights.ndim != 4 or power.ndim != 3 or len(weights) != len(power):
+        raise ValueError(
+            f"need weights (N, C, H, W) and power (N, n, n) with equal N, got "
+            f"{weights.shape} and {power.shape}"
+        )
+    sy, sx = (int(s) for s in stride)
+    if sy < 1 or sx < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    n_filters, n_channels, h, w = weights.shape
+    n = power.shape[-1]
+
+    f = np.fft.fftfreq(n)
+    v, u = np.meshgrid(f, f, indexing="ij")
+    rho = np.hypot(u, v).ravel()
+    rotor = np.exp(2j * np.arctan2(v, u)).ravel()
+
+    flat = power.reshape(n_filters, -1)
+    ac = flat.copy()
+    ac[:, 0] = 0.0
+    ac_total = ac.sum(axis=1)
+    # A filter with no power off DC (constant kernel of size 1) has no tuning: report zeros.
+    safe = np.where(ac_total > 0, ac_total, 1.0)
+    weights_ac = ac / safe[:, None]
+
+    peak = rho[np.argmax(ac, axis=1)]
+    peak = np.where(ac_total > 0, peak, 0.0)
+    centroid = weights_ac @ rho
+    bandwidth = np.sqrt(np.maximum(weights_ac @ rho**2 - centroid**2, 0.0))
+    z = weights_ac @ rotor
+    orientation = np.mod(np.degrees(np.angle(z)) / 2.0, 180.0)
+    selectivity = np.abs(z)
+
+    sums = weights.sum(axis=(2, 3))  # (N, C)
+    energy = (weights**2).sum(axis=(1, 2, 3))  # (N,)
+    dc_ratio = np.sqrt((sums**2).sum(axis=1)) / (np.sqrt(h * w) * np.sqrt(energy))
+
+    alias_mask = ((np.abs(u) > 1 / (2 * sx)) | (np.abs(v) > 1 / (2 * sy))).ravel()
+    aliasing = flat[:, alias_mask].sum(axis=1) / flat.sum(axis=1)
+
+    grey = weights.sum(axis=1)  # (N, H, W)
+    achromatic = (grey**2).sum(axis=(1, 2)) / (n_channels * energy)
+
+    return {
+        "peak_frequency": peak,
+        "centroid_frequency": centroid,
+        "bandwidth": bandwidth,
+        "orientation_deg": orientation,
+        "orientation_selectivity": selectivity,
+        "dc_ratio": np.clip(dc_ratio, 0.0, 1.0),
+        "aliasing_fraction": aliasing,
+        "achromatic_fraction": np.clip(achromatic, 0.0, 1.0),
+    }

@@ -1,0 +1,220 @@
+"""Fourier spectra of convolution kernels.
+
+Two methods:
+
+``"seed"``
+    The seed tool's pipeline, reproduced exactly: input channel 0 only, cubic-spline resize
+    to 16x16 (``scipy.ndimage.zoom``, order 3), ``fft2``, ``fftshift``, ``abs``, ``log1p``,
+    cubic resize to 32x32. Its bins depend on the kernel size, so it has no physical axis.
+``"response"``
+    The true frequency response: every channel zero-padded to n x n and transformed, so bin
+    ``k`` of the (uncentred) spectrum is ``np.fft.fftfreq(n)[k]`` cycles/pixel for *every*
+    kernel size. Power ``P = sum_c |H_c|^2`` combines the colour channels.
+
+Both resizes of the seed pipeline are linear, so they are applied as one precomputed matrix
+to the whole stack: the same numbers as a per-kernel ``zoom`` loop, many times faster.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = [
+    "METHODS",
+    "SEED_FFT_SIZE",
+    "SEED_SPECTRUM_SIZE",
+    "centred_frequencies",
+    "radial_profile",
+    "response_power",
+    "response_spectra",
+    "seed_spectra",
+    "spectra",
+    "tuning_vectors",
+]
+
+METHODS = ("response", "seed")
+SEED_FFT_SIZE = 16
+SEED_SPECTRUM_SIZE = 32
+
+
+def _check_stack(weights: np.ndarray) -> np.ndarray:
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 4 or 0 in weights.shape:
+        raise ValueError(f"weights must be a non-empty (N, C, H, W) array, got {weights.shape}")
+    return weights
+
+
+@lru_cache(maxsize=64)
+def _zoom_matrix(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> np.ndarray:
+    """Matrix of ``scipy.ndimage.zoom(x, out/in, order=3)`` acting on flattened images.
+
+    Returns
+    -------
+    (out_h * out_w, in_h * in_w) ndarray
+        Column j is the zoom of the j-th unit image, so ``M @ x.ravel()`` equals
+        ``zoom(x, ...).ravel()`` for any x of `in_shape` (zoom is linear in its input).
+    """
+    from scipy.ndimage import zoom
+
+    factors = (out_shape[0] / in_shape[0], out_shape[1] / in_shape[1])
+    n_in = in_shape[0] * in_shape[1]
+    cols = np.empty((out_shape[0] * out_shape[1], n_in))
+    basis = np.zeros(n_in)
+    for j in range(n_in):
+        basis[j] = 1.0
+        cols[:, j] = zoom(basis.reshape(in_shape), factors, order=3).ravel()
+        basis[j] = 0.0
+    cols.setflags(write=False)
+    return cols
+
+
+def _batch_zoom(images: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    """Cubic-spline zoom of every image in an (N, H, W) stack to `out_shape`."""
+    n, h, w = images.shape
+    mat = _zoom_matrix((h, w), out_shape)
+    return (images.reshape(n, h * w) @ mat.T).reshape(n, *out_shape)
+
+
+def seed_spectra(weights: np.ndarray) -> np.ndarray:
+    """The seed tool's spectrum of every filter.
+
+    Parameters
+    ----------
+    weights : (N, C, H, W) array_like
+        Filters; only input channel 0 is used, as in the seed tool.
+
+    Returns
+    -------
+    (N, 32, 32) ndarray of float64
+        ``zoom(log1p(|fftshift(fft2(zoom(w[:, 0], 16x16))))|), 32x32)``, both zooms cubic.
+    """
+    weights = _check_stack(weights)
+    small = _batch_zoom(weights[:, 0], (SEED_FFT_SIZE, SEED_FFT_SIZE))
+    magnitude = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(small), axes=(-2, -1))))
+    return _batch_zoom(magnitude, (SEED_SPECTRUM_SIZE, SEED_SPECTRUM_SIZE))
+
+
+def response_power(weights: np.ndarray, n_fft: int = 64) -> np.ndarray:
+    """Power of the zero-padded frequency response, summed over input channels.
+
+    Parameters
+    ----------
+    weights : (N, C, H, W) array_like
+        Filters.
+    n_fft : int
+        DFT size; must be at least the kernel size. Bin ``k`` along each axis is
+        ``np.fft.fftfreq(n_fft)[k]`` cycles/pixel.
+
+    Returns
+    -------
+    (N, n_fft, n_fft) ndarray of float64
+        ``P = sum_c |H_c|^2``, uncentred (DC at ``[0, 0]``); axis -2 is the vertical (row)
+        frequency v, axis -1 the horizontal (column) frequency u.
+    """
+    weights = _check_stack(weights)
+    if n_fft < max(weights.shape[2:]):
+        raise ValueError(f"n_fft={n_fft} is smaller than the kernel size {weights.shape[2:]}")
+    spectrum = np.fft.rfft2(weights, s=(n_fft, n_fft))
+    power_half = (spectrum.real**2 + spectrum.imag**2).sum(axis=1)
+    # Real input: rebuild the full plane from the half plane by Hermitian symmetry.
+    full = np.empty((weights.shape[0], n_fft, n_fft))
+    half = n_fft // 2 + 1
+    full[:, :, :half] = power_half
+    rows = (-np.arange(n_fft)) % n_fft
+    cols = (-np.arange(half, n_fft)) % n_fft
+    full[:, :, half:] = power_half[:, rows][:, :, cols]
+    return full
+
+
+def centred_frequencies(n_fft: int) -> np.ndarray:
+    """Cycles/pixel along each axis of a centred (``fftshift``-ed) spectrum, shape (n_fft,)."""
+    return np.fft.fftshift(np.fft.fftfreq(n_fft))
+
+
+def response_spectra(power: np.ndarray) -> np.ndarray:
+    """Display spectrum of the response method: ``log1p`` of the centred amplitude.
+
+    Parameters
+    ----------
+    power : (N, n, n) ndarray
+        Output of `response_power`.
+
+    Returns
+    -------
+    (N, n, n) ndarray of float64
+        ``log1p(sqrt(P))`` with DC in the centre (``fftshift``); the axis is
+        `centred_frequencies`.
+    """
+    return np.log1p(np.sqrt(np.fft.fftshift(power, axes=(-2, -1))))
+
+
+def tuning_vectors(power: np.ndarray) -> np.ndarray:
+    """Amplitude spectra without DC, flattened: the vectors whose cosine is tuning similarity.
+
+    Parameters
+    ----------
+    power : (N, n, n) ndarray
+        Output of `response_power`.
+
+    Returns
+    -------
+    (N, n * n) ndarray
+        ``sqrt(P)`` with the DC bin zeroed. The cosine of two rows is the overlap of the two
+        filters' normalised power spectra, independent of weight scale, sign and position.
+    """
+    amp = np.sqrt(power).reshape(len(power), -1).copy()
+    amp[:, 0] = 0.0
+    return amp
+
+
+def spectra(weights: np.ndarray, method: str = "response", n_fft: int = 64) -> np.ndarray:
+    """Display spectra of every filter by `method` (``"response"`` or ``"seed"``).
+
+    Returns
+    -------
+    (N, S, S) ndarray
+        S = `n_fft` for ``"response"`` and 32 for ``"seed"``; DC in the centre.
+    """
+    if method == "seed":
+        return seed_spectra(weights)
+    if method == "response":
+        return response_spectra(response_power(weights, n_fft))
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def radial_profile(power: np.ndarray, n_bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Mean power against radial frequency, each filter normalised to unit total power.
+
+    Parameters
+    ----------
+    power : (N, n, n) ndarray
+        Output of `response_power` (uncentred).
+    n_bins : int
+        Number of equal-width bins over 0 to 0.5 cycles/pixel (the Nyquist radius; the
+        corners beyond it are left out).
+
+    Returns
+    -------
+    centres : (n_bins,) ndarray
+        Bin centres in cycles/pixel.
+    profile : (n_bins,) ndarray
+        Share of power per bin, averaged over filters: a model-level fingerprint that is
+        comparable across kernel sizes.
+    """
+    power = np.asarray(power, dtype=np.float64)
+    if power.ndim != 3 or power.shape[1] != power.shape[2]:
+        raise ValueError(f"power must be (N, n, n), got {power.shape}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    f = np.fft.fftfreq(power.shape[1])
+    rho = np.hypot(f[:, None], f[None, :]).ravel()
+    edges = np.linspace(0.0, 0.5, n_bins + 1)
+    which = np.clip(np.digitize(rho, edges) - 1, 0, n_bins - 1)
+    inside = rho <= 0.5
+    flat = power.reshape(len(power), -1)
+    share = flat / flat.sum(axis=1, keepdims=True)
+    per_bin = np.zeros((len(power), n_bins))
+    np.add.at(per_bin.T, which[inside], share[:, inside].T)
+    return (edges[:-1] + edges[1:]) / 2, per_bin.mean(axis=0)
