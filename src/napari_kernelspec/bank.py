@@ -116,7 +116,9 @@ class KernelBank:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
-        object.__setattr__(self, "weights", validate_weights(self.weights, self.model or "weights"))
+        object.__setattr__(
+            self, "weights", validate_weights(self.weights, self.model or "weights")
+        )
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
         object.__setattr__(self, "padding", _pair(self.padding, "padding"))
         if not self.display_name:
