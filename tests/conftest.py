@@ -1,0 +1,35 @@
+"""Shared fixtures: synthetic filters with known answers, and isolated caches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def make_gabor(
+    size: int,
+    frequency: float,
+    theta_deg: float,
+    phase: float = 0.0,
+    sigma: float | None = None,
+) -> np.ndarray:
+    """A (size, size) Gabor: wave vector at `theta_deg` from +x towards +y (rows, down)."""
+    sigma = sigma if sigma is not None else size / 4
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    t = np.radians(theta_deg)
+    envelope = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+    return envelope * np.cos(2 * np.pi * frequency * (x * np.cos(t) + y * np.sin(t)) + phase)
+
+
+@pytest.fixture
+def gabor():
+    """The `make_gabor` function."""
+    return make_gabor
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """Keep every test away from the real ~/.cache and torch hub folder."""
+    root = tmp_path_factory.mktemp("caches")
+    monkeypatch.setenv("KERNELSPEC_CACHE", str(root / "kernelspec"))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
