@@ -185,10 +185,8 @@ def print_summary(result: AnalysisResult, out: TextIO) -> None:
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import SEED_MODELS, available_models
 
-    display = {m.name: m.display_name for m in SEED_MODELS}
     for name in available_models(include_all=args.all):
-        label = display.get(name)
-        sys.stdout.write(f"{name:<22}{label or ''}".rstrip() + "\n")
+        sys.stdout.write(f"{name:<22}{SEED_MODELS.get(name, '')}".rstrip() + "\n")
     return 0
 
 

@@ -1,0 +1,192 @@
+"""The `kernelspec` command: summaries, JSON, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_kernelspec.cli import main
+from napari_kernelspec.descriptors import DESCRIPTOR_NAMES
+
+SEED_EIGHT = [
+    "alexnet",
+    "vgg16",
+    "resnet50",
+    "lenet5",
+    "densenet121",
+    "mobilenet_v2",
+    "googlenet",
+    "inception_v3",
+]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_models_lists_the_eight_seed_models_first(capsys):
+    code, out, _ = run(capsys, "models")
+    names = [line.split()[0] for line in out.splitlines()]
+    assert code == 0 and names == SEED_EIGHT
+    code, out, _ = run(capsys, "models", "--all")
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names[:8] == SEED_EIGHT
+    assert {"vit_b_16", "convnext_tiny", "resnet18"} <= set(names[8:])
+
+
+def test_analyze_prints_a_summary_with_the_weights_source_and_clusters(capsys):
+    code, out, err = run(capsys, "analyze", "MobileNetV2", "--weights", "random")
+    assert code == 0, err
+    assert "model: MobileNetV2" in out and "layer: features.0.0" in out
+    assert "weights: random (UNTRAINED" in out
+    assert "filters: 32 x 3 channels x 3x3, stride 2x2" in out
+    assert "clusters found:" in out and "duplicates (cos >= 0.93)" in out
+
+
+def test_analyze_json_to_stdout_is_only_json_with_every_field(capsys):
+    code, out, _ = run(
+        capsys, "analyze", "vgg16", "--weights", "random", "--json", "-", "--threshold", "0.9"
+    )
+    assert code == 0
+    data = json.loads(out)
+    for key in ("model", "layer", "weights", "shape", "stride", "method", "threshold"):
+        assert key in data
+    assert data["model"] == "vgg16" and data["layer"] == "features.0"
+    assert data["weights"] == "random" and data["shape"] == [64, 3, 3, 3]
+    assert data["threshold"] == 0.9 and data["method"] == "response"
+    assert len(data["labels"]) == 64
+    assert sum(len(c) for c in data["clusters"]) == sum(lab >= 0 for lab in data["labels"])
+    assert isinstance(data["duplicates"], list) and isinstance(data["sign_pairs"], list)
+    assert [f["index"] for f in data["filters"]] == list(range(64))
+    assert set(data["filters"][0]) == {"index", "cluster", *DESCRIPTOR_NAMES}
+
+
+def test_analyze_json_file_and_seed_method(capsys, tmp_path):
+    weights = np.random.default_rng(0).normal(size=(10, 3, 5, 5)).astype(np.float32)
+    weights[6] = -weights[1]
+    np.save(tmp_path / "filters.npy", weights)
+    target = tmp_path / "out" / "result.json"
+    code, out, _ = run(
+        capsys, "analyze", str(tmp_path / "filters.npy"), "--method", "seed", "--json", str(target)
+    )
+    assert code == 0
+    data = json.loads(target.read_text())
+    assert data["method"] == "seed" and data["weights"] == "array"
+    assert [p[:2] for p in data["sign_pairs"]] == [[1, 6]]
+    assert "sign pairs (cos <= -0.93): 1: (1, 6, -1.000)" in out
+
+
+class Boom:
+    """A pickle whose loading would create a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    torch = pytest.importorskip("torch")
+    cases: dict[str, tuple[list[str], str]] = {}
+    cases["unknown model"] = (["analyze", "alexnot"], "unknown model")
+    cases["missing file"] = (["analyze", str(tmp_path / "nope.pth")], "nope.pth")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    cases["empty file"] = (["analyze", str(tmp_path / "empty.pt")], "empty")
+    torch.save({"conv.weight": torch.ones(4, 3, 3, 3)}, tmp_path / "good.pth")
+    data = (tmp_path / "good.pth").read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    cases["truncated file"] = (["analyze", str(tmp_path / "truncated.pth")], "truncated.pth")
+    (tmp_path / "corrupt.ckpt").write_bytes(b"\x00garbage" * 64)
+    cases["corrupt file"] = (["analyze", str(tmp_path / "corrupt.ckpt")], "corrupt.ckpt")
+    with open(tmp_path / "evil.pth", "wb") as fh:
+        pickle.dump({"conv.weight": Boom(tmp_path / "PWNED")}, fh)
+    cases["pickle needing code"] = (["analyze", str(tmp_path / "evil.pth")], "evil.pth")
+    torch.save({"fc.weight": torch.ones(10, 5)}, tmp_path / "flat.pth")
+    cases["no 4-D tensor"] = (["analyze", str(tmp_path / "flat.pth")], "4-D")
+    nan = np.ones((2, 3, 3, 3), dtype=np.float32)
+    nan[1, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    cases["NaN weights"] = (["analyze", str(tmp_path / "nan.npy")], "NaN")
+    np.save(tmp_path / "inf.npy", np.full((2, 3, 3, 3), np.inf, dtype=np.float32))
+    cases["Inf weights"] = (["analyze", str(tmp_path / "inf.npy")], "Inf")
+    np.save(tmp_path / "zero.npy", np.zeros((2, 3, 3, 3), dtype=np.float32))
+    cases["all-zero filters"] = (["analyze", str(tmp_path / "zero.npy")], "all-zero")
+    cases["missing layer"] = (
+        ["analyze", "resnet50", "--weights", "random", "--layer", "conv9"],
+        "conv9",
+    )
+    cases["threshold 0"] = (["analyze", "vgg16", "--threshold", "0"], "threshold")
+    cases["threshold 1.5"] = (["analyze", "vgg16", "--threshold", "1.5"], "threshold")
+    cases["threshold text"] = (["analyze", "vgg16", "--threshold", "high"], "threshold")
+    cases["min-samples 0"] = (["analyze", "vgg16", "--min-samples", "0"], "min-samples")
+    return cases
+
+
+CASE_NAMES = [
+    "unknown model",
+    "missing file",
+    "empty file",
+    "truncated file",
+    "corrupt file",
+    "pickle needing code",
+    "no 4-D tensor",
+    "NaN weights",
+    "Inf weights",
+    "all-zero filters",
+    "missing layer",
+    "threshold 0",
+    "threshold 1.5",
+    "threshold text",
+    "min-samples 0",
+]
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_bad_input_exits_2_with_one_line_and_no_traceback(case, tmp_path, capsys):
+    argv, expected = bad_inputs(tmp_path)[case]
+    with pytest.raises(SystemExit) if "threshold" in case or "min-samples" in case else _null():
+        code, out, err = run(capsys, *argv)
+        assert code == 2
+    if "threshold" in case or "min-samples" in case:
+        err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("kernelspec: error: ")
+    assert expected.lower() in lines[0].lower()
+    assert "Traceback" not in err
+    assert not (tmp_path / "PWNED").exists()
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_the_installed_console_script_refuses_a_malicious_pickle(tmp_path):
+    marker = tmp_path / "PWNED"
+    with open(tmp_path / "evil.pt", "wb") as fh:
+        pickle.dump({"w": Boom(marker)}, fh)
+    script = Path(sys.executable).with_name("kernelspec")
+    proc = subprocess.run(
+        [str(script), "analyze", str(tmp_path / "evil.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("kernelspec: error: ") and proc.stderr.count("\n") == 1
+    assert "code execution" in proc.stderr or "unpickle" in proc.stderr
+    assert not marker.exists()
