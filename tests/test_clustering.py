@@ -97,3 +97,26 @@ def test_threshold_outside_unit_interval_is_rejected(bad):
 def test_min_samples_below_one_is_rejected():
     with pytest.raises(ValueError, match="min_samples"):
         linkage_clusters(np.eye(3), 0.9, 0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("min_samples", [1, 2, 3, 5])
+def test_dbscan_matches_scikit_learn_label_for_label(seed, min_samples):
+    from sklearn.cluster import DBSCAN
+
+    from napari_kernelspec.clustering import dbscan_precomputed
+
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([rng.normal(c, 0.3, size=(15, 2)) for c in (0, 2, 4)])
+    distance = np.hypot(*(points[:, None] - points[None, :]).transpose(2, 0, 1))
+    for eps in (0.1, 0.3, 0.6, 1.5):
+        expected = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(
+            distance
+        )
+        np.testing.assert_array_equal(dbscan_precomputed(distance, eps, min_samples), expected)
+
+
+def test_seed_clusters_fall_back_to_greedy_grouping_when_dbscan_cannot_run():
+    sim = cosine_similarity(np.array([[1, 0], [1, 0.1], [0, 1]], dtype=float))
+    sim[2, 0] = sim[0, 2] = np.nan
+    np.testing.assert_array_equal(seed_clusters(sim, 0.9), [0, 0, -1])

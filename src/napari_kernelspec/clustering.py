@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "cosine_similarity",
+    "dbscan_precomputed",
     "greedy_threshold_clusters",
     "labels_to_clusters",
     "linkage_clusters",
@@ -111,6 +112,49 @@ def greedy_threshold_clusters(
     return labels
 
 
+def dbscan_precomputed(distance: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
+    """DBSCAN on a precomputed distance matrix, the same labels as scikit-learn's.
+
+    A filter is *core* if at least `min_samples` filters (itself included) lie within `eps`.
+    Clusters are the connected groups of core filters; a non-core filter within `eps` of a
+    core filter joins the cluster found first (scikit-learn expands clusters in index order),
+    any other filter is noise (-1). Written here because scikit-learn's per-call validation
+    costs more than the whole analysis of a 64-filter layer.
+
+    Parameters
+    ----------
+    distance : (N, N) ndarray
+        Symmetric, finite distances.
+    eps : float
+        Neighbourhood radius (``distance <= eps``).
+    min_samples : int
+
+    Returns
+    -------
+    (N,) ndarray of int64
+        Labels in scikit-learn's order: cluster 0 holds the lowest-indexed core filter.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    near = distance <= eps
+    core = near.sum(axis=1) >= min_samples
+    labels = np.full(len(distance), -1, dtype=np.int64)
+    core_idx = np.flatnonzero(core)
+    if core_idx.size == 0:
+        return labels
+    _, comp = connected_components(near[np.ix_(core_idx, core_idx)], directed=False)
+    # Number components in the order their first core filter appears.
+    _, first = np.unique(comp, return_index=True)
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(len(first))
+    labels[core_idx] = rank[comp]
+    border = np.flatnonzero(~core & near[:, core].any(axis=1))
+    if border.size:
+        core_labels = np.where(near[np.ix_(border, core_idx)], labels[core_idx], len(first))
+        labels[border] = core_labels.min(axis=1)
+    return labels
+
+
 def seed_clusters(
     similarity: np.ndarray, threshold: float = 0.93, min_samples: int = 2
 ) -> np.ndarray:
@@ -128,20 +172,15 @@ def seed_clusters(
     Returns
     -------
     (N,) ndarray of int64
-        -1 for noise. Falls back to `greedy_threshold_clusters` if DBSCAN raises, as the
-        seed did.
+        -1 for noise, clusters numbered by first member. Where DBSCAN cannot run (a
+        similarity with NaN, on which scikit-learn raises), falls back to
+        `greedy_threshold_clusters`, as the seed did.
     """
     similarity = _check(similarity, threshold, min_samples)
-    from sklearn.cluster import DBSCAN
-
-    eps = max(1.0 - threshold, np.finfo(np.float64).tiny)  # DBSCAN needs eps > 0
-    try:
-        labels = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(
-            _distance(similarity)
-        )
-    except ValueError:
+    if not np.isfinite(similarity).all():
         return greedy_threshold_clusters(similarity, threshold, min_samples)
-    return _renumber(np.asarray(labels))
+    labels = dbscan_precomputed(_distance(similarity), 1.0 - threshold, min_samples)
+    return _renumber(labels)
 
 
 def linkage_clusters(
