@@ -37,6 +37,7 @@ __all__ = [
 METHODS = ("response", "seed")
 SEED_FFT_SIZE = 16
 SEED_SPECTRUM_SIZE = 32
+_CHUNK = 256  # filters per FFT batch in `response_power`
 
 
 def _check_stack(weights: np.ndarray) -> np.ndarray:
@@ -115,15 +116,18 @@ def response_power(weights: np.ndarray, n_fft: int = 64) -> np.ndarray:
     weights = _check_stack(weights)
     if n_fft < max(weights.shape[2:]):
         raise ValueError(f"n_fft={n_fft} is smaller than the kernel size {weights.shape[2:]}")
-    spectrum = np.fft.rfft2(weights, s=(n_fft, n_fft))
-    power_half = (spectrum.real**2 + spectrum.imag**2).sum(axis=1)
-    # Real input: rebuild the full plane from the half plane by Hermitian symmetry.
-    full = np.empty((weights.shape[0], n_fft, n_fft))
+    # Real input: the half plane of rfft2 holds everything; the rest is its mirror image.
+    # Chunks keep the complex intermediate small for layers of thousands of filters.
     half = n_fft // 2 + 1
-    full[:, :, :half] = power_half
+    full = np.empty((weights.shape[0], n_fft, n_fft))
     rows = (-np.arange(n_fft)) % n_fft
     cols = (-np.arange(half, n_fft)) % n_fft
-    full[:, :, half:] = power_half[:, rows][:, :, cols]
+    for start in range(0, len(weights), _CHUNK):
+        spectrum = np.fft.rfft2(weights[start : start + _CHUNK], s=(n_fft, n_fft))
+        power_half = (spectrum.real**2 + spectrum.imag**2).sum(axis=1)
+        block = full[start : start + _CHUNK]
+        block[:, :, :half] = power_half
+        block[:, :, half:] = power_half[:, rows][:, :, cols]
     return full
 
 

@@ -1,0 +1,302 @@
+"""`load_kernels`: one convolution layer's weights from a model name or a weights file.
+
+>>> bank = load_kernels("alexnet", weights="random")     # doctest: +SKIP
+>>> bank.weights.shape, bank.layer, bank.stride           # doctest: +SKIP
+((64, 3, 11, 11), 'features.0', (4, 4))
+
+Model kernels are cached (see `napari_kernelspec.cache`): a second load of the same model,
+layer and weights reads a small file and never touches the big checkpoint again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import cache, checkpoints, models, pretrained
+from .bank import KernelBank
+from .errors import KernelSpecError
+
+__all__ = ["WEIGHTS", "UntrainedWeightsWarning", "load_kernels"]
+
+logger = logging.getLogger(__name__)
+
+#: Accepted values of `load_kernels`'s ``weights``.
+WEIGHTS = ("auto", "pretrained", "random")
+
+#: The seed of the ``"random"`` weights (``torch.manual_seed`` before building the model).
+RANDOM_SEED = 0
+
+
+class UntrainedWeightsWarning(UserWarning):
+    """``weights="auto"`` found no pretrained weights and fell back on random (untrained) ones."""
+
+
+def load_kernels(
+    source: str | os.PathLike[str],
+    weights: str = "auto",
+    layer: str | None = None,
+    *,
+    use_cache: bool = True,
+) -> KernelBank:
+    """Load the filters of one convolution layer.
+
+    Parameters
+    ----------
+    source : str or path-like
+        A model name (the eight seed models, case-insensitive, also by display name such as
+        ``"MobileNetV2"``; or any torchvision classification model), or a weights file:
+        ``.pth``/``.pt``/``.ckpt`` (state dict or training checkpoint), ``.safetensors``,
+        ``.npy``/``.npz`` ((N, C, H, W) arrays).
+    weights : {"auto", "pretrained", "random"}
+        For models: ``"pretrained"`` = torchvision's ImageNet weights (from the torch hub cache,
+        downloaded if missing; for LeNet5: trained on scikit-learn's digits); ``"random"`` =
+        the architecture's own initialisation with a fixed seed; ``"auto"`` = pretrained if
+        available, otherwise random with an `UntrainedWeightsWarning`. Ignored for files.
+    layer : str, optional
+        A convolution other than the first: module name for models (``"layer1.0.conv1"``),
+        key for files (with or without ``".weight"``). Default: for models the first
+        ``Conv2d`` a forward pass runs, for files the first 4-D floating tensor.
+    use_cache : bool
+        Read and write the extracted-kernel cache (models only).
+
+    Returns
+    -------
+    KernelBank
+        ``weights`` is (N, C, H, W) float32. ``source`` is ``"pretrained"``, ``"random"``,
+        ``"trained-digits"``, ``"checkpoint"`` or ``"array"``.
+
+    Raises
+    ------
+    KernelSpecError
+        Unknown model, bad file, missing layer, unavailable pretrained weights (for
+        ``weights="pretrained"``), NaN/Inf or all-zero filters.
+
+    Warns
+    -----
+    UntrainedWeightsWarning
+        When ``weights="auto"`` falls back on random weights.
+    """
+    if layer is not None and (not isinstance(layer, str) or not layer.strip()):
+        raise KernelSpecError(f"layer must be a non-empty name, got {layer!r}; or leave it out")
+    if isinstance(source, os.PathLike):
+        return _load_file(Path(source), layer)
+    if not isinstance(source, str):
+        raise KernelSpecError(
+            f"source must be a model name or a file path, got {type(source).__name__}"
+        )
+    text = source.strip()
+    if not text:
+        raise KernelSpecError("no model or file given; name a model (`kernelspec models`)")
+    model = models._try_resolve(text)
+    if model is None:
+        if _looks_like_path(text):
+            return _load_file(Path(text), layer)
+        raise models.unknown_model_error(text)
+    kind = _weights_kind(weights, model)
+    conv = models.conv_layer(model, layer)
+    if kind == "random":
+        return _random(model, conv, use_cache)
+    if kind == "trained-digits":
+        return _digits(model, conv, use_cache)
+    if kind == "pretrained":
+        return _pretrained(model, conv, use_cache)
+    try:
+        return _pretrained(model, conv, use_cache)
+    except pretrained.WeightsUnavailable as exc:
+        reason = str(exc)
+    warnings.warn(
+        f"no pretrained weights for {models.display_name(model)}: {reason}. Using RANDOM, "
+        "UNTRAINED weights (source='random'): they show the initialisation, not what a "
+        "network learns. Pass weights='random' to ask for them explicitly.",
+        UntrainedWeightsWarning,
+        stacklevel=2,
+    )
+    bank = _random(model, conv, use_cache)
+    bank.provenance["fallback_reason"] = reason
+    return bank
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _looks_like_path(text: str) -> bool:
+    path = Path(text).expanduser()
+    return path.exists() or bool(path.suffix) or "/" in text or os.sep in text
+
+
+def _weights_kind(weights: Any, model: str) -> str:
+    kind = weights.strip().lower() if isinstance(weights, str) else weights
+    if model == "lenet5" and kind in ("auto", "pretrained", "trained-digits"):
+        return "trained-digits"
+    if kind not in WEIGHTS:
+        raise KernelSpecError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    return kind
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    out = {"torch": torch.__version__}
+    try:
+        import torchvision
+
+        out["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    return out
+
+
+def _bank(
+    model: str,
+    conv: models.ConvLayer,
+    weights: np.ndarray,
+    source: str,
+    provenance: dict[str, Any],
+) -> KernelBank:
+    if tuple(weights.shape) != conv.shape:
+        raise KernelSpecError(
+            f"the {source} weights of {model} {conv.name} have shape {list(weights.shape)}, "
+            f"but the architecture expects {list(conv.shape)}; the weights file does not "
+            "belong to this model: delete it and load again"
+        )
+    return KernelBank(
+        weights=weights,
+        model=model,
+        layer=conv.name,
+        source=source,
+        stride=conv.stride,
+        padding=conv.padding,
+        display_name=models.display_name(model),
+        provenance=provenance,
+    )
+
+
+def _cached(
+    key: dict[str, Any], use_cache: bool, model: str, conv: models.ConvLayer
+) -> KernelBank | None:
+    if not use_cache:
+        return None
+    hit = cache.read_entry(key)
+    if hit is None:
+        return None
+    weights, meta = hit
+    if tuple(weights.shape) != conv.shape or meta.get("source") not in (
+        "pretrained",
+        "random",
+        "trained-digits",
+    ):
+        return None
+    provenance = dict(meta.get("provenance", {}))
+    provenance["cached"] = True
+    provenance["cache_file"] = str(cache.entry_path(key))
+    logger.debug("kernel cache hit for %s %s", model, conv.name)
+    return _bank(model, conv, weights, meta["source"], provenance)
+
+
+def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
+    if use_cache:
+        cache.write_entry(
+            key, bank.weights, {"source": bank.source, "provenance": dict(bank.provenance)}
+        )
+
+
+# --- the three kinds of model weights ------------------------------------------------------
+
+
+def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
+    versions = _versions()
+    key = cache.make_key(
+        model=model, layer=conv.name, weights="random", seed=RANDOM_SEED, **versions
+    )
+    hit = _cached(key, use_cache, model, conv)
+    if hit is not None:
+        return hit
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(RANDOM_SEED)
+        net = models.build_model(model, "cpu")
+        weights = net.get_submodule(conv.name).weight.detach().numpy().copy()
+    del net
+    provenance = {
+        "weights": "random",
+        "init": "the architecture's default initialisation",
+        "seed": RANDOM_SEED,
+        **versions,
+        "cached": False,
+    }
+    bank = _bank(model, conv, weights, "random", provenance)
+    _store(key, use_cache, bank)
+    return bank
+
+
+def _pretrained(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
+    info = pretrained.weights_info(model)
+    key = cache.make_key(model=model, layer=conv.name, weights="pretrained", file=info.filename)
+    hit = _cached(key, use_cache, model, conv)
+    if hit is not None:
+        return hit
+    path = pretrained.ensure_checkpoint(info)
+    tensor_key = f"{conv.name}.weight"
+    weights = pretrained.read_tensor(path, tensor_key)
+    provenance = {
+        "weights": info.enum_name,
+        "url": info.url,
+        "file": str(path),
+        "key": tensor_key,
+        **_versions(),
+        "cached": False,
+    }
+    bank = _bank(model, conv, weights, "pretrained", provenance)
+    _store(key, use_cache, bank)
+    return bank
+
+
+def _digits(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
+    from . import digits
+
+    versions = _versions()
+    key = cache.make_key(
+        model=model, layer=conv.name, weights="trained-digits", recipe=digits.RECIPE, **versions
+    )
+    hit = _cached(key, use_cache, model, conv)
+    if hit is not None:
+        return hit
+    state, info = digits.trained_lenet5(use_cache=use_cache)
+    tensor_key = f"{conv.name}.weight"
+    provenance = {
+        "weights": "trained on sklearn.datasets.load_digits (upscaled to 32x32)",
+        "accuracy": info["accuracy"],
+        "n_test": info["n_test"],
+        "seed": digits.RECIPE["seed"],
+        "recipe": info["recipe"],
+        "key": tensor_key,
+        **versions,
+        "cached": False,
+    }
+    bank = _bank(model, conv, state[tensor_key], "trained-digits", provenance)
+    _store(key, use_cache, bank)
+    return bank
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _load_file(path: Path, layer: str | None) -> KernelBank:
+    found = checkpoints.read_kernels(path, layer)
+    return KernelBank(
+        weights=found.weights,
+        model=path.name,
+        layer=found.key,
+        source=found.source,
+        stride=(1, 1),
+        padding=(0, 0),
+        display_name=path.name,
+        provenance={**found.provenance, "stride_known": False},
+    )
