@@ -45,10 +45,25 @@ def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
         raise ValueError(f"vectors must be 2-D (N, D), got {vectors.shape}")
     norms = np.linalg.norm(vectors, axis=1)
     unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
-    sim = np.clip(unit @ unit.T, -1.0, 1.0)
-    sim = (sim + sim.T) / 2
+    sim = unit @ unit.T
+    np.clip(sim, -1.0, 1.0, out=sim)
+    _mirror_upper(sim)
     np.fill_diagonal(sim, 1.0)
     return sim
+
+
+def _mirror_upper(matrix: np.ndarray, block: int = 512) -> None:
+    """Make a square matrix exactly symmetric in place (copy the upper triangle down).
+
+    Works block by block, so no second N x N array is allocated.
+    """
+    n = len(matrix)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        matrix[start:stop, :start] = matrix[:start, start:stop].T
+        diag = matrix[start:stop, start:stop]
+        lower = np.tril_indices(stop - start, -1)
+        diag[lower] = diag.T[lower]
 
 
 def _check(similarity: np.ndarray, threshold: float, min_samples: int) -> np.ndarray:
@@ -63,9 +78,13 @@ def _check(similarity: np.ndarray, threshold: float, min_samples: int) -> np.nda
 
 
 def _distance(similarity: np.ndarray) -> np.ndarray:
-    """``1 - similarity`` made a valid metric input: clipped, symmetric, zero diagonal."""
-    dist = np.clip(1.0 - similarity, 0.0, 2.0)
-    dist = (dist + dist.T) / 2
+    """``1 - similarity`` made a valid metric input: clipped, symmetric, zero diagonal.
+
+    One new N x N array; everything else happens in place.
+    """
+    dist = np.subtract(1.0, similarity)
+    np.clip(dist, 0.0, 2.0, out=dist)
+    _mirror_upper(dist)
     np.fill_diagonal(dist, 0.0)
     return dist
 
@@ -208,8 +227,8 @@ def linkage_clusters(
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
-    dist = _distance(similarity)
-    tree = linkage(squareform(dist, checks=False), method="complete")
+    condensed = squareform(_distance(similarity), checks=False)
+    tree = linkage(condensed, method="complete")
     raw = fcluster(tree, t=1.0 - threshold, criterion="distance")
     # Complete linkage merges at the largest pairwise distance, so a cut at 1 - threshold
     # keeps every pair of a cluster within it.

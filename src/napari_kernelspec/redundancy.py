@@ -55,13 +55,9 @@ def redundant_pairs(cosine: np.ndarray, threshold: float = 0.93) -> tuple[list[P
         raise ValueError(f"cosine must be a square (N, N) matrix, got {cosine.shape}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    iu, ju = np.triu_indices(len(cosine), k=1)
-    values = cosine[iu, ju]
 
     def pick(mask: np.ndarray) -> list[Pair]:
-        return [
-            (int(i), int(j), float(c))
-            for i, j, c in zip(iu[mask], ju[mask], values[mask], strict=True)
-        ]
+        rows, cols = np.nonzero(np.triu(mask, k=1))  # row-major: ordered by (i, j)
+        return [(int(i), int(j), float(cosine[i, j])) for i, j in zip(rows, cols, strict=True)]
 
-    return pick(values >= threshold), pick(values <= -threshold)
+    return pick(cosine >= threshold), pick(cosine <= -threshold)
