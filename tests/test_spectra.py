@@ -83,3 +83,10 @@ def test_bad_inputs_are_rejected():
         spectra.response_power(np.ones((1, 1, 11, 11)), 8)
     with pytest.raises(ValueError, match="N, C, H, W"):
         spectra.seed_spectra(np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("n_fft", [7, 8, 33, 64])
+def test_response_power_rebuilds_the_full_plane_for_odd_and_even_sizes(n_fft):
+    weights = np.random.default_rng(n_fft).normal(size=(300, 2, 5, 7))  # > one FFT chunk
+    expected = (np.abs(np.fft.fft2(weights, s=(n_fft, n_fft))) ** 2).sum(axis=1)
+    np.testing.assert_allclose(spectra.response_power(weights, n_fft), expected, rtol=1e-9)

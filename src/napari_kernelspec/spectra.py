@@ -116,18 +116,20 @@ def response_power(weights: np.ndarray, n_fft: int = 64) -> np.ndarray:
     weights = _check_stack(weights)
     if n_fft < max(weights.shape[2:]):
         raise ValueError(f"n_fft={n_fft} is smaller than the kernel size {weights.shape[2:]}")
-    # Real input: the half plane of rfft2 holds everything; the rest is its mirror image.
-    # Chunks keep the complex intermediate small for layers of thousands of filters.
+    from scipy import fft
+
+    # Real input: the half plane of rfft2 holds everything; the other half is its mirror
+    # image, P(-v, -u) = P(v, u). Chunks keep the complex intermediate small for layers of
+    # thousands of filters.
     half = n_fft // 2 + 1
     full = np.empty((weights.shape[0], n_fft, n_fft))
-    rows = (-np.arange(n_fft)) % n_fft
-    cols = (-np.arange(half, n_fft)) % n_fft
     for start in range(0, len(weights), _CHUNK):
-        spectrum = np.fft.rfft2(weights[start : start + _CHUNK], s=(n_fft, n_fft))
+        spectrum = fft.rfft2(weights[start : start + _CHUNK], s=(n_fft, n_fft), workers=-1)
         power_half = (spectrum.real**2 + spectrum.imag**2).sum(axis=1)
         block = full[start : start + _CHUNK]
         block[:, :, :half] = power_half
-        block[:, :, half:] = power_half[:, rows][:, :, cols]
+        negated_rows = np.concatenate([power_half[:, :1], power_half[:, :0:-1]], axis=1)
+        block[:, :, half:] = negated_rows[:, :, n_fft - half : 0 : -1]
     return full
 
 
