@@ -1,0 +1,198 @@
+"""`write_report`: load models, analyse them, write the HTML, JSON and CSV atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._atomic import atomic_write
+from .progress import Progress
+from .render import render_report, report_metadata
+
+if TYPE_CHECKING:
+    from ..analysis import AnalysisResult
+
+__all__ = ["DEFAULT_OUT", "SEED_MODEL_NAMES", "ReportFiles", "write_report"]
+
+DEFAULT_OUT = "reports/kernelspec-report.html"
+#: Fallback list of the eight seed models (`models.SEED_MODELS` is the source of truth).
+SEED_MODEL_NAMES = (
+    "alexnet",
+    "vgg16",
+    "resnet50",
+    "lenet5",
+    "densenet121",
+    "mobilenet_v2",
+    "googlenet",
+    "inception_v3",
+)
+CSV_LEAD_COLUMNS = ("model", "layer", "weights")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where `write_report` put its three files."""
+
+    html: Path
+    json: Path
+    csv: Path
+
+
+def seed_models() -> list[str]:
+    """The eight seed models in their canonical order."""
+    try:
+        from ..models import SEED_MODELS
+    except ImportError:  # pragma: no cover - models.py is part of the package
+        return list(SEED_MODEL_NAMES)
+    return list(SEED_MODELS)
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace NaN / Inf (not valid JSON) by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def results_json(results: Sequence[AnalysisResult], generated: datetime) -> str:
+    """The JSON document: ``{"report": metadata, "results": [AnalysisResult.to_dict(), ...]}``."""
+    document = {
+        "report": report_metadata(results, generated),
+        "results": [r.to_dict() for r in results],
+    }
+    return json.dumps(_json_safe(document), indent=1, allow_nan=False) + "\n"
+
+
+def results_csv(results: Sequence[AnalysisResult]) -> str:
+    """One CSV row per filter: model, layer, weights source, then `filter_rows` columns."""
+    buffer = io.StringIO()
+    writer: Any = None
+    for r in results:
+        lead = {"model": r.bank.model, "layer": r.bank.layer, "weights": r.bank.source}
+        for row in r.filter_rows():
+            record = {**lead, **row}
+            if writer is None:
+                writer = csv.DictWriter(buffer, fieldnames=list(record), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow(record)
+    return buffer.getvalue()
+
+
+def _paths(
+    out: str | os.PathLike[str],
+    json_path: str | os.PathLike[str] | None,
+    csv_path: str | os.PathLike[str] | None,
+) -> ReportFiles:
+    html = Path(out)
+    if html.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"the report must be an .html file, got {str(html)!r}")
+    files = ReportFiles(
+        html=html,
+        json=Path(json_path) if json_path is not None else html.with_suffix(".json"),
+        csv=Path(csv_path) if csv_path is not None else html.with_suffix(".csv"),
+    )
+    resolved = {p.resolve() for p in (files.html, files.json, files.csv)}
+    if len(resolved) != 3:
+        raise ValueError(f"the HTML, JSON and CSV paths must differ, got {files}")
+    return files
+
+
+def write_report(
+    sources: Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    weights: str = "auto",
+    method: str = "response",
+    threshold: float = 0.93,
+    min_samples: int = 2,
+    out: str | os.PathLike[str] = DEFAULT_OUT,
+    json_path: str | os.PathLike[str] | None = None,
+    csv_path: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> ReportFiles:
+    """Analyse models or weight files and write the HTML report, its JSON and its CSV.
+
+    Parameters
+    ----------
+    sources : sequence of str or path-like, optional
+        Model names or weight files, in report order (see `load_kernels`); default the
+        eight seed models.
+    weights : {"auto", "pretrained", "random"}
+        Which weights to load for models (ignored for files).
+    method, threshold, min_samples
+        Passed to `analyze`; checked before anything is loaded.
+    out : path-like
+        The HTML file (``.html``); its folder is created if missing.
+    json_path, csv_path : path-like, optional
+        Default: `out` with the suffix ``.json`` / ``.csv``.
+    progress : bool
+        Draw a progress bar on stderr, one step per model.
+
+    Returns
+    -------
+    ReportFiles
+        The three paths written.
+
+    Raises
+    ------
+    KernelSpecError
+        Bad parameters, or any loading error (unchanged, so the CLI prints it as one line).
+        Nothing is written then.
+    ValueError
+        An empty `sources` list, an `out` that is not ``.html``, or colliding output paths.
+
+    Notes
+    -----
+    All three files are rendered in memory, written to temporary files next to their
+    targets and only then renamed over them: an interrupted run leaves an earlier report
+    intact and no temporary file behind.
+    """
+    from ..analysis import analyze, check_parameters
+    from ..loading import load_kernels
+
+    check_parameters(method, threshold, min_samples)
+    files = _paths(out, json_path, csv_path)
+    names: list[str | os.PathLike[str]] = list(seed_models() if sources is None else sources)
+    if not names:
+        raise ValueError("no models or files to report on")
+
+    bar = Progress(len(names), "kernelspec report", enabled=progress)
+    results = []
+    caught: list[warnings.WarningMessage] = []
+    try:
+        for name in names:
+            bar.start(f"loading {name}")
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                bank = load_kernels(name, weights=weights)
+            caught += seen
+            results.append(analyze(bank, method, threshold, min_samples))
+            bar.step(bank.display_name)
+    finally:
+        bar.close()
+    for w in caught:  # after the bar, so messages do not break it
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+    generated = datetime.now(timezone.utc)
+    html = render_report(results, generated=generated)
+    document = results_json(results, generated)
+    table = results_csv(results)
+    with ExitStack() as stack:
+        targets = ((files.html, html), (files.json, document), (files.csv, table))
+        handles = [(stack.enter_context(atomic_write(p, "w")), text) for p, text in targets]
+        for handle, text in handles:
+            handle.write(text)
+    return files
