@@ -1,0 +1,74 @@
+"""Time the napari widget from choosing a model to updated layers (run under Xvfb).
+
+Usage::
+
+    xvfb-run -a .venv/bin/python benchmarks/widget_switch.py --switches 20
+
+Every seed model is loaded once first (filling the kernel cache, not timed); then the model
+control is switched round the eight models `--switches` times. Each time counts from setting
+the control to the moment the new kernels, spectra and clusters layers are in the viewer
+(loading and analysis run in a worker thread; Qt events are processed while waiting).
+Prints one JSON line: {"times": [...seconds...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+
+def wait(app, widget, timeout: float = 120.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while not widget.wait_idle_condition():
+        app.processEvents()
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the widget did not finish in time")
+        time.sleep(0.0005)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--switches", type=int, default=20)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("KERNELSPEC_CACHE", tempfile.mkdtemp(prefix="kernelspec-bench-"))
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_kernelspec._qt.widget import KernelSpectrumWidget
+    from napari_kernelspec.models import SEED_MODELS
+
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    widget = KernelSpectrumWidget(viewer, autostart=False)
+    viewer.window.add_dock_widget(widget)
+    widget.weights.value = "random"  # no network here; the same code path as pretrained
+    wait(app, widget)
+    models = list(SEED_MODELS)
+    for name in models:  # fill the kernel cache (not timed)
+        widget.model.value = name
+        wait(app, widget)
+    assert widget.last_error is None, widget.last_error
+
+    times = []
+    for i in range(args.switches):
+        name = models[(i + 1) % len(models)]
+        t0 = time.perf_counter()
+        widget.model.value = name
+        wait(app, widget)
+        times.append(time.perf_counter() - t0)
+        layer_names = [layer.name for layer in viewer.layers]
+        assert len(layer_names) == 3 and all(SEED_MODELS[name] in n for n in layer_names), (
+            layer_names
+        )
+    viewer.close()
+    print(json.dumps({"times": times}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
