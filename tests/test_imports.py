@@ -17,8 +17,7 @@ def run_python(code: str) -> str:
 
 def test_importing_the_package_imports_nothing_heavy():
     out = run_python(
-        "import sys, napari_kernelspec; "
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+        f"import sys, napari_kernelspec; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     assert out == ""
 

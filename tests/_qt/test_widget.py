@@ -74,10 +74,12 @@ def test_eight_models_produce_three_layers_each(docked, qtbot, wait_idle):
         wait_idle(widget)
         assert widget.last_error is None, widget.last_error
         _check_layers(viewer, widget, model)
-        current = set(map(id, widget.layers.values()))
+        # Switching model replaces what the viewer shows: three layers, all of this model.
+        names = [layer.name for layer in viewer.layers]
+        assert len(names) == 3 and set(names) == {lay.name for lay in widget.layers.values()}
         if previous is not None:
-            assert not current & previous, "switching model must replace the layers"
-        previous = current
+            assert not set(names) & previous, "the previous model's layers must be gone"
+        previous = set(names)
         assert widget.table.shape[0] == widget.result.n_clusters
 
 
