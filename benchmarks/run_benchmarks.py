@@ -195,7 +195,7 @@ from napari_kernelspec import analyze, load_kernels
 from napari_kernelspec.report import render_report
 from napari_kernelspec.models import SEED_MODELS
 t1 = time.perf_counter()
-banks = [load_kernels(m, weights=sys.argv[1]) for m in SEED_MODELS]
+banks = [load_kernels(m, weights=sys.argv[1]) for m in (sys.argv[2:] or SEED_MODELS)]
 t2 = time.perf_counter()
 results = [analyze(b) for b in banks]
 t3 = time.perf_counter()
@@ -208,21 +208,21 @@ print(json.dumps({"imports": t1 - t0, "loading": t2 - t1, "analysis": t3 - t2,
 """
 
 
-def bench_report(repeat: int, weights: str) -> None:
+def bench_report(repeat: int, weights: str, models: list[str]) -> None:
     # Fill the kernel cache once (not timed), then time fresh interpreters.
-    subprocess.run(
-        [sys.executable, "-c", _REPORT_PHASES, weights], check=True, capture_output=True
-    )
+    command = [sys.executable, "-c", _REPORT_PHASES, weights, *models]
+    subprocess.run(command, check=True, capture_output=True)
     runs = []
     for _ in range(repeat):
         proc = subprocess.run(
-            [sys.executable, "-c", _REPORT_PHASES, weights],
+            command,
             check=True,
             capture_output=True,
             text=True,
         )
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    table = Table(f"3. Eight-model report from cached kernels (weights={weights})")
+    what = f"{len(models)}-model" if models else "Eight-model"
+    table = Table(f"3. {what} report from cached kernels (weights={weights})")
     for phase in ("imports", "loading", "analysis", "rendering", "total"):
         table.add(phase, [r[phase] for r in runs])
     table.print()
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if "spectra" in only:
             bench_spectra(3 if args.quick else max(repeat, 20))
         if "report" in only:
-            bench_report(repeat, "random")
+            bench_report(repeat, "random", ["lenet5", "mobilenet_v2"] if args.quick else [])
         if "widget" in only:
             bench_widget(3 if args.quick else 20)
         if "scale" in only:
