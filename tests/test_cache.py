@@ -101,7 +101,7 @@ def test_interrupted_write_through_load_kernels(kc_dir, monkeypatch):
     monkeypatch.setattr(np, "savez", real)
     bank = load_kernels("lenet5", weights="random")
     assert not bank.provenance["cached"]
-    assert len(list(kc_dir.glob("lenet5-conv1-random-*.npz"))) == 1
+    assert len(list(kc_dir.glob("lenet5-first-conv-random-*.npz"))) == 1
 
 
 def test_corrupt_cache_file_is_rewritten(kc_dir):

@@ -33,3 +33,18 @@ def test_cli_analysis_never_imports_matplotlib_or_a_gui():
         "('matplotlib', 'napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6')))"
     )
     assert out == "[]"
+
+
+def test_a_cached_model_loads_without_importing_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELSPEC_CACHE", str(tmp_path))
+    load = (
+        "import sys\n"
+        "from napari_kernelspec import load_kernels\n"
+        "bank = load_kernels('resnet50', weights='random')\n"
+        "print(bank.layer, bank.stride, bank.padding, bank.provenance['cached'], "
+        "'torch' in sys.modules)"
+    )
+    first = run_python(load)
+    second = run_python(load)
+    assert first == "conv1 (2, 2) (3, 3) False True"
+    assert second == "conv1 (2, 2) (3, 3) True False"

@@ -392,25 +392,24 @@ def _npz_entries(path: Path) -> list[_Entry]:
         for name in archive.files:
             try:
                 array = archive[name]
-            except ValueError as exc:
-                if "allow_pickle" in str(exc):
-                    raise _refuse_objects(path) from exc
-                raise _damaged(path, exc) from exc
             except Exception as exc:
-                raise _damaged(path, exc) from exc
+                raise _np_error(path, exc) from exc
             entries.append(_Entry(name, array.shape, array.dtype.kind == "f", lambda a=array: a))
     return entries
+
+
+def _np_error(path: Path, exc: Exception) -> KernelSpecError:
+    """The user-facing error for a failed `np.load` (object arrays are refused, not run)."""
+    if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+        return _refuse_objects(path)
+    return _damaged(path, exc)
 
 
 def _np_load(path: Path) -> Any:
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise _refuse_objects(path) from exc
-        raise _damaged(path, exc) from exc
     except Exception as exc:
-        raise _damaged(path, exc) from exc
+        raise _np_error(path, exc) from exc
 
 
 def _refuse_objects(path: Path) -> KernelSpecError:

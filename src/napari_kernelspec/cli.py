@@ -162,8 +162,8 @@ def print_summary(result: AnalysisResult, out: TextIO) -> None:
     source = bank.source
     if not bank.is_trained:
         source += " (UNTRAINED: seeded random initialisation, not learned filters)"
-    elif "weights_name" in bank.provenance:
-        source += f" ({bank.provenance['weights_name']})"
+    elif bank.source == "pretrained" and "weights" in bank.provenance:
+        source += f" ({bank.provenance['weights']})"
     if "accuracy" in bank.provenance:
         source += f", held-out accuracy {bank.provenance['accuracy']:.1%}"
     lines = [

@@ -10,6 +10,7 @@ layer and weights reads a small file and never touches the big checkpoint again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -99,15 +100,20 @@ def load_kernels(
             return _load_file(Path(text), layer)
         raise models.unknown_model_error(text)
     kind = _weights_kind(weights, model)
+    # A cached layer is read without importing torch: the cache entry knows the layer's
+    # name, stride and padding. ("auto" prefers pretrained weights, so only those count.)
+    hit = _cached(_key(model, layer, "pretrained" if kind == "auto" else kind), use_cache, model)
+    if hit is not None:
+        return hit
     conv = models.conv_layer(model, layer)
     if kind == "random":
-        return _random(model, conv, use_cache)
+        return _random(model, layer, conv, use_cache)
     if kind == "trained-digits":
-        return _digits(model, conv, use_cache)
+        return _digits(model, layer, conv, use_cache)
     if kind == "pretrained":
-        return _pretrained(model, conv, use_cache)
+        return _pretrained(model, layer, conv, use_cache)
     try:
-        return _pretrained(model, conv, use_cache)
+        return _pretrained(model, layer, conv, use_cache)
     except pretrained.WeightsUnavailable as exc:
         reason = str(exc)
     warnings.warn(
@@ -117,7 +123,7 @@ def load_kernels(
         UntrainedWeightsWarning,
         stacklevel=2,
     )
-    bank = _random(model, conv, use_cache)
+    bank = _random(model, layer, conv, use_cache)
     bank.provenance["fallback_reason"] = reason
     return bank
 
@@ -140,16 +146,30 @@ def _weights_kind(weights: Any, model: str) -> str:
 
 
 def _versions() -> dict[str, str]:
-    import torch
+    """Installed torch and torchvision versions, read from package metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    out = {"torch": torch.__version__}
-    try:
-        import torchvision
-
-        out["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - a dependency
-        pass
+    out = {}
+    for name in ("torch", "torchvision"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
     return out
+
+
+def _key(model: str, layer: str | None, kind: str) -> dict[str, Any]:
+    """Cache key of a model's layer: what determines the numbers, known before any import.
+
+    The requested `layer` (None for "the first convolution") stands for the resolved one;
+    the torchvision version pins both the architecture and its default pretrained weights.
+    """
+    parts: dict[str, Any] = {"model": model, "layer": layer or "first-conv", "weights": kind}
+    if kind == "random":
+        parts["seed"] = RANDOM_SEED
+    if kind == "trained-digits":
+        from .digits import RECIPE
+
+        parts["recipe"] = RECIPE
+    return cache.make_key(**parts, **_versions())
 
 
 def _bank(
@@ -177,46 +197,57 @@ def _bank(
     )
 
 
-def _cached(
-    key: dict[str, Any], use_cache: bool, model: str, conv: models.ConvLayer
-) -> KernelBank | None:
+def _cached(key: dict[str, Any], use_cache: bool, model: str) -> KernelBank | None:
     if not use_cache:
         return None
     hit = cache.read_entry(key)
     if hit is None:
         return None
     weights, meta = hit
-    if tuple(weights.shape) != conv.shape or meta.get("source") not in (
-        "pretrained",
-        "random",
-        "trained-digits",
-    ):
+    try:
+        source, layer = meta["source"], meta["layer"]
+        stride, padding = tuple(meta["stride"]), tuple(meta["padding"])
+    except (KeyError, TypeError):
+        return None  # an entry from an older format: rebuild it
+    if source not in ("pretrained", "random", "trained-digits"):
         return None
     provenance = dict(meta.get("provenance", {}))
     provenance["cached"] = True
     provenance["cache_file"] = str(cache.entry_path(key))
-    logger.debug("kernel cache hit for %s %s", model, conv.name)
-    return _bank(model, conv, weights, meta["source"], provenance)
+    logger.debug("kernel cache hit for %s %s", model, layer)
+    return KernelBank(
+        weights=weights,
+        model=model,
+        layer=layer,
+        source=source,
+        stride=stride,
+        padding=padding,
+        display_name=models.display_name(model),
+        provenance=provenance,
+    )
 
 
 def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
     if use_cache:
-        cache.write_entry(
-            key, bank.weights, {"source": bank.source, "provenance": dict(bank.provenance)}
-        )
+        meta = {
+            "source": bank.source,
+            "layer": bank.layer,
+            "stride": list(bank.stride),
+            "padding": list(bank.padding),
+            "provenance": dict(bank.provenance),
+        }
+        cache.write_entry(key, bank.weights, meta)
 
 
 # --- the three kinds of model weights ------------------------------------------------------
 
 
-def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
-    versions = _versions()
-    key = cache.make_key(
-        model=model, layer=conv.name, weights="random", seed=RANDOM_SEED, **versions
-    )
-    hit = _cached(key, use_cache, model, conv)
+def _random(model: str, layer: str | None, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
+    key = _key(model, layer, "random")
+    hit = _cached(key, use_cache, model)
     if hit is not None:
         return hit
+    versions = _versions()
     import torch
 
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
@@ -236,12 +267,14 @@ def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
     return bank
 
 
-def _pretrained(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
-    info = pretrained.weights_info(model)
-    key = cache.make_key(model=model, layer=conv.name, weights="pretrained", file=info.filename)
-    hit = _cached(key, use_cache, model, conv)
+def _pretrained(
+    model: str, layer: str | None, conv: models.ConvLayer, use_cache: bool
+) -> KernelBank:
+    key = _key(model, layer, "pretrained")
+    hit = _cached(key, use_cache, model)
     if hit is not None:
         return hit
+    info = pretrained.weights_info(model)
     path = pretrained.ensure_checkpoint(info)
     tensor_key = f"{conv.name}.weight"
     weights = pretrained.read_tensor(path, tensor_key)
@@ -258,14 +291,12 @@ def _pretrained(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBa
     return bank
 
 
-def _digits(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
+def _digits(model: str, layer: str | None, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
     from . import digits
 
     versions = _versions()
-    key = cache.make_key(
-        model=model, layer=conv.name, weights="trained-digits", recipe=digits.RECIPE, **versions
-    )
-    hit = _cached(key, use_cache, model, conv)
+    key = _key(model, layer, "trained-digits")
+    hit = _cached(key, use_cache, model)
     if hit is not None:
         return hit
     state, info = digits.trained_lenet5(use_cache=use_cache)

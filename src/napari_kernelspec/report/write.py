@@ -22,20 +22,9 @@ from .render import render_report, report_metadata
 if TYPE_CHECKING:
     from ..analysis import AnalysisResult
 
-__all__ = ["DEFAULT_OUT", "SEED_MODEL_NAMES", "ReportFiles", "write_report"]
+__all__ = ["DEFAULT_OUT", "ReportFiles", "write_report"]
 
 DEFAULT_OUT = "reports/kernelspec-report.html"
-#: Fallback list of the eight seed models (`models.SEED_MODELS` is the source of truth).
-SEED_MODEL_NAMES = (
-    "alexnet",
-    "vgg16",
-    "resnet50",
-    "lenet5",
-    "densenet121",
-    "mobilenet_v2",
-    "googlenet",
-    "inception_v3",
-)
 CSV_LEAD_COLUMNS = ("model", "layer", "weights")
 
 
@@ -50,10 +39,8 @@ class ReportFiles:
 
 def seed_models() -> list[str]:
     """The eight seed models in their canonical order."""
-    try:
-        from ..models import SEED_MODELS
-    except ImportError:  # pragma: no cover - models.py is part of the package
-        return list(SEED_MODEL_NAMES)
+    from ..models import SEED_MODELS
+
     return list(SEED_MODELS)
 
 
