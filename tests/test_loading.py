@@ -69,6 +69,8 @@ def test_seed_models_random_first_layer(ld_env, name, display, layer, shape, str
     assert not bank.is_trained
     assert bank.provenance["seed"] == 0
     assert models.first_conv(name) == (layer, (stride, stride), (padding, padding), shape)
+    # The table that spares a first load the architecture is what the meta-device probe finds.
+    assert models._first_conv_layer(name) == models.SEED_FIRST_CONVS[name]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ layer and weights reads a small file and never touches the big checkpoint again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import warnings
@@ -145,15 +146,20 @@ def _weights_kind(weights: Any, model: str) -> str:
     return kind
 
 
-def _versions() -> dict[str, str]:
-    """Installed torch and torchvision versions, read from package metadata (no import)."""
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
+    out = []
     for name in ("torch", "torchvision"):
         with contextlib.suppress(PackageNotFoundError):
-            out[name] = version(name)
-    return out
+            out.append((name, version(name)))
+    return tuple(out)
+
+
+def _versions() -> dict[str, str]:
+    """Installed torch and torchvision versions, read from package metadata (no import)."""
+    return dict(_installed_versions())
 
 
 def _key(model: str, layer: str | None, kind: str) -> dict[str, Any]:

@@ -83,6 +83,20 @@ class ConvLayer:
     shape: tuple[int, int, int, int]
 
 
+#: First convolutions of the eight seed models, as `_first_conv_layer` finds them (a test
+#: checks that it still does). Known up front, a first load needs no architecture at all.
+SEED_FIRST_CONVS: dict[str, ConvLayer] = {
+    "alexnet": ConvLayer("features.0", (4, 4), (2, 2), (64, 3, 11, 11)),
+    "vgg16": ConvLayer("features.0", (1, 1), (1, 1), (64, 3, 3, 3)),
+    "resnet50": ConvLayer("conv1", (2, 2), (3, 3), (64, 3, 7, 7)),
+    "lenet5": ConvLayer("conv1", (1, 1), (0, 0), (6, 1, 5, 5)),
+    "densenet121": ConvLayer("features.conv0", (2, 2), (3, 3), (64, 3, 7, 7)),
+    "mobilenet_v2": ConvLayer("features.0.0", (2, 2), (1, 1), (32, 3, 3, 3)),
+    "googlenet": ConvLayer("conv1.conv", (2, 2), (3, 3), (64, 3, 7, 7)),
+    "inception_v3": ConvLayer("Conv2d_1a_3x3.conv", (2, 2), (0, 0), (32, 3, 3, 3)),
+}
+
+
 def _lenet5_class() -> type:
     import torch
     from torch import nn
@@ -405,7 +419,7 @@ def first_conv(
     weight_shape : (int, int, int, int)
         (N, C, H, W).
     """
-    layer = _first_conv_layer(resolve_model(model))
+    layer = conv_layer(resolve_model(model))
     return layer.name, layer.stride, layer.padding, layer.shape
 
 
@@ -429,7 +443,7 @@ def conv_layer(model: str, layer: str | None = None) -> ConvLayer:
         If `layer` is not a ``Conv2d`` of the model; the message lists some that are.
     """
     if layer is None:
-        return _first_conv_layer(model)
+        return SEED_FIRST_CONVS.get(model) or _first_conv_layer(model)
     name = layer.strip()
     if name.endswith(".weight"):
         name = name[: -len(".weight")]
