@@ -131,34 +131,29 @@ def read_weights(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTupl
     KernelSpecError
         For a file without usable convolution weights (napari shows the message).
     """
-    from .analysis import analyze
-    from .layers import layer_data
-    from .loading import load_kernels
-
-    preload_torch()
     single = _single_path(path)
     if single is None:
         raise ValueError(f"read_weights opens one file at a time, got {path!r}")
-    bank = load_kernels(Path(single))
-    return [layer.as_tuple() for layer in layer_data(analyze(bank), DEFAULT_VIEW)]
+    return _layers_of(Path(single))
 
 
-def _sample(model: str) -> list[LayerDataTuple]:
+def _layers_of(source: str | Path) -> list[LayerDataTuple]:
+    """Load, analyse with the defaults, and lay out the three layers of `source`."""
     from .analysis import analyze
     from .layers import layer_data
     from .loading import load_kernels
 
     preload_torch()
-    bank = load_kernels(model, weights="auto")
+    bank = load_kernels(source, weights="auto")
     return [layer.as_tuple() for layer in layer_data(analyze(bank), DEFAULT_VIEW)]
 
 
 def sample_lenet5() -> list[LayerDataTuple]:
     """LeNet5's first layer, trained on scikit-learn's digits (deterministic, no download)."""
-    return _sample("lenet5")
+    return _layers_of("lenet5")
 
 
 def sample_alexnet() -> list[LayerDataTuple]:
     """AlexNet's first layer: ImageNet weights if in the torch cache (or downloadable),
     otherwise the untrained random initialisation, named so in the layer names."""
-    return _sample("alexnet")
+    return _layers_of("alexnet")
