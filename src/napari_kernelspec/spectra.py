@@ -124,8 +124,8 @@ def response_power(weights: np.ndarray, n_fft: int = 64) -> np.ndarray:
     half = n_fft // 2 + 1
     full = np.empty((weights.shape[0], n_fft, n_fft))
     for start in range(0, len(weights), _CHUNK):
-        # rfft2 with zero padding, one axis at a time: the column transform then runs on the
-        # kernel's H rows only, not on n_fft mostly-zero rows (less work for small kernels).
+        # rfft2 with zero padding, one axis at a time: the first (along each row) transform
+        # runs on the kernel's H rows only, not on n_fft rows that are mostly zeros.
         rows_done = fft.rfft(weights[start : start + _CHUNK], n=n_fft, axis=-1, workers=-1)
         spectrum = fft.fft(rows_done, n=n_fft, axis=-2, workers=-1)
         power_half = (spectrum.real**2 + spectrum.imag**2).sum(axis=1)
