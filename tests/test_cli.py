@@ -182,3 +182,40 @@ def test_the_installed_console_script_refuses_a_malicious_pickle(tmp_path):
     assert proc.stderr.startswith("kernelspec: error: ") and proc.stderr.count("\n") == 1
     assert "code execution" in proc.stderr or "unpickle" in proc.stderr
     assert not marker.exists()
+
+
+def test_report_command_writes_html_json_and_csv(capsys, tmp_path):
+    np.save(tmp_path / "mine.npy", np.random.default_rng(3).normal(size=(8, 3, 5, 5)))
+    out = tmp_path / "r" / "report.html"
+    code, stdout, err = run(
+        capsys,
+        "report",
+        "--models",
+        f"LeNet5, {tmp_path / 'mine.npy'}",
+        "--weights",
+        "random",
+        "--threshold",
+        "0.9",
+        "--out",
+        str(out),
+        "--json",
+        str(tmp_path / "all.json"),
+    )
+    assert code == 0, err
+    assert f"report written to {out}" in stdout
+    html = out.read_text()
+    assert 'id="model-lenet5"' in html and "mine.npy" in html
+    data = json.loads((tmp_path / "all.json").read_text())
+    assert [r["model"] for r in data["results"]] == ["lenet5", "mine.npy"]
+    assert all(r["threshold"] == 0.9 for r in data["results"])
+    assert out.with_suffix(".csv").read_text().count("\n") == 6 + 8 + 1  # header + filters
+    assert "2/2" in err  # the progress bar counts models
+
+
+def test_report_command_refuses_an_unknown_model_and_writes_nothing(capsys, tmp_path):
+    out = tmp_path / "report.html"
+    code, _, err = run(capsys, "report", "--models", "alexnet,nosuchnet", "--out", str(out))
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("kernelspec: error: ")
+    assert "nosuchnet" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

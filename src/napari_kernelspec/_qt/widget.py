@@ -504,12 +504,11 @@ class KernelSpectrumWidget(Container):
 
         for lay in reversed(list(self.viewer.layers)):
             meta = lay.metadata.get("kernelspec") if isinstance(lay.metadata, dict) else None
-            if not lay.visible or not meta:
+            # Rectangles have no pixels: the image below answers for them.
+            if not lay.visible or not meta or meta["role"] == "clusters":
                 continue
             text = describe_position(meta, position, with_frequency=meta["role"] == "spectra")
             if text is not None:
-                if meta["role"] == "clusters":
-                    continue  # rectangles have no pixels: let the image below answer
                 return text
         return None
 
