@@ -12,13 +12,13 @@ from napari_kernelspec.clustering import (
     linkage_clusters,
     seed_clusters,
 )
-from napari_kernelspec.spectra import response_power, tuning_vectors
+from napari_kernelspec.spectra import ac_power, tuning_vectors
 
 
 def gabor_ring(gabor, n=24, step=7.5):
     """Gabors whose orientation steps by `step` degrees: neighbours alike, ends different."""
     weights = np.stack([gabor(15, 0.2, i * step, sigma=4.0) for i in range(n)])[:, None]
-    return cosine_similarity(tuning_vectors(response_power(weights, 64)))
+    return cosine_similarity(tuning_vectors(ac_power(weights, 64)))
 
 
 def test_seed_dbscan_chains_while_complete_linkage_keeps_its_guarantee(gabor):
@@ -43,7 +43,19 @@ def test_complete_linkage_guarantee_on_random_similarities(seed, threshold):
     sim = cosine_similarity(vectors)
     labels = linkage_clusters(sim, threshold, 2)
     for idx in labels_to_clusters(labels):
-        assert sim[np.ix_(idx, idx)].min() >= threshold - 1e-12
+        assert sim[np.ix_(idx, idx)].min() >= threshold
+
+
+def test_complete_linkage_guarantee_holds_at_the_floating_point_boundary():
+    # 1 - 0.09999999999999996 rounds to exactly 1 - 0.1: a cut on distances alone would
+    # merge this pair although its similarity is below the threshold.
+    below = float(np.nextafter(0.1, 0.0))
+    assert 1.0 - below == 1.0 - 0.1 and below < 0.1
+    sim = np.array([[1.0, below, 0.5], [below, 1.0, 0.5], [0.5, 0.5, 1.0]])
+    labels = linkage_clusters(sim, 0.1, 2)
+    for idx in labels_to_clusters(labels):
+        assert sim[np.ix_(idx, idx)].min() >= 0.1
+    assert labels[0] != labels[1] or labels[0] == -1
 
 
 def test_everything_unclustered_is_a_valid_answer():
@@ -92,6 +104,19 @@ def test_threshold_outside_unit_interval_is_rejected(bad):
         linkage_clusters(np.eye(3), bad)
     with pytest.raises(ValueError, match="threshold"):
         seed_clusters(np.eye(3), bad)
+
+
+def test_seed_clusters_at_threshold_one_fall_back_to_greedy_grouping_as_the_seed_did():
+    # scikit-learn's DBSCAN refuses eps = 0, so the seed tool fell back on threshold grouping.
+    sim = cosine_similarity(np.array([[1, 0], [2, 0], [0, 1], [0.01, 1]], dtype=float))
+    np.testing.assert_array_equal(seed_clusters(sim, 1.0), [0, 0, -1, -1])
+
+
+def test_asymmetric_similarity_is_rejected():
+    sim = np.eye(3)
+    sim[0, 1] = 0.5
+    with pytest.raises(ValueError, match="symmetric"):
+        linkage_clusters(sim, 0.9)
 
 
 def test_min_samples_below_one_is_rejected():

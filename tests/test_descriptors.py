@@ -30,6 +30,20 @@ def test_orientation_of_gabors(gabor, theta):
     assert d["orientation_selectivity"][0] > 0.9
 
 
+@pytest.mark.parametrize("offset", [0.0, 0.5, -2.0])
+def test_a_mean_offset_changes_only_the_dc_ratio(gabor, offset):
+    g = gabor(11, 0.25, 60.0, sigma=3.0)[None, None]
+    plain, shifted = run(g), run(g + offset)
+    for name in (
+        "peak_frequency",
+        "centroid_frequency",
+        "orientation_deg",
+        "orientation_selectivity",
+    ):
+        assert shifted[name][0] == pytest.approx(plain[name][0], abs=1e-9), name
+    assert (shifted["dc_ratio"][0] > plain["dc_ratio"][0]) == (offset != 0.0)
+
+
 def test_isotropic_blob_has_no_orientation_preference():
     y, x = np.mgrid[:15, :15] - 7
     dog = np.exp(-(x**2 + y**2) / 4) - 0.5 * np.exp(-(x**2 + y**2) / 16)

@@ -58,14 +58,28 @@ def test_response_spectra_are_centred_on_dc():
     assert freqs[centre[0]] == 0 and freqs[centre[1]] == 0
 
 
-def test_tuning_vectors_ignore_scale_sign_and_dc():
+def test_tuning_vectors_ignore_scale_sign_and_mean():
     rng = np.random.default_rng(3)
     kernel = rng.normal(size=(1, 3, 7, 7))
-    both = np.concatenate([kernel, -3.0 * kernel + 0.0])
-    t = spectra.tuning_vectors(spectra.response_power(both, 32))
+    both = np.concatenate([kernel, -3.0 * kernel + 0.7])  # scaled, negated, offset
+    t = spectra.tuning_vectors(spectra.ac_power(both, 32))
     assert np.all(t[:, 0] == 0)
     cos = t[0] @ t[1] / np.linalg.norm(t[0]) / np.linalg.norm(t[1])
     assert cos == pytest.approx(1.0, abs=1e-12)
+
+
+def test_a_mean_offset_does_not_make_different_filters_alike(gabor):
+    # Zero padding smears a kernel's mean over the low frequencies: dropping the DC bin alone
+    # would make two orthogonal Gabors look alike once both carry an offset.
+    weights = np.stack([gabor(7, 0.3, 0.0), gabor(7, 0.3, 90.0)])[:, None]
+    for offset in (0.0, 0.3):
+        t = spectra.tuning_vectors(spectra.ac_power(weights + offset, 64))
+        cos = t[0] @ t[1] / np.linalg.norm(t[0]) / np.linalg.norm(t[1])
+        assert cos < 0.1, offset
+
+
+def test_ac_power_is_zero_for_a_constant_filter():
+    assert np.allclose(spectra.ac_power(np.full((1, 3, 5, 5), 2.0), 16), 0.0)
 
 
 def test_radial_profile_puts_a_grating_in_its_band():

@@ -211,6 +211,7 @@ def analyze(
     n_fft = max(int(n_fft), *bank.kernel_size)
 
     power = _spectra.response_power(weights, n_fft)
+    structure = _spectra.ac_power(weights, n_fft)
     if method == "seed":
         shown = _spectra.seed_spectra(weights)
         similarity = cosine_similarity(shown.reshape(len(shown), -1))
@@ -218,7 +219,7 @@ def analyze(
         frequencies = None
     else:
         shown = _spectra.response_spectra(power)
-        similarity = cosine_similarity(_spectra.tuning_vectors(power))
+        similarity = cosine_similarity(_spectra.tuning_vectors(structure))
         labels = linkage_clusters(similarity, threshold, min_samples)
         frequencies = _spectra.centred_frequencies(n_fft)
 
@@ -237,5 +238,5 @@ def analyze(
         duplicates=duplicates,
         sign_pairs=sign_pairs,
         power=power,
-        descriptors=descriptors(weights, power, bank.stride),
+        descriptors=descriptors(weights, power, bank.stride, ac_power=structure),
     )

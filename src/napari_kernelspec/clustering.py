@@ -74,6 +74,11 @@ def _check(similarity: np.ndarray, threshold: float, min_samples: int) -> np.nda
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     if min_samples < 1:
         raise ValueError(f"min_samples must be >= 1, got {min_samples}")
+    finite = np.isfinite(similarity)
+    if not np.array_equal(finite, finite.T) or not np.allclose(
+        np.where(finite, similarity, 0), np.where(finite, similarity, 0).T, rtol=0, atol=1e-12
+    ):
+        raise ValueError("similarity must be a symmetric matrix")
     return similarity
 
 
@@ -191,12 +196,13 @@ def seed_clusters(
     Returns
     -------
     (N,) ndarray of int64
-        -1 for noise, clusters numbered by first member. Where DBSCAN cannot run (a
-        similarity with NaN, on which scikit-learn raises), falls back to
+        -1 for noise, clusters numbered by first member (the seed kept scikit-learn's
+        numbering; the partition is the same). Where the seed's DBSCAN raised (threshold 1,
+        i.e. ``eps = 0``, or a similarity with NaN), falls back to
         `greedy_threshold_clusters`, as the seed did.
     """
     similarity = _check(similarity, threshold, min_samples)
-    if not np.isfinite(similarity).all():
+    if threshold >= 1.0 or not np.isfinite(similarity).all():
         return greedy_threshold_clusters(similarity, threshold, min_samples)
     labels = dbscan_precomputed(_distance(similarity), 1.0 - threshold, min_samples)
     return _renumber(labels)
@@ -221,21 +227,39 @@ def linkage_clusters(
     (N,) ndarray of int64
     """
     similarity = _check(similarity, threshold, min_samples)
-    n = len(similarity)
-    if n == 1:
-        return np.array([0 if min_samples <= 1 else -1], dtype=np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
-    condensed = squareform(_distance(similarity), checks=False)
-    tree = linkage(condensed, method="complete")
-    raw = fcluster(tree, t=1.0 - threshold, criterion="distance")
-    # Complete linkage merges at the largest pairwise distance, so a cut at 1 - threshold
-    # keeps every pair of a cluster within it.
-    labels = np.asarray(raw, dtype=np.int64)
+    labels = _complete_linkage(similarity, threshold)
     sizes = np.bincount(labels)
     labels = np.where(sizes[labels] >= min_samples, labels, -1)
     return _renumber(labels)
+
+
+def _complete_linkage(similarity: np.ndarray, threshold: float) -> np.ndarray:
+    """Flat complete-linkage clusters (every filter labelled, singletons included).
+
+    Complete linkage merges two groups at their largest pairwise distance, so cutting the
+    tree at ``1 - threshold`` keeps every pair of a cluster within it. In floating point,
+    ``1 - s`` can round to exactly ``1 - threshold`` for an `s` a hair below `threshold`; a
+    cluster that holds such a pair is cut again, one step tighter, until the guarantee holds
+    on the similarities themselves.
+    """
+    n = len(similarity)
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    cut = 1.0 - threshold
+    while True:
+        tree = linkage(squareform(_distance(similarity), checks=False), method="complete")
+        labels = np.asarray(fcluster(tree, t=cut, criterion="distance"), dtype=np.int64)
+        broken = [
+            k
+            for k in np.unique(labels)
+            if similarity[np.ix_(labels == k, labels == k)].min() < threshold
+        ]
+        if not broken:
+            return labels
+        cut = np.nextafter(cut, -np.inf)
 
 
 def labels_to_clusters(labels: np.ndarray) -> list[list[int]]:

@@ -2,7 +2,9 @@
 
 Notation: ``u, v = fftfreq(n)`` are the horizontal (column) and vertical (row) frequencies in
 cycles/pixel, ``rho = sqrt(u^2 + v^2)``, ``phi = atan2(v, u)``, ``P`` the power summed over
-channels and ``P'`` the power without the DC bin.
+channels and ``P'`` the power of the filter with each channel's mean removed
+(`spectra.ac_power`): what varies inside the filter, without the DC part that zero padding
+would otherwise smear over the lowest frequencies.
 
 ======================== ==================================================================
 descriptor               definition
@@ -53,7 +55,10 @@ DESCRIPTOR_LABELS = {
 
 
 def descriptors(
-    weights: np.ndarray, power: np.ndarray, stride: tuple[int, int] = (1, 1)
+    weights: np.ndarray,
+    power: np.ndarray,
+    stride: tuple[int, int] = (1, 1),
+    ac_power: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Compute every descriptor of `DESCRIPTOR_NAMES` for every filter.
 
@@ -65,6 +70,8 @@ def descriptors(
         Their power spectra from `spectra.response_power` (uncentred, DC at ``[0, 0]``).
     stride : (int, int)
         The layer's (row, column) stride, for the aliasing fraction.
+    ac_power : (N, n, n) array_like, optional
+        `spectra.ac_power` of the same filters and size, if already computed.
 
     Returns
     -------
@@ -88,11 +95,18 @@ def descriptors(
     rho = np.hypot(u, v).ravel()
     rotor = np.exp(2j * np.arctan2(v, u)).ravel()
 
+    if ac_power is None:
+        from .spectra import ac_power as structure_power
+
+        ac_power = structure_power(weights, n)
+    ac_power = np.asarray(ac_power, dtype=np.float64)
+    if ac_power.shape != power.shape:
+        raise ValueError(f"ac_power has shape {ac_power.shape}, power {power.shape}")
     flat = power.reshape(n_filters, -1)
-    ac = flat.copy()
+    ac = ac_power.reshape(n_filters, -1).copy()
     ac[:, 0] = 0.0
     ac_total = ac.sum(axis=1)
-    # A filter with no power off DC (constant kernel of size 1) has no tuning: report zeros.
+    # A constant filter has no structure: report zeros.
     safe = np.where(ac_total > 0, ac_total, 1.0)
     weights_ac = ac / safe[:, None]
 

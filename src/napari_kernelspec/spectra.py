@@ -25,6 +25,7 @@ __all__ = [
     "METHODS",
     "SEED_FFT_SIZE",
     "SEED_SPECTRUM_SIZE",
+    "ac_power",
     "centred_frequencies",
     "radial_profile",
     "response_power",
@@ -158,21 +159,45 @@ def response_spectra(power: np.ndarray) -> np.ndarray:
     return np.log1p(np.sqrt(np.fft.fftshift(power, axes=(-2, -1))))
 
 
+def ac_power(weights: np.ndarray, n_fft: int = 64) -> np.ndarray:
+    """Power of the filters' structure: `response_power` with each channel's mean removed.
+
+    Zero padding turns a kernel's mean (its DC part) into a sinc main lobe about
+    ``n_fft / k`` bins wide, so dropping only the DC bin of `response_power` leaves most of a
+    flat component in place. Removing the mean over the kernel's support first leaves exactly
+    what varies inside the filter: the spectrum that tuning similarity and the frequency and
+    orientation descriptors compare. The DC itself is reported separately (``dc_ratio``).
+
+    Parameters
+    ----------
+    weights : (N, C, H, W) array_like
+    n_fft : int
+
+    Returns
+    -------
+    (N, n_fft, n_fft) ndarray of float64
+        Uncentred, exactly 0 at DC up to rounding; all zero for a constant filter.
+    """
+    weights = _check_stack(weights)
+    return response_power(weights - weights.mean(axis=(2, 3), keepdims=True), n_fft)
+
+
 def tuning_vectors(power: np.ndarray) -> np.ndarray:
     """Amplitude spectra without DC, flattened: the vectors whose cosine is tuning similarity.
 
     Parameters
     ----------
     power : (N, n, n) ndarray
-        Output of `response_power`.
+        Output of `ac_power` (the filters with their means removed).
 
     Returns
     -------
     (N, n * n) ndarray
-        ``sqrt(P)`` with the DC bin zeroed. The cosine of two rows is the overlap of the two
-        filters' normalised power spectra, independent of weight scale, sign and position.
+        ``sqrt(P')`` with the DC bin zeroed. The cosine of two rows is the overlap of the two
+        filters' normalised power spectra, independent of weight scale, sign, position and
+        mean.
     """
-    amp = np.sqrt(power).reshape(len(power), -1).copy()
+    amp = np.sqrt(power).reshape(len(power), -1)
     amp[:, 0] = 0.0
     return amp
 
