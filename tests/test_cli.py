@@ -219,3 +219,41 @@ def test_report_command_refuses_an_unknown_model_and_writes_nothing(capsys, tmp_
     assert err.strip().splitlines()[-1].startswith("kernelspec: error: ")
     assert "nosuchnet" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--out", "{tmp}/report.txt"], ".html"),
+        (["--out", "{tmp}"], ".html"),
+        (["--out", "{tmp}/sub.html/"], "folder"),
+        (["--out", "{tmp}/r.html", "--json", "{tmp}/r.html"], "three different files"),
+        (["--out", "/proc/kernelspec/r.html"], "/proc/kernelspec"),
+        (["--out", "{tmp}/r.html", "--json", "/proc/r.json"], "/proc"),
+    ],
+)
+def test_report_command_refuses_bad_output_paths_before_any_work(capsys, tmp_path, args, expected):
+    (tmp_path / "sub.html").mkdir()
+    argv = [a.format(tmp=tmp_path) for a in args]
+    code, _, err = run(capsys, "report", "--models", "lenet5", "--weights", "random", *argv)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kernelspec: error: "), err
+    assert expected in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.html"]
+
+
+def test_a_file_layer_says_its_stride_is_unknown(capsys, tmp_path):
+    np.save(tmp_path / "w.npy", np.random.default_rng(0).normal(size=(4, 3, 5, 5)))
+    code, out, _ = run(capsys, "analyze", str(tmp_path / "w.npy"))
+    assert code == 0
+    assert "stride unknown (1 assumed" in out
+    code, out, _ = run(capsys, "analyze", str(tmp_path / "w.npy"), "--json", "-")
+    data = json.loads(out)
+    assert data["stride"] == [1, 1] and data["stride_known"] is False
+
+
+def test_weights_beyond_float32_are_named_as_such(capsys, tmp_path):
+    np.save(tmp_path / "big.npy", np.full((2, 1, 3, 3), 1e300))
+    code, _, err = run(capsys, "analyze", str(tmp_path / "big.npy"))
+    assert code == 2 and "beyond the float32 range" in err and "rescale" in err

@@ -104,3 +104,13 @@ def test_response_power_rebuilds_the_full_plane_for_odd_and_even_sizes(n_fft):
     weights = np.random.default_rng(n_fft).normal(size=(300, 2, 5, 7))  # > one FFT chunk
     expected = (np.abs(np.fft.fft2(weights, s=(n_fft, n_fft))) ** 2).sum(axis=1)
     np.testing.assert_allclose(spectra.response_power(weights, n_fft), expected, rtol=1e-9)
+
+
+def test_ac_power_is_the_power_of_the_mean_removed_filters():
+    weights = np.random.default_rng(5).normal(1.0, 1.0, size=(300, 3, 5, 7))  # > one chunk
+    centred = weights - weights.mean(axis=(2, 3), keepdims=True)
+    expected = (np.abs(np.fft.fft2(centred, s=(16, 16))) ** 2).sum(axis=1)
+    np.testing.assert_allclose(spectra.ac_power(weights, 16), expected, rtol=1e-9, atol=1e-9)
+    full, ac = spectra.response_powers(weights, 16)
+    np.testing.assert_array_equal(full, spectra.response_power(weights, 16))
+    np.testing.assert_array_equal(ac, spectra.ac_power(weights, 16))

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import SUFFIXES
+
 __all__ = [
     "READER_SUFFIXES",
     "get_reader",
@@ -20,8 +22,11 @@ __all__ = [
     "sample_lenet5",
 ]
 
-#: File types the reader opens.
-READER_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".npy", ".npz")
+#: File types the reader opens (those `load_kernels` reads).
+READER_SUFFIXES = SUFFIXES
+
+#: Largest kernel side the reader takes a .npy/.npz array for (vit_b_16's is 16).
+MAX_KERNEL = 64
 
 #: Kernel view of layers opened by the reader and the sample data.
 DEFAULT_VIEW = "colour"
@@ -66,9 +71,11 @@ def _single_path(path: str | os.PathLike[str] | list[Any]) -> str | None:
 
 
 def _numpy_holds_kernels(path: Path) -> bool:
-    """True if a .npy is 4-D, or a .npz holds a 4-D array (read from the headers only).
+    """True if a .npy, or an array in a .npz, looks like convolution weights.
 
-    Plain images saved as .npy are left to napari's own reader.
+    That is a 4-D floating array whose kernels are at most `MAX_KERNEL` pixels on a side,
+    read from the headers only. Images and image stacks saved as .npy, (T, Z, Y, X) ones
+    included, are left to napari's own reader.
     """
     import numpy as np
 
@@ -79,8 +86,8 @@ def _numpy_holds_kernels(path: Path) -> bool:
             if version == (1, 0)
             else np.lib.format.read_array_header_2_0
         )
-        shape, _, _ = reader(handle)
-        return len(shape) == 4
+        shape, _, dtype = reader(handle)
+        return len(shape) == 4 and dtype.kind == "f" and max(shape[2:]) <= MAX_KERNEL
 
     try:
         if path.suffix.lower() == ".npy":

@@ -210,8 +210,7 @@ def analyze(
     weights = bank.weights
     n_fft = max(int(n_fft), *bank.kernel_size)
 
-    power = _spectra.response_power(weights, n_fft)
-    structure = _spectra.ac_power(weights, n_fft)
+    power, structure = _spectra.response_powers(weights, n_fft)
     if method == "seed":
         shown = _spectra.seed_spectra(weights)
         similarity = cosine_similarity(shown.reshape(len(shown), -1))

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import KernelSpecError
 
-__all__ = ["SOURCES", "KernelBank", "validate_weights"]
+__all__ = ["SOURCES", "KernelBank", "as_stack", "validate_weights"]
 
 #: Where a bank's numbers came from. ``random`` means *untrained*: never present it as trained.
 SOURCES = ("pretrained", "random", "trained-digits", "checkpoint", "array")
@@ -28,6 +28,18 @@ def _pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int
     if name == "padding" and min(pair) < 0:
         raise ValueError(f"padding must be >= 0, got {pair}")
     return pair  # type: ignore[return-value]
+
+
+def as_stack(weights: Any) -> np.ndarray:
+    """A non-empty (N, C, H, W) float64 array for computing on, or a ValueError.
+
+    The light check of the core's functions; `validate_weights` is the full one that a
+    `KernelBank` applies to what a user loads.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 4 or 0 in weights.shape:
+        raise ValueError(f"weights must be a non-empty (N, C, H, W) array, got {weights.shape}")
+    return weights
 
 
 def validate_weights(weights: Any, what: str = "weights") -> np.ndarray:
@@ -59,6 +71,12 @@ def validate_weights(weights: Any, what: str = "weights") -> np.ndarray:
         )
     if 0 in arr.shape:
         raise KernelSpecError(f"{what} is empty (shape {arr.shape}); give a layer with filters")
+    largest = float(np.abs(arr).max()) if arr.dtype.kind == "f" else 0.0
+    if np.isfinite(largest) and largest > np.finfo(np.float32).max:
+        raise KernelSpecError(
+            f"{what} has weights beyond the float32 range (largest |w| = {largest:.3g}); "
+            "rescale them before analysing"
+        )
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         bad = np.flatnonzero(~np.isfinite(arr).reshape(len(arr), -1).all(axis=1))
@@ -141,6 +159,11 @@ class KernelBank:
         return int(self.weights.shape[2]), int(self.weights.shape[3])
 
     @property
+    def stride_known(self) -> bool:
+        """False for bare weight files, which do not record the stride (1 is assumed)."""
+        return self.provenance.get("stride_known", True) is not False
+
+    @property
     def is_trained(self) -> bool:
         """False for untrained (randomly initialised) weights."""
         return self.source != "random"
@@ -155,6 +178,7 @@ class KernelBank:
             "trained": self.is_trained,
             "shape": list(self.weights.shape),
             "stride": list(self.stride),
+            "stride_known": self.stride_known,
             "padding": list(self.padding),
             "provenance": dict(self.provenance),
         }

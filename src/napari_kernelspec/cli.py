@@ -18,6 +18,7 @@ from .errors import KernelSpecError
 
 if TYPE_CHECKING:
     from .analysis import AnalysisResult
+    from .bank import KernelBank
 
 __all__ = ["main"]
 
@@ -57,16 +58,20 @@ def _min_samples(text: str) -> int:
 
 
 def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    from .analysis import DEFAULT_MIN_SAMPLES, DEFAULT_THRESHOLD
+    from .loading import WEIGHTS
+    from .spectra import METHODS
+
     parser.add_argument(
         "--weights",
-        choices=("auto", "pretrained", "random"),
+        choices=WEIGHTS,
         default="auto",
         help="auto (default): pretrained where cached or downloadable, else random with a "
         "warning; pretrained: fail if unavailable; random: the architecture's seeded init",
     )
     parser.add_argument(
         "--method",
-        choices=("response", "seed"),
+        choices=METHODS,
         default="response",
         help="response (default): true frequency response on a cycles/pixel axis, complete-"
         "linkage clusters; seed: the original tool's spectra and DBSCAN clusters",
@@ -74,15 +79,15 @@ def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=_threshold,
-        default=0.93,
+        default=DEFAULT_THRESHOLD,
         help="similarity threshold in (0, 1] for clusters, duplicates and sign pairs "
-        "(default 0.93)",
+        f"(default {DEFAULT_THRESHOLD})",
     )
     parser.add_argument(
         "--min-samples",
         type=_min_samples,
-        default=2,
-        help="smallest cluster size (default 2)",
+        default=DEFAULT_MIN_SAMPLES,
+        help=f"smallest cluster size (default {DEFAULT_MIN_SAMPLES})",
     )
 
 
@@ -135,11 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated model names or files; 'all' (default) is the eight seed models",
     )
     _add_analysis_options(report)
+    from .report.write import DEFAULT_OUT
+
     report.add_argument(
         "--out",
-        default="reports/kernelspec-report.html",
+        default=DEFAULT_OUT,
         metavar="PATH",
-        help="the HTML file (default reports/kernelspec-report.html)",
+        help=f"the HTML file (default {DEFAULT_OUT})",
     )
     report.add_argument(
         "--json", metavar="PATH", help="the JSON of all results (default: --out with .json)"
@@ -153,6 +160,12 @@ def _format_pairs(pairs: Sequence[tuple[int, int, float]], most: int = 20) -> st
     shown = ", ".join(f"({i}, {j}, {c:+.3f})" for i, j, c in pairs[:most])
     more = f", ... ({len(pairs) - most} more)" if len(pairs) > most else ""
     return f"{len(pairs)}: {shown}{more}"
+
+
+def _geometry(bank: KernelBank) -> str:
+    if not bank.stride_known:
+        return "stride unknown (1 assumed: the file does not record it; aliasing reads 0)"
+    return f"stride {bank.stride[0]}x{bank.stride[1]}, padding {bank.padding[0]}x{bank.padding[1]}"
 
 
 def print_summary(result: AnalysisResult, out: TextIO) -> None:
@@ -169,8 +182,7 @@ def print_summary(result: AnalysisResult, out: TextIO) -> None:
     lines = [
         f"model: {bank.display_name}   layer: {bank.layer}",
         f"weights: {source}",
-        f"filters: {n} x {c} channels x {h}x{w}, stride {bank.stride[0]}x{bank.stride[1]}, "
-        f"padding {bank.padding[0]}x{bank.padding[1]}",
+        f"filters: {n} x {c} channels x {h}x{w}, " + _geometry(bank),
         f"method: {result.method}   threshold: {result.threshold:g}   "
         f"min samples: {result.min_samples}",
         f"clusters found: {result.n_clusters} "
@@ -224,15 +236,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not names:
         raise KernelSpecError("--models is empty; give model names or files, or 'all'")
     sources = None if names == ["all"] else names
-    files = write_report(
-        sources,
-        weights=args.weights,
-        method=args.method,
-        threshold=args.threshold,
-        min_samples=args.min_samples,
-        out=args.out,
-        json_path=args.json,
-    )
+    try:
+        files = write_report(
+            sources,
+            weights=args.weights,
+            method=args.method,
+            threshold=args.threshold,
+            min_samples=args.min_samples,
+            out=args.out,
+            json_path=args.json,
+        )
+    except OSError as exc:
+        where = exc.filename or args.out
+        raise KernelSpecError(
+            f"cannot write {where}: {exc.strerror or exc}; pick a writable path"
+        ) from None
     sys.stdout.write(f"report written to {files.html}\n(data: {files.json}, {files.csv})\n")
     return 0
 

@@ -24,7 +24,7 @@ from . import cache, checkpoints, models, pretrained
 from .bank import KernelBank
 from .errors import KernelSpecError
 
-__all__ = ["WEIGHTS", "UntrainedWeightsWarning", "load_kernels"]
+__all__ = ["WEIGHTS", "UntrainedWeightsWarning", "load_kernels", "resolve_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +86,10 @@ def load_kernels(
     """
     if layer is not None and (not isinstance(layer, str) or not layer.strip()):
         raise KernelSpecError(f"layer must be a non-empty name, got {layer!r}; or leave it out")
-    if isinstance(source, os.PathLike):
-        return _load_file(Path(source), layer)
-    if not isinstance(source, str):
-        raise KernelSpecError(
-            f"source must be a model name or a file path, got {type(source).__name__}"
-        )
-    text = source.strip()
-    if not text:
-        raise KernelSpecError("no model or file given; name a model (`kernelspec models`)")
-    model = models._try_resolve(text)
-    if model is None:
-        if _looks_like_path(text):
-            return _load_file(Path(text), layer)
-        raise models.unknown_model_error(text)
+    resolved = resolve_source(source)
+    if isinstance(resolved, Path):
+        return _load_file(resolved, layer)
+    model = resolved
     kind = _weights_kind(weights, model)
     # A cached layer is read without importing torch: the cache entry knows the layer's
     # name, stride and padding. ("auto" prefers pretrained weights, so only those count.)
@@ -127,6 +117,34 @@ def load_kernels(
     bank = _random(model, layer, conv, use_cache)
     bank.provenance["fallback_reason"] = reason
     return bank
+
+
+def resolve_source(source: str | os.PathLike[str]) -> str | Path:
+    """What `source` names: a canonical model name, or the path of a weights file.
+
+    Cheap (nothing is loaded), so a caller can check a whole list before loading any of it.
+
+    Raises
+    ------
+    KernelSpecError
+        For an empty or unknown name (with close matches) or a wrong type. A path is
+        returned as is; a missing file is reported when it is loaded.
+    """
+    if isinstance(source, os.PathLike):
+        return Path(source)
+    if not isinstance(source, str):
+        raise KernelSpecError(
+            f"source must be a model name or a file path, got {type(source).__name__}"
+        )
+    text = source.strip()
+    if not text:
+        raise KernelSpecError("no model or file given; name a model (`kernelspec models`)")
+    model = models._try_resolve(text)
+    if model is not None:
+        return model
+    if _looks_like_path(text):
+        return Path(text)
+    raise models.unknown_model_error(text)
 
 
 # --- helpers -------------------------------------------------------------------------------

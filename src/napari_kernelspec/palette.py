@@ -18,8 +18,9 @@ def cluster_colors(k: int) -> np.ndarray:
     """`k` distinct, saturated colours.
 
     Hues step by the golden ratio around the colour wheel, so neighbouring cluster numbers
-    get far-apart hues; lightness and saturation cycle through three levels, so no two
-    colours are the same for any `k`.
+    get far-apart hues, and no hue repeats; past 12 clusters, lightness and saturation also
+    cycle through three levels. (8-bit rounding makes some colours coincide only for
+    k in the hundreds; a test checks k <= 200.)
 
     Returns
     -------

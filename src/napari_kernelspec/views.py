@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from .bank import as_stack
+
 __all__ = [
     "VIEWS",
     "VIEW_LABELS",
@@ -39,13 +41,6 @@ VIEW_LABELS = {
     "colour": "colour",
     "symmetric_colour": "symmetric colour",
 }
-
-
-def _check_weights(weights: np.ndarray) -> np.ndarray:
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.ndim != 4 or 0 in weights.shape:
-        raise ValueError(f"weights must be a non-empty (N, C, H, W) array, got {weights.shape}")
-    return weights
 
 
 def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
@@ -88,7 +83,7 @@ def kernel_view(weights: np.ndarray, view: str = "raw") -> np.ndarray:
     (N, H, W, 3) ndarray of float32
         RGB tiles in [0, 1].
     """
-    weights = _check_weights(weights)
+    weights = as_stack(weights)
     if view == "raw":
         out = _grey_to_rgb(_minmax(weights[:, 0], (0, 1, 2)))
     elif view == "high_contrast":

@@ -39,6 +39,13 @@ def test_reader_leaves_plain_images_to_napari(tmp_path):
     assert get_reader(str(kernels)) is not None
     assert get_reader(str(tmp_path / "notes.txt")) is None
     assert get_reader([str(kernels), str(kernels)]) is None
+    # 4-D image stacks (T, Z, Y, X) and integer volumes are not convolution weights.
+    stack = tmp_path / "stack.npy"
+    np.save(stack, np.zeros((2, 3, 128, 128), dtype=np.float32))
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros((2, 3, 5, 5), dtype=np.uint8))
+    assert get_reader(str(stack)) is None
+    assert get_reader(str(labels)) is None
 
 
 def test_sample_data(make_napari_viewer):

@@ -12,6 +12,7 @@ model, and a method/threshold/min-samples change never recomputes anything but t
 
 from __future__ import annotations
 
+import html
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ from magicgui.widgets import (
 
 from ..analysis import DEFAULT_MIN_SAMPLES, DEFAULT_THRESHOLD
 from ..errors import KernelSpecError
+from ..loading import WEIGHTS
 from ..models import SEED_MODELS
 from ..views import VIEW_LABELS, VIEWS
 
@@ -52,8 +54,6 @@ WIDGET_NAME = "Kernel spectrum"
 
 TORCHVISION = "__torchvision__"
 CHECKPOINT = "__checkpoint__"
-WEIGHTS = ("auto", "pretrained", "random")
-METHODS = ("response", "seed")
 SHOW = ("kernels", "spectra")
 _BANK_CACHE_SIZE = 4
 _DEFAULT_VIEW = "colour"
@@ -581,9 +581,10 @@ def _summary(result: AnalysisResult) -> str:
         "checkpoint": "checkpoint",
         "array": "array",
     }.get(bank.source, bank.source)
+    stride = f"stride {bank.stride[0]}" if bank.stride_known else "stride unknown (1 assumed)"
     parts = [
-        f"<b>{bank.display_name}</b> · {bank.layer} · {n}×{c}×{h}×{w} · stride "
-        f"{bank.stride[0]} · {trained}",
+        f"<b>{html.escape(bank.display_name)}</b> · {html.escape(bank.layer)} · "
+        f"{n}×{c}×{h}×{w} · {stride} · {trained}",
         f"{result.n_clusters} clusters, {result.clustered_fraction:.0%} of filters clustered "
         f"({result.method}, ≥ {result.threshold:.3f})",
         f"{len(result.duplicates)} duplicate pairs, {len(result.sign_pairs)} sign pairs",

@@ -404,8 +404,9 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
 
 #: One-line definitions shown under the comparison table.
 DESCRIPTOR_HELP = {
-    "peak_frequency": "radial frequency of the strongest non-DC component of the frequency "
-    "response (cycles/pixel; 0.5 is the Nyquist limit)",
+    "peak_frequency": "radial frequency of the strongest component of the filter with its "
+    "mean removed (cycles/pixel; 0.5 is the Nyquist limit along an axis, diagonals reach "
+    "0.71)",
     "orientation_selectivity": "0 = isotropic, 1 = a single orientation",
     "aliasing_fraction": "share of the filter's power above the Nyquist limit of the layer's "
     "stride, which the subsampling folds onto other frequencies",

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._atomic import atomic_write
+from ..errors import KernelSpecError
 from .progress import Progress
 from .render import render_report, report_metadata
 
@@ -84,9 +86,12 @@ def _paths(
     json_path: str | os.PathLike[str] | None,
     csv_path: str | os.PathLike[str] | None,
 ) -> ReportFiles:
+    """The three output paths, checked before any work: right suffix, distinct, writable."""
     html = Path(out)
     if html.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"the report must be an .html file, got {str(html)!r}")
+        raise KernelSpecError(
+            f"the report must be an .html file, got {str(html)!r}; end --out with .html"
+        )
     files = ReportFiles(
         html=html,
         json=Path(json_path) if json_path is not None else html.with_suffix(".json"),
@@ -94,7 +99,26 @@ def _paths(
     )
     resolved = {p.resolve() for p in (files.html, files.json, files.csv)}
     if len(resolved) != 3:
-        raise ValueError(f"the HTML, JSON and CSV paths must differ, got {files}")
+        raise KernelSpecError(
+            f"the HTML, JSON and CSV files must be three different files, got {files.html}, "
+            f"{files.json} and {files.csv}; pick another --json"
+        )
+    for path in (files.html, files.json, files.csv):
+        if path.is_dir():
+            raise KernelSpecError(f"{path} is a folder; give a file name for the report")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KernelSpecError(
+                f"cannot create the folder {path.parent}: {exc.strerror or exc}; pick another path"
+            ) from None
+        try:  # a real probe: permissions alone do not tell (read-only mounts, /proc)
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+        except OSError as exc:
+            raise KernelSpecError(
+                f"cannot write into {path.parent}: {exc.strerror or exc}; pick a writable folder"
+            ) from None
     return files
 
 
@@ -136,25 +160,27 @@ def write_report(
     Raises
     ------
     KernelSpecError
-        Bad parameters, or any loading error (unchanged, so the CLI prints it as one line).
+        Bad parameters, an unknown model, an empty `sources` list, an `out` that is not
+        ``.html``, colliding or unwritable output paths (all checked before anything is
+        loaded), or any loading error (unchanged, so the CLI prints it as one line).
         Nothing is written then.
-    ValueError
-        An empty `sources` list, an `out` that is not ``.html``, or colliding output paths.
 
     Notes
     -----
     All three files are rendered in memory, written to temporary files next to their
-    targets and only then renamed over them: an interrupted run leaves an earlier report
-    intact and no temporary file behind.
+    targets and only then renamed over them, one after the other: an interrupted run leaves
+    an earlier report intact (each file is whole, old or new) and no temporary file behind.
     """
     from ..analysis import analyze, check_parameters
-    from ..loading import load_kernels
+    from ..loading import load_kernels, resolve_source
 
     check_parameters(method, threshold, min_samples)
     files = _paths(out, json_path, csv_path)
     names: list[str | os.PathLike[str]] = list(seed_models() if sources is None else sources)
     if not names:
-        raise ValueError("no models or files to report on")
+        raise KernelSpecError("no models or files to report on; name at least one")
+    for name in names:  # every name checked before the first (slow) load
+        resolve_source(name)
 
     bar = Progress(len(names), "kernelspec report", enabled=progress)
     results = []
