@@ -91,20 +91,10 @@ def load_kernels(
         return _load_file(resolved, layer)
     model = resolved
     kind = _weights_kind(weights, model)
-    # A cached layer is read without importing torch: the cache entry knows the layer's
-    # name, stride and padding. ("auto" prefers pretrained weights, so only those count.)
-    hit = _cached(_key(model, layer, "pretrained" if kind == "auto" else kind), use_cache, model)
-    if hit is not None:
-        return hit
-    conv = models.conv_layer(model, layer)
-    if kind == "random":
-        return _random(model, layer, conv, use_cache)
-    if kind == "trained-digits":
-        return _digits(model, layer, conv, use_cache)
-    if kind == "pretrained":
-        return _pretrained(model, layer, conv, use_cache)
+    if kind != "auto":
+        return _load_model(model, layer, kind, use_cache)
     try:
-        return _pretrained(model, layer, conv, use_cache)
+        return _load_model(model, layer, "pretrained", use_cache)
     except pretrained.WeightsUnavailable as exc:
         reason = str(exc)
     warnings.warn(
@@ -114,7 +104,7 @@ def load_kernels(
         UntrainedWeightsWarning,
         stacklevel=2,
     )
-    bank = _random(model, layer, conv, use_cache)
+    bank = _load_model(model, layer, "random", use_cache)
     bank.provenance["fallback_reason"] = reason
     return bank
 
@@ -266,11 +256,23 @@ def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
 # --- the three kinds of model weights ------------------------------------------------------
 
 
-def _random(model: str, layer: str | None, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
-    key = _key(model, layer, "random")
+def _load_model(model: str, layer: str | None, kind: str, use_cache: bool) -> KernelBank:
+    """One kind of a model's weights: from the kernel cache, else built and then cached.
+
+    A cache hit needs no torch import: the entry knows the layer's name, stride and padding.
+    """
+    key = _key(model, layer, kind)
     hit = _cached(key, use_cache, model)
     if hit is not None:
         return hit
+    conv = models.conv_layer(model, layer)
+    build = {"random": _random, "pretrained": _pretrained, "trained-digits": _digits}[kind]
+    bank = build(model, conv, use_cache)
+    _store(key, use_cache, bank)
+    return bank
+
+
+def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
     versions = _versions()
     import torch
 
@@ -286,18 +288,10 @@ def _random(model: str, layer: str | None, conv: models.ConvLayer, use_cache: bo
         **versions,
         "cached": False,
     }
-    bank = _bank(model, conv, weights, "random", provenance)
-    _store(key, use_cache, bank)
-    return bank
+    return _bank(model, conv, weights, "random", provenance)
 
 
-def _pretrained(
-    model: str, layer: str | None, conv: models.ConvLayer, use_cache: bool
-) -> KernelBank:
-    key = _key(model, layer, "pretrained")
-    hit = _cached(key, use_cache, model)
-    if hit is not None:
-        return hit
+def _pretrained(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
     info = pretrained.weights_info(model)
     path = pretrained.ensure_checkpoint(info)
     tensor_key = f"{conv.name}.weight"
@@ -310,19 +304,13 @@ def _pretrained(
         **_versions(),
         "cached": False,
     }
-    bank = _bank(model, conv, weights, "pretrained", provenance)
-    _store(key, use_cache, bank)
-    return bank
+    return _bank(model, conv, weights, "pretrained", provenance)
 
 
-def _digits(model: str, layer: str | None, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
+def _digits(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
     from . import digits
 
     versions = _versions()
-    key = _key(model, layer, "trained-digits")
-    hit = _cached(key, use_cache, model)
-    if hit is not None:
-        return hit
     state, info = digits.trained_lenet5(use_cache=use_cache)
     tensor_key = f"{conv.name}.weight"
     provenance = {
@@ -335,9 +323,7 @@ def _digits(model: str, layer: str | None, conv: models.ConvLayer, use_cache: bo
         **versions,
         "cached": False,
     }
-    bank = _bank(model, conv, state[tensor_key], "trained-digits", provenance)
-    _store(key, use_cache, bank)
-    return bank
+    return _bank(model, conv, state[tensor_key], "trained-digits", provenance)
 
 
 # --- files ---------------------------------------------------------------------------------
