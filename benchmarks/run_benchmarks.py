@@ -95,8 +95,8 @@ def bench_extraction(models: list[str], repeat: int, workdir: Path) -> None:
     import torchvision
 
     from napari_kernelspec import load_kernels
-    from napari_kernelspec import models as ks_models
-    from napari_kernelspec.pretrained import hub_checkpoint_path, weights_info
+    from napari_kernelspec.sources import models as ks_models
+    from napari_kernelspec.sources.pretrained import hub_checkpoint_path, weights_info
 
     table = Table("1. First-layer extraction from a full checkpoint (random weights)")
     os.environ["TORCH_HOME"] = str(workdir / "torch")
@@ -159,8 +159,12 @@ def seed_tool_loop(weights: np.ndarray, threshold: float = 0.93) -> tuple[np.nda
 
 def bench_spectra(repeat: int) -> None:
     from napari_kernelspec import KernelBank, analyze
-    from napari_kernelspec.clustering import cosine_similarity, linkage_clusters, seed_clusters
-    from napari_kernelspec.spectra import ac_power, seed_spectra, tuning_vectors
+    from napari_kernelspec.analysis.clustering import (
+        cosine_similarity,
+        linkage_clusters,
+        seed_clusters,
+    )
+    from napari_kernelspec.analysis.spectra import ac_power, seed_spectra, tuning_vectors
 
     table = Table("2. Spectra + clusters of 64 kernels")
     rng = np.random.default_rng(0)
@@ -201,7 +205,7 @@ import json, sys, time, tempfile
 t0 = time.perf_counter()
 from napari_kernelspec import analyze, load_kernels
 from napari_kernelspec.report import render_report
-from napari_kernelspec.models import SEED_MODELS
+from napari_kernelspec.sources.models import SEED_MODELS
 t1 = time.perf_counter()
 banks = [load_kernels(m, weights=sys.argv[1]) for m in (sys.argv[2:] or SEED_MODELS)]
 t2 = time.perf_counter()

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_kernelspec._qt.widget import KernelSpectrumWidget
-    from napari_kernelspec.models import SEED_MODELS
+    from napari_kernelspec._napari._qt.widget import KernelSpectrumWidget
+    from napari_kernelspec.sources.models import SEED_MODELS
 
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()

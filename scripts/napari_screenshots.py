@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_kernelspec._qt.widget import WIDGET_NAME
+    from napari_kernelspec._napari._qt.widget import WIDGET_NAME
 
     def wait(widget, timeout_s: float = 300.0) -> None:
         loop_timer = QTimer()

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_kernelspec.analysis.descriptors import DESCRIPTOR_NAMES
 from napari_kernelspec.cli import main
-from napari_kernelspec.descriptors import DESCRIPTOR_NAMES
 
 SEED_EIGHT = [
     "alexnet",

@@ -13,18 +13,18 @@ __version__ = "0.1.0"
 __all__ = ["AnalysisResult", "KernelBank", "KernelSpecError", "analyze", "load_kernels"]
 
 _LAZY = {
-    "AnalysisResult": "analysis",
-    "analyze": "analysis",
-    "KernelBank": "bank",
-    "KernelSpecError": "errors",
-    "load_kernels": "loading",
+    "AnalysisResult": "analysis.pipeline",
+    "analyze": "analysis.pipeline",
+    "KernelBank": "base.bank",
+    "KernelSpecError": "base.errors",
+    "load_kernels": "sources.loading",
 }
 
 if TYPE_CHECKING:
-    from .analysis import AnalysisResult, analyze
-    from .bank import KernelBank
-    from .errors import KernelSpecError
-    from .loading import load_kernels
+    from .analysis.pipeline import AnalysisResult, analyze
+    from .base.bank import KernelBank
+    from .base.errors import KernelSpecError
+    from .sources.loading import load_kernels
 
 
 def __getattr__(name: str) -> Any:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import palette, views
-from ..descriptors import DESCRIPTOR_LABELS, DESCRIPTOR_NAMES
+from ..analysis import palette, views
+from ..analysis.descriptors import DESCRIPTOR_LABELS, DESCRIPTOR_NAMES
 from . import images, svg
 
 if TYPE_CHECKING:
-    from ..analysis import AnalysisResult
+    from ..analysis.pipeline import AnalysisResult
 
 __all__ = [
     "ACHROMATIC_THRESHOLD",
@@ -365,7 +365,7 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
     """
     from markupsafe import Markup
 
-    from ..analysis import AnalysisResult
+    from ..analysis.pipeline import AnalysisResult
 
     results = list(results)
     if not results:

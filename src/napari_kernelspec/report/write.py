@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._atomic import atomic_write
-from ..errors import KernelSpecError
+from ..base.atomic import atomic_write
+from ..base.errors import KernelSpecError
 from .progress import Progress
 from .render import render_report, report_metadata
 
 if TYPE_CHECKING:
-    from ..analysis import AnalysisResult
+    from ..analysis.pipeline import AnalysisResult
 
 __all__ = ["DEFAULT_OUT", "ReportFiles", "write_report"]
 
@@ -41,7 +41,7 @@ class ReportFiles:
 
 def seed_models() -> list[str]:
     """The eight seed models in their canonical order."""
-    from ..models import SEED_MODELS
+    from ..sources.models import SEED_MODELS
 
     return list(SEED_MODELS)
 
@@ -171,8 +171,8 @@ def write_report(
     targets and only then renamed over them, one after the other: an interrupted run leaves
     an earlier report intact (each file is whole, old or new) and no temporary file behind.
     """
-    from ..analysis import analyze, check_parameters
-    from ..loading import load_kernels, resolve_source
+    from ..analysis.pipeline import analyze, check_parameters
+    from ..sources.loading import load_kernels, resolve_source
 
     check_parameters(method, threshold, min_samples)
     files = _paths(out, json_path, csv_path)

@@ -1,0 +1,166 @@
+"""npe2 entry points: the reader and the sample data (thin; heavy imports inside functions).
+
+The widget itself is ``napari_kernelspec._napari._qt.widget:KernelSpectrumWidget``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..sources.checkpoints import SUFFIXES
+
+__all__ = [
+    "READER_SUFFIXES",
+    "get_reader",
+    "preload_torch",
+    "read_weights",
+    "sample_alexnet",
+    "sample_lenet5",
+]
+
+#: File types the reader opens (those `load_kernels` reads).
+READER_SUFFIXES = SUFFIXES
+
+#: Largest kernel side the reader takes a .npy/.npz array for (vit_b_16's is 16).
+MAX_KERNEL = 64
+
+#: Kernel view of layers opened by the reader and the sample data.
+DEFAULT_VIEW = "colour"
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+def preload_torch() -> None:
+    """Import torch and torchvision so that they survive an OpenGL context already in place.
+
+    torchvision imports ``torch._dynamo``, which imports ``triton``. ``libtriton.so`` bundles
+    its own LLVM; once napari has made its OpenGL context, Mesa (llvmpipe, radeonsi) has loaded
+    the system ``libLLVM`` into the process, and ``import triton`` then resolves LLVM symbols
+    to Mesa's copy and crashes the process with a segmentation fault (seen under Xvfb with
+    torch 2.15 / triton: importing triton *before* the viewer works, after it crashes).
+    Loading triton with ``RTLD_DEEPBIND`` makes it use its own LLVM. Linux only; a no-op
+    elsewhere, when triton is not installed, or once it is imported.
+    """
+    import importlib.util
+    import sys
+
+    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+    if deepbind and "triton" not in sys.modules and importlib.util.find_spec("triton"):
+        flags = sys.getdlopenflags()
+        sys.setdlopenflags(flags | deepbind)
+        try:
+            import triton  # noqa: F401
+        except Exception:  # a broken triton: torch copes without it
+            pass
+        finally:
+            sys.setdlopenflags(flags)
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+
+
+def _single_path(path: str | os.PathLike[str] | list[Any]) -> str | None:
+    if isinstance(path, list | tuple):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return os.fspath(path)
+
+
+def _numpy_holds_kernels(path: Path) -> bool:
+    """True if a .npy, or an array in a .npz, looks like convolution weights.
+
+    That is a 4-D floating array whose kernels are at most `MAX_KERNEL` pixels on a side,
+    read from the headers only. Images and image stacks saved as .npy, (T, Z, Y, X) ones
+    included, are left to napari's own reader.
+    """
+    import numpy as np
+
+    def four_d(handle: Any) -> bool:
+        version = np.lib.format.read_magic(handle)
+        reader = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = reader(handle)
+        return len(shape) == 4 and dtype.kind == "f" and max(shape[2:]) <= MAX_KERNEL
+
+    try:
+        if path.suffix.lower() == ".npy":
+            with path.open("rb") as handle:
+                return four_d(handle)
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if name.endswith(".npy"):
+                    with archive.open(name) as handle:
+                        if four_d(handle):
+                            return True
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False
+    return False
+
+
+def get_reader(
+    path: str | os.PathLike[str] | list[Any],
+) -> Callable[[Any], list[LayerDataTuple]] | None:
+    """npe2 reader contribution: a function that opens one weights file, or None.
+
+    Parameters
+    ----------
+    path : str or list of str
+        What napari was asked to open; one file with a suffix of `READER_SUFFIXES`.
+
+    Returns
+    -------
+    callable or None
+    """
+    single = _single_path(path)
+    if single is None:
+        return None
+    file = Path(single)
+    suffix = file.suffix.lower()
+    if suffix not in READER_SUFFIXES or not file.is_file():
+        return None
+    if suffix in (".npy", ".npz") and not _numpy_holds_kernels(file):
+        return None
+    return read_weights
+
+
+def read_weights(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTuple]:
+    """Open a weights file as the widget's three layers: spectra, kernels, clusters.
+
+    Raises
+    ------
+    KernelSpecError
+        For a file without usable convolution weights (napari shows the message).
+    """
+    single = _single_path(path)
+    if single is None:
+        raise ValueError(f"read_weights opens one file at a time, got {path!r}")
+    return _layers_of(Path(single))
+
+
+def _layers_of(source: str | Path) -> list[LayerDataTuple]:
+    """Load, analyse with the defaults, and lay out the three layers of `source`."""
+    from ..analysis.pipeline import analyze
+    from ..sources.loading import load_kernels
+    from .layers import layer_data
+
+    preload_torch()
+    bank = load_kernels(source, weights="auto")
+    return [layer.as_tuple() for layer in layer_data(analyze(bank), DEFAULT_VIEW)]
+
+
+def sample_lenet5() -> list[LayerDataTuple]:
+    """LeNet5's first layer, trained on scikit-learn's digits (deterministic, no download)."""
+    return _layers_of("lenet5")
+
+
+def sample_alexnet() -> list[LayerDataTuple]:
+    """AlexNet's first layer: ImageNet weights if in the torch cache (or downloadable),
+    otherwise the untrained random initialisation, named so in the layer names."""
+    return _layers_of("alexnet")

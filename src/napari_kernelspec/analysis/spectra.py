@@ -1,0 +1,278 @@
+"""Fourier spectra of convolution kernels.
+
+Two methods:
+
+``"seed"``
+    The seed tool's pipeline, reproduced exactly: input channel 0 only, cubic-spline resize
+    to 16x16 (``scipy.ndimage.zoom``, order 3), ``fft2``, ``fftshift``, ``abs``, ``log1p``,
+    cubic resize to 32x32. Its bins depend on the kernel size, so it has no physical axis.
+``"response"``
+    The true frequency response: every channel zero-padded to n x n and transformed, so bin
+    ``k`` of the (uncentred) spectrum is ``np.fft.fftfreq(n)[k]`` cycles/pixel for *every*
+    kernel size. Power ``P = sum_c |H_c|^2`` combines the colour channels.
+
+Both resizes of the seed pipeline are linear, so they are applied as one precomputed matrix
+to the whole stack: the same numbers as a per-kernel ``zoom`` loop, many times faster.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..base.bank import as_stack
+
+__all__ = [
+    "METHODS",
+    "SEED_FFT_SIZE",
+    "SEED_SPECTRUM_SIZE",
+    "ac_power",
+    "centred_frequencies",
+    "radial_profile",
+    "response_power",
+    "response_powers",
+    "response_spectra",
+    "seed_spectra",
+    "spectra",
+    "tuning_vectors",
+]
+
+METHODS = ("response", "seed")
+SEED_FFT_SIZE = 16
+SEED_SPECTRUM_SIZE = 32
+_CHUNK = 256  # filters per FFT batch in `response_power`
+
+
+@lru_cache(maxsize=64)
+def _zoom_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Matrix of the 1-D cubic-spline zoom ``scipy.ndimage.zoom(x, n_out / n_in, order=3)``.
+
+    Returns
+    -------
+    (n_out, n_in) ndarray
+        Column j is the zoom of the j-th unit vector, so ``A @ x`` equals the zoom of any x
+        (zoom is linear in its input).
+    """
+    from scipy.ndimage import zoom
+
+    basis = np.eye(n_in)
+    matrix = np.stack([zoom(e, n_out / n_in, order=3) for e in basis], axis=1)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def _batch_zoom(images: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    """Cubic-spline zoom of every image in an (N, H, W) stack to `out_shape`.
+
+    The 2-D spline zoom is separable (prefilter and interpolation act axis by axis), so it
+    is ``A @ X @ B.T`` with the 1-D matrices of the two axes: the same numbers as calling
+    ``zoom`` on each image, for the whole stack at once.
+    """
+    rows = _zoom_matrix(images.shape[1], out_shape[0])
+    cols = _zoom_matrix(images.shape[2], out_shape[1])
+    return rows @ images @ cols.T
+
+
+def seed_spectra(weights: np.ndarray) -> np.ndarray:
+    """The seed tool's spectrum of every filter.
+
+    Parameters
+    ----------
+    weights : (N, C, H, W) array_like
+        Filters; only input channel 0 is used, as in the seed tool.
+
+    Returns
+    -------
+    (N, 32, 32) ndarray of float64
+        ``zoom(log1p(|fftshift(fft2(zoom(w[:, 0], 16x16))))|), 32x32)``, both zooms cubic.
+    """
+    weights = as_stack(weights)
+    small = _batch_zoom(weights[:, 0], (SEED_FFT_SIZE, SEED_FFT_SIZE))
+    magnitude = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(small), axes=(-2, -1))))
+    return _batch_zoom(magnitude, (SEED_SPECTRUM_SIZE, SEED_SPECTRUM_SIZE))
+
+
+def response_power(weights: np.ndarray, n_fft: int = 64) -> np.ndarray:
+    """Power of the zero-padded frequency response, summed over input channels.
+
+    Parameters
+    ----------
+    weights : (N, C, H, W) array_like
+        Filters.
+    n_fft : int
+        DFT size; must be at least the kernel size. Bin ``k`` along each axis is
+        ``np.fft.fftfreq(n_fft)[k]`` cycles/pixel.
+
+    Returns
+    -------
+    (N, n_fft, n_fft) ndarray of float64
+        ``P = sum_c |H_c|^2``, uncentred (DC at ``[0, 0]``); axis -2 is the vertical (row)
+        frequency v, axis -1 the horizontal (column) frequency u.
+    """
+    return _powers(weights, n_fft, full=True, ac=False)[0]
+
+
+def response_powers(weights: np.ndarray, n_fft: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """`response_power` and `ac_power` of the same filters from one FFT.
+
+    Returns
+    -------
+    power, ac_power : (N, n_fft, n_fft) ndarray of float64
+    """
+    full, ac = _powers(weights, n_fft, full=True, ac=True)
+    return full, ac
+
+
+def _channel_power(spectrum: np.ndarray) -> np.ndarray:
+    """``sum_c |X_c|^2`` of a complex (N, C, n, m) stack, as (N, n, m) float64.
+
+    One einsum over the interleaved real and imaginary parts: twice as fast as
+    ``real**2 + imag**2``, whose strided views make temporaries.
+    """
+    parts = spectrum.view(np.float64)
+    squares = np.einsum("ncij,ncij->nij", parts, parts)
+    return squares[..., 0::2] + squares[..., 1::2]
+
+
+def _powers(weights: np.ndarray, n_fft: int, *, full: bool, ac: bool) -> list[np.ndarray]:
+    """The full and/or mean-removed power planes of the zero-padded filters."""
+    weights = as_stack(weights)
+    n, _, h, w = weights.shape
+    if n_fft < max(h, w):
+        raise ValueError(f"n_fft={n_fft} is smaller than the kernel size {(h, w)}")
+    from scipy import fft
+
+    # Real input: the half plane holds everything; the other half is its mirror image,
+    # P(-v, -u) = P(v, u). Chunks keep the complex intermediate small for big layers.
+    half = n_fft // 2 + 1
+    wanted = [centre for centre, want in ((False, full), (True, ac)) if want]
+    outputs = [np.empty((n, n_fft, n_fft)) for _ in wanted]
+    for start in range(0, n, _CHUNK):
+        chunk = weights[start : start + _CHUNK]
+        for out, centre in zip(outputs, wanted, strict=True):
+            x = chunk - chunk.mean(axis=(2, 3), keepdims=True) if centre else chunk
+            # rfft2 with zero padding, one axis at a time: the first (along each row)
+            # transform runs on the kernel's H rows only, not on n_fft mostly-zero rows.
+            rows_done = fft.rfft(x, n=n_fft, axis=-1, workers=-1)
+            power_half = _channel_power(fft.fft(rows_done, n=n_fft, axis=-2, workers=-1))
+            block = out[start : start + _CHUNK]
+            block[:, :, :half] = power_half
+            negated_rows = np.concatenate([power_half[:, :1], power_half[:, :0:-1]], axis=1)
+            block[:, :, half:] = negated_rows[:, :, n_fft - half : 0 : -1]
+    return outputs
+
+
+def centred_frequencies(n_fft: int) -> np.ndarray:
+    """Cycles/pixel along each axis of a centred (``fftshift``-ed) spectrum, shape (n_fft,)."""
+    return np.fft.fftshift(np.fft.fftfreq(n_fft))
+
+
+def response_spectra(power: np.ndarray) -> np.ndarray:
+    """Display spectrum of the response method: ``log1p`` of the centred amplitude.
+
+    Parameters
+    ----------
+    power : (N, n, n) ndarray
+        Output of `response_power`.
+
+    Returns
+    -------
+    (N, n, n) ndarray of float64
+        ``log1p(sqrt(P))`` with DC in the centre (``fftshift``); the axis is
+        `centred_frequencies`.
+    """
+    return np.log1p(np.sqrt(np.fft.fftshift(power, axes=(-2, -1))))
+
+
+def ac_power(weights: np.ndarray, n_fft: int = 64) -> np.ndarray:
+    """Power of the filters' structure: `response_power` with each channel's mean removed.
+
+    Zero padding turns a kernel's mean (its DC part) into a sinc main lobe about
+    ``n_fft / k`` bins wide, so dropping only the DC bin of `response_power` leaves most of a
+    flat component in place. Removing the mean over the kernel's support first leaves exactly
+    what varies inside the filter: the spectrum that tuning similarity and the frequency and
+    orientation descriptors compare. The DC itself is reported separately (``dc_ratio``).
+
+    Parameters
+    ----------
+    weights : (N, C, H, W) array_like
+    n_fft : int
+
+    Returns
+    -------
+    (N, n_fft, n_fft) ndarray of float64
+        Uncentred, exactly 0 at DC up to rounding; all zero for a constant filter.
+    """
+    return _powers(weights, n_fft, full=False, ac=True)[0]
+
+
+def tuning_vectors(power: np.ndarray) -> np.ndarray:
+    """Amplitude spectra without DC, flattened: the vectors whose cosine is tuning similarity.
+
+    Parameters
+    ----------
+    power : (N, n, n) ndarray
+        Output of `ac_power` (the filters with their means removed).
+
+    Returns
+    -------
+    (N, n * n) ndarray
+        ``sqrt(P')`` with the DC bin zeroed. The cosine of two rows is the overlap of the two
+        filters' normalised power spectra, independent of weight scale, sign, position and
+        mean.
+    """
+    amp = np.sqrt(power).reshape(len(power), -1)
+    amp[:, 0] = 0.0
+    return amp
+
+
+def spectra(weights: np.ndarray, method: str = "response", n_fft: int = 64) -> np.ndarray:
+    """Display spectra of every filter by `method` (``"response"`` or ``"seed"``).
+
+    Returns
+    -------
+    (N, S, S) ndarray
+        S = `n_fft` for ``"response"`` and 32 for ``"seed"``; DC in the centre.
+    """
+    if method == "seed":
+        return seed_spectra(weights)
+    if method == "response":
+        return response_spectra(response_power(weights, n_fft))
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def radial_profile(power: np.ndarray, n_bins: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Mean power against radial frequency, each filter normalised to unit total power.
+
+    Parameters
+    ----------
+    power : (N, n, n) ndarray
+        Output of `response_power` (uncentred).
+    n_bins : int
+        Number of equal-width bins over 0 to 0.5 cycles/pixel (the Nyquist radius; the
+        corners beyond it are left out).
+
+    Returns
+    -------
+    centres : (n_bins,) ndarray
+        Bin centres in cycles/pixel.
+    profile : (n_bins,) ndarray
+        Share of power per bin, averaged over filters: a model-level fingerprint that is
+        comparable across kernel sizes.
+    """
+    power = np.asarray(power, dtype=np.float64)
+    if power.ndim != 3 or power.shape[1] != power.shape[2]:
+        raise ValueError(f"power must be (N, n, n), got {power.shape}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    f = np.fft.fftfreq(power.shape[1])
+    rho = np.hypot(f[:, None], f[None, :]).ravel()
+    edges = np.linspace(0.0, 0.5, n_bins + 1)
+    which = np.clip(np.digitize(rho, edges) - 1, 0, n_bins - 1)
+    inside = rho <= 0.5
+    flat = power.reshape(len(power), -1)
+    share = flat / flat.sum(axis=1, keepdims=True)
+    per_bin = np.zeros((len(power), n_bins))
+    np.add.at(per_bin.T, which[inside], share[:, inside].T)
+    return (edges[:-1] + edges[1:]) / 2, per_bin.mean(axis=0)

@@ -1,0 +1,71 @@
+"""The ``kernelspec`` command line.
+
+Each command is a module of this package with ``HELP`` (and optionally ``DESCRIPTION``),
+``add_parser(parser)`` and ``run(args) -> int``; :data:`COMMANDS` lists them in the order
+``--help`` shows them. A user's mistake ends with exit status 2 and one line
+``kernelspec: error: ...`` on stderr that says what to do; it never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from importlib import import_module
+
+from ..base.errors import KernelSpecError
+from ._common import EXIT_USAGE, PROG, Parser
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: Command name -> module of this package that implements it.
+COMMANDS: dict[str, str] = {
+    "models": "models",
+    "analyze": "analyze",
+    "report": "report",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kernelspec`` argument parser."""
+    from .. import __version__
+
+    parser = Parser(
+        prog=PROG,
+        description="What the convolutional filters of a CNN have learned: kernels, "
+        "frequency responses, clusters of similar filters and redundant filters.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for name, module_name in COMMANDS.items():
+        module = import_module(f".{module_name}", __name__)
+        command = sub.add_parser(
+            name, help=module.HELP, description=getattr(module, "DESCRIPTION", None)
+        )
+        module.add_parser(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(f"{PROG}: warning: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``kernelspec`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    logging.getLogger("napari_kernelspec").setLevel(logging.INFO)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args._run(args)
+        except KernelSpecError as exc:
+            sys.stderr.write(f"{PROG}: error: {exc}\n")
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            sys.stderr.write(f"{PROG}: interrupted; nothing was written\n")
+            return 130

@@ -1,0 +1,103 @@
+"""What every ``kernelspec`` command shares: the parser class, option types and options."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+__all__ = [
+    "EXIT_USAGE",
+    "PROG",
+    "Parser",
+    "add_analysis_options",
+    "min_samples_arg",
+    "threshold_arg",
+    "write_json",
+]
+
+PROG = "kernelspec"
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that points at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def threshold_arg(text: str) -> float:
+    """``--threshold``: a similarity in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threshold must be a number, got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"threshold {text} is outside (0, 1]; use a cosine similarity such as 0.93"
+        )
+    return value
+
+
+def min_samples_arg(text: str) -> int:
+    """``--min-samples``: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"min-samples must be a whole number, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"min-samples is {value}; it must be at least 1")
+    return value
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """``--weights``, ``--method``, ``--threshold`` and ``--min-samples``."""
+    from ..analysis import DEFAULT_MIN_SAMPLES, DEFAULT_THRESHOLD
+    from ..analysis.spectra import METHODS
+    from ..sources.loading import WEIGHTS
+
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="auto",
+        help="auto (default): pretrained where cached or downloadable, else random with a "
+        "warning; pretrained: fail if unavailable; random: the architecture's seeded init",
+    )
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="response",
+        help="response (default): true frequency response on a cycles/pixel axis, complete-"
+        "linkage clusters; seed: the original tool's spectra and DBSCAN clusters",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=threshold_arg,
+        default=DEFAULT_THRESHOLD,
+        help="similarity threshold in (0, 1] for clusters, duplicates and sign pairs "
+        f"(default {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--min-samples",
+        type=min_samples_arg,
+        default=DEFAULT_MIN_SAMPLES,
+        help=f"smallest cluster size (default {DEFAULT_MIN_SAMPLES})",
+    )
+
+
+def write_json(data: object, path: str) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically; a failure is one clear line."""
+    import json
+
+    from ..base.atomic import atomic_write
+    from ..base.errors import KernelSpecError
+
+    try:
+        with atomic_write(path, "w") as fh:
+            json.dump(data, fh, indent=2)
+    except OSError as exc:
+        raise KernelSpecError(
+            f"cannot write {path}: {exc.strerror or exc}; pick a writable path"
+        ) from None
