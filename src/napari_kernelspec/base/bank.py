@@ -25,6 +25,8 @@ def _pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int
         pair = items
     if name == "stride" and min(pair) < 1:
         raise ValueError(f"stride must be >= 1, got {pair}")
+    if name == "dilation" and min(pair) < 1:
+        raise ValueError(f"dilation must be >= 1, got {pair}")
     if name == "padding" and min(pair) < 0:
         raise ValueError(f"padding must be >= 0, got {pair}")
     return pair  # type: ignore[return-value]
@@ -112,9 +114,15 @@ class KernelBank:
         Module name or state-dict key of the layer (``"features.0"``).
     source : str
         One of `SOURCES`. ``"random"`` marks untrained weights.
-    stride, padding : int or (int, int)
-        The layer's stride and padding (row, column). Unknown for bare files: stride 1 is
-        assumed and ``provenance["stride_known"]`` is False.
+    stride, padding, dilation : int or (int, int)
+        The layer's stride, zero padding and dilation (row, column). Unknown for bare files:
+        stride 1, padding 0 and dilation 1 are assumed and ``provenance["stride_known"]`` is
+        False.
+    bias : (N,) ndarray of float32, optional
+        The layer's bias, or None when it has none (or the file does not hold it).
+    groups : int
+        The convolution's groups: the layer maps ``C * groups`` input channels to N filters,
+        each filter seeing C of them.
     display_name : str, optional
         Human-readable name (``"AlexNet"``); defaults to `model`.
     provenance : dict, optional
@@ -130,6 +138,9 @@ class KernelBank:
     padding: tuple[int, int] = (0, 0)
     display_name: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    bias: np.ndarray | None = None
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -139,6 +150,20 @@ class KernelBank:
         )
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
         object.__setattr__(self, "padding", _pair(self.padding, "padding"))
+        object.__setattr__(self, "dilation", _pair(self.dilation, "dilation"))
+        groups = int(self.groups)
+        if groups < 1 or self.n_filters % groups:
+            raise ValueError(f"groups must be >= 1 and divide {self.n_filters}, got {groups}")
+        object.__setattr__(self, "groups", groups)
+        if self.bias is not None:
+            bias = np.ascontiguousarray(self.bias, dtype=np.float32).reshape(-1)
+            if bias.shape != (self.n_filters,) or not np.isfinite(bias).all():
+                raise KernelSpecError(
+                    f"{self.model or 'weights'}: bias of shape {np.shape(self.bias)} does not "
+                    f"fit {self.n_filters} filters, or is not finite"
+                )
+            bias.setflags(write=False)
+            object.__setattr__(self, "bias", bias)
         if not self.display_name:
             object.__setattr__(self, "display_name", self.model)
         self.weights.setflags(write=False)
@@ -180,6 +205,9 @@ class KernelBank:
             "stride": list(self.stride),
             "stride_known": self.stride_known,
             "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "groups": self.groups,
+            "has_bias": self.bias is not None,
             "provenance": dict(self.provenance),
         }
 
