@@ -21,7 +21,16 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"base", "analysis", "sources", "imaging", "report", "scan"},
 }
 #: Third-party packages the pure core (base, analysis) must never import.
-FORBIDDEN_IN_CORE = {"qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "jinja2"}
+FORBIDDEN_IN_CORE = {
+    "qtpy",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "napari",
+    "magicgui",
+    "jinja2",
+}
 CORE = {"base", "analysis", "sources", "imaging"}
 
 
