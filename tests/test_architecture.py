@@ -38,7 +38,7 @@ def _imports(path: Path) -> list[tuple[str, int]]:
     """Absolute dotted names imported by ``path`` (relative imports resolved), with lines."""
     rel = path.relative_to(PKG.parent).with_suffix("")
     parts = list(rel.parts)
-    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    package = parts[:-1]  # a module's package; for __init__ the package itself
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
