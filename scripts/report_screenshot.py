@@ -4,23 +4,29 @@ Usage::
 
     python scripts/report_screenshot.py [--weights auto] [--out docs/images/report.png]
 
-The report itself is written to a temporary folder (``--report PATH`` keeps it).
-The screenshot shows the top of the page (header, comparison table, cross-model charts)
-and the first model section; it fails if the page logged errors or the image is blank.
+Chromium is driven by Playwright for Python (the ``testing`` extra) with the system's browser
+(``--chromium``, default ``/usr/bin/chromium``): no browser download. The report itself is
+written to a temporary folder (``--report PATH`` keeps it). The screenshot shows the top of
+the page (header, comparison table, cross-model charts) and the first model section; it fails
+if the page logged errors or the image is blank.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+from playwright.sync_api import sync_playwright
+
 from napari_kernelspec.report import write_report
-from napari_kernelspec.report.chromium import HeadlessChromium
-from napari_kernelspec.report.images import decode_png
 
 ROOT = Path(__file__).resolve().parents[1]
+ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="auto", choices=("auto", "pretrained", "random"))
     parser.add_argument("--report", help="where to keep the report (default: a temporary folder)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "report.png"))
+    parser.add_argument("--chromium", default="/usr/bin/chromium", help="the browser binary")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=2700, help="CSS pixels of page shown")
     parser.add_argument("--max-kb", type=int, default=600)
@@ -35,18 +42,30 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         report = args.report or Path(tmp) / "kernelspec-report.html"
-        return _shoot(args, write_report(weights=args.weights, out=report).html)
+        return _shoot(args, write_report(weights=args.weights, out=report, progress=True).html)
 
 
 def _shoot(args: argparse.Namespace, html: Path) -> int:
-    with HeadlessChromium(width=args.width, height=1000) as browser:
-        log = browser.open(html)
-        if log.errors or log.dialogs:
-            print(f"page errors: {log.errors + log.dialogs}", file=sys.stderr)
-            return 1
-        png = browser.screenshot(clip=(0, 0, args.width, args.height))
-    pixels = decode_png(png)
-    if float(pixels[..., :3].std()) < 5:
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=args.chromium, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": args.width, "height": 1000})
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+            page.goto(html.resolve().as_uri(), wait_until="load")
+            png = page.screenshot(
+                clip={"x": 0, "y": 0, "width": args.width, "height": args.height},
+                full_page=True,
+            )
+        finally:
+            browser.close()
+    if errors:
+        print(f"page errors: {errors}", file=sys.stderr)
+        return 1
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    if float(pixels.std()) < 5:
         print("the screenshot is blank", file=sys.stderr)
         return 1
     if len(png) > args.max_kb * 1024:

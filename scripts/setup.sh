@@ -3,7 +3,8 @@
 #   - Debian packages: Xvfb + Mesa GL + the Qt xcb libraries (napari under a virtual screen),
 #     Chromium (the report tests open the report in a real browser), python3-venv.
 #   - a virtual environment in .venv with the package installed in editable mode, with the
-#     `testing` extra (PyQt6, pytest, pytest-qt, npe2, ruff).
+#     `testing` extra (PyQt6, pytest, pytest-qt, npe2, ruff, playwright). Playwright drives the
+#     Debian chromium above (executable_path): no `playwright install` browser download.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,98 +1,86 @@
-"""The report opened in a real headless Chromium (DevTools protocol, stdlib client)."""
+"""The report opened in a real headless Chromium (Playwright, see conftest.py)."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from napari_kernelspec.analysis import analyze
 from napari_kernelspec.base.bank import KernelBank
 from napari_kernelspec.report import render_report, write_report
-from napari_kernelspec.report.chromium import HeadlessChromium, find_chromium
-from napari_kernelspec.report.images import decode_png
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        find_chromium() is None,
-        reason="chromium is not installed (apt-get install chromium; CI installs it)",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with HeadlessChromium(width=1280, height=900) as b:
-        yield b
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "report.html"
-    return write_report(weights="random", out=out, progress=False).html
+    return write_report(weights="random", out=out).html
 
 
-def _only_local(log, page_url: str) -> list[str]:
-    return [u for u in log.requests if not u.startswith("data:") and u != page_url]
+def _only_local(requests: list[str], page_url: str) -> list[str]:
+    return [u for u in requests if not u.startswith("data:") and u != page_url]
 
 
-def test_page_renders_without_errors(browser, report):
-    log = browser.open(report)
-    assert log.errors == [] and log.dialogs == []
-    assert _only_local(log, report.resolve().as_uri()) == []  # nothing fetched from anywhere
-    height = browser.evaluate("document.documentElement.scrollHeight")
+def test_page_renders_without_errors(open_page, report):
+    opened = open_page(report)
+    assert opened.errors == [] and opened.dialogs == []
+    assert _only_local(opened.requests, report.resolve().as_uri()) == []  # nothing fetched
+    height = opened.evaluate("document.documentElement.scrollHeight")
     assert 8 * 900 < height < 60_000
-    sections = browser.evaluate(
+    sections = opened.evaluate(
         "Array.from(document.querySelectorAll('section.model')).map(s => [s.id, s.offsetHeight])"
     )
     assert len(sections) == 8 and all(h > 600 for _, h in sections)
-    broken = browser.evaluate(
+    broken = opened.evaluate(
         "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length"
     )
-    assert broken == 0 and browser.evaluate("document.images.length") == 8 * 6
+    assert broken == 0 and opened.evaluate("document.images.length") == 8 * 6
     # the screenshot is not blank: real structure in the pixels of the top of the page
-    pixels = decode_png(browser.screenshot(clip=(0, 0, 1280, 500)))[..., :3].astype(float)
+    png = opened.page.screenshot(clip={"x": 0, "y": 0, "width": 1280, "height": 500})
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
     assert pixels.shape[:2] == (500, 1280)
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
 
 
-def test_page_reads_fine_without_javascript(browser, report):
-    browser.open(report, javascript=True)
-    with_js = browser.evaluate("document.documentElement.scrollHeight")
-    log = browser.open(report, javascript=False)
-    assert log.errors == []
-    assert not browser.evaluate("document.documentElement.classList.contains('js')")
-    without_js = browser.evaluate("document.documentElement.scrollHeight")
+def test_page_reads_fine_without_javascript(open_page, report):
+    with_js = open_page(report).evaluate("document.documentElement.scrollHeight")
+    opened = open_page(report, javascript=False)
+    assert opened.errors == []
+    # evaluate() still works with page scripts off; the page's own script did not run
+    assert not opened.evaluate("document.documentElement.classList.contains('js')")
+    without_js = opened.evaluate("document.documentElement.scrollHeight")
     assert abs(without_js - with_js) < 0.02 * with_js
-    visible = browser.evaluate(
+    visible = opened.evaluate(
         "Array.from(document.querySelectorAll('section.model img')).filter("
         "i => i.getBoundingClientRect().width > 100).length"
     )
     assert visible == 8 * 6
 
 
-def test_click_enlarges_images_and_headings_sort(browser, report):
-    browser.open(report)
-    size = browser.evaluate(
-        "(() => { const f = document.querySelector('#model-alexnet figure.zoom');"
-        " const w0 = f.querySelector('img').getBoundingClientRect().width;"
-        " f.querySelector('img').click();"
-        " const w1 = f.querySelector('img').getBoundingClientRect().width;"
-        " const open = f.classList.contains('enlarged'); f.click();"
-        " return [w0, w1, open, f.classList.contains('enlarged')]; })()"
-    )
-    w0, w1, opened, still = size
-    assert opened and not still and w1 > 1.5 * w0
-    order = browser.evaluate(
-        "(() => { const t = document.querySelector('table.comparison');"
-        " t.tHead.rows[0].cells[5].click();"  # clusters column, ascending
-        " return Array.from(t.tBodies[0].rows).map(r => +r.cells[5].textContent); })()"
-    )
+def test_click_enlarges_images_and_headings_sort(open_page, report):
+    opened = open_page(report)
+    page = opened.page
+    figure = page.locator("#model-alexnet figure.zoom").first
+    w0 = figure.locator("img").bounding_box()["width"]
+    figure.locator("img").click()
+    w1 = figure.locator("img").bounding_box()["width"]
+    assert "enlarged" in figure.get_attribute("class")
+    assert w1 > 1.5 * w0
+    figure.click()
+    assert "enlarged" not in figure.get_attribute("class")
+    page.locator("table.comparison thead th").nth(5).click()  # clusters column, ascending
+    order = [
+        int(t) for t in page.locator("table.comparison tbody tr td:nth-child(6)").all_inner_texts()
+    ]
     assert order == sorted(order) and len(order) == 8
-    assert browser.log.errors == []
+    assert opened.errors == []
 
 
-def test_markup_in_names_injects_nothing(browser, tmp_path):
+def test_markup_in_names_injects_nothing(open_page, tmp_path):
     rng = np.random.default_rng(0)
     evil = KernelBank(
         weights=rng.normal(size=(6, 3, 5, 5)),
@@ -103,9 +91,22 @@ def test_markup_in_names_injects_nothing(browser, tmp_path):
     )
     path = tmp_path / "evil.html"
     path.write_text(render_report([analyze(evil)]), encoding="utf-8")
-    log = browser.open(path)
-    assert log.dialogs == [] and log.errors == []
-    assert browser.evaluate("document.scripts.length") == 1
-    assert browser.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
-    text = browser.evaluate("document.body.innerText")
+    opened = open_page(path)
+    assert opened.dialogs == [] and opened.errors == []
+    assert opened.evaluate("document.scripts.length") == 1
+    assert opened.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
+    text = opened.evaluate("document.body.innerText")
     assert "<script>alert(1)</script>" in text and "<img src=x onerror=alert(2)>" in text
+
+
+def test_a_planted_alert_is_caught(open_page, tmp_path):
+    """The harness itself: a dialog, an exception and a remote request are all seen."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        "<html><body><img src='http://127.0.0.1:9/x.png'>"
+        "<script>alert('hi'); throw new Error('boom');</script></body></html>"
+    )
+    opened = open_page(page)
+    assert opened.dialogs == ["hi"]
+    assert any("boom" in e for e in opened.errors)
+    assert "http://127.0.0.1:9/x.png" in opened.requests
