@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from napari_kernelspec.analysis import analyze
 from napari_kernelspec.analysis.descriptors import DESCRIPTOR_NAMES
+from napari_kernelspec.base.atomic import Interrupted
 from napari_kernelspec.base.bank import KernelBank
 from napari_kernelspec.base.errors import KernelSpecError
 from napari_kernelspec.report import ReportFiles, images, render, render_report, svg, write_report
-from napari_kernelspec.report.progress import Progress
 from napari_kernelspec.sources.models import SEED_MODELS
 
 SEED = tuple(SEED_MODELS)  # the eight, in order (test_cli checks the list itself)
@@ -99,7 +101,7 @@ def bank(
 @pytest.fixture(scope="module")
 def eight(tmp_path_factory) -> tuple[ReportFiles, str]:
     out = tmp_path_factory.mktemp("report") / "eight.html"
-    files = write_report(weights="random", out=out, progress=False)
+    files = write_report(weights="random", out=out)
     return files, files.html.read_text(encoding="utf-8")
 
 
@@ -111,7 +113,7 @@ def test_png_round_trip(shape):
     pixels = np.random.default_rng(1).integers(0, 256, size=shape, dtype=np.uint8)
     data = images.encode_png(pixels)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    back = images.decode_png(data)
+    back = np.asarray(Image.open(io.BytesIO(data)))
     assert np.array_equal(back.reshape(pixels.shape), pixels)
 
 
@@ -189,20 +191,6 @@ def test_model_slugs_are_safe_and_unique():
         "a-b-npy",
         "model",
     ]
-
-
-def test_progress_one_line_per_step_when_not_a_terminal():
-    stream = io.StringIO()
-    bar = Progress(3, "report", stream=stream)
-    for name in "abc":
-        bar.start(name)
-        bar.step(name)
-    bar.close()
-    lines = stream.getvalue().splitlines()
-    assert [line.split("] ")[1].split(" (")[0] for line in lines] == ["1/3 a", "2/3 b", "3/3 c"]
-    quiet = io.StringIO()
-    Progress(2, stream=quiet, enabled=False).step("x")
-    assert quiet.getvalue() == ""
 
 
 # --- render_report -------------------------------------------------------------------------
@@ -307,9 +295,9 @@ def test_parameters_are_checked_before_loading(monkeypatch, tmp_path):
     monkeypatch.setattr(loading, "load_kernels", boom)
     for kwargs in ({"threshold": 1.5}, {"method": "fourier"}, {"min_samples": 0}):
         with pytest.raises(KernelSpecError):
-            write_report(["lenet5"], out=tmp_path / "r.html", progress=False, **kwargs)
+            write_report(["lenet5"], out=tmp_path / "r.html", **kwargs)
     with pytest.raises(ValueError, match="html"):
-        write_report(["lenet5"], out=tmp_path / "r.txt", progress=False)
+        write_report(["lenet5"], out=tmp_path / "r.txt")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -323,7 +311,6 @@ def test_loading_errors_propagate_unchanged(tmp_path):
             ["lenet5", "no_such_model_xyz"],
             weights="random",
             out=tmp_path / "r.html",
-            progress=False,
         )
     assert str(got.value) == str(expected.value)
     assert not (tmp_path / "r.html").exists()
@@ -336,7 +323,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("where", ["render", "csv"])
 def test_interrupted_run_keeps_the_old_report(monkeypatch, tmp_path, where):
     out = tmp_path / "r.html"
-    write_report(["lenet5"], weights="random", out=out, progress=False)
+    write_report(["lenet5"], weights="random", out=out)
     before = _snapshot(tmp_path)
     assert set(before) == {"r.html", "r.json", "r.csv"}
 
@@ -356,22 +343,106 @@ def test_interrupted_run_keeps_the_old_report(monkeypatch, tmp_path, where):
 
         monkeypatch.setattr(write, "results_csv", lambda results: 1 / 0)
     with pytest.raises((RuntimeError, ZeroDivisionError)):
-        write_report(["lenet5", "vgg16"], weights="random", out=out, progress=False)
+        write_report(["lenet5", "vgg16"], weights="random", out=out)
     assert _snapshot(tmp_path) == before  # byte-identical, and no temporary files
 
 
-def test_progress_bar_on_stderr(tmp_path, capsys):
-    write_report(["lenet5", "vgg16"], weights="random", out=tmp_path / "r.html")
-    err = capsys.readouterr().err
-    assert "1/2 LeNet5" in err and "2/2 VGG16" in err
+def _replace_then_ctrl_c(monkeypatch, folder: Path) -> list[Path]:
+    """os.replace renames the first file into `folder`, then raises KeyboardInterrupt."""
+    real, done = os.replace, []
+
+    def replace(src, dst):
+        if Path(dst).parent != folder:  # the kernel cache, for example
+            return real(src, dst)
+        if done:
+            raise KeyboardInterrupt
+        real(src, dst)
+        done.append(Path(dst))
+
+    monkeypatch.setattr(os, "replace", replace)
+    return done
+
+
+def test_ctrl_c_between_the_renames_says_what_was_replaced(monkeypatch, tmp_path):
+    out = tmp_path / "r.html"
+    write_report(["lenet5"], weights="random", out=out)
+    before = _snapshot(tmp_path)
+    done = _replace_then_ctrl_c(monkeypatch, tmp_path)
+    with pytest.raises(Interrupted) as info:
+        write_report(["lenet5", "vgg16"], weights="random", out=out)
+    monkeypatch.undo()
+    after = _snapshot(tmp_path)
+    assert set(after) == {"r.html", "r.json", "r.csv"}  # no temporary file left
+    assert done == [tmp_path / "r.json"]
+    assert json.loads(after["r.json"])["report"]["models"] == ["lenet5", "vgg16"]  # new
+    assert after["r.csv"] == before["r.csv"] and after["r.html"] == before["r.html"]  # old
+    assert str(info.value) == (
+        f"replaced {tmp_path / 'r.json'}; left as they were: {tmp_path / 'r.csv'}, {out}"
+    )
+    assert isinstance(info.value, KeyboardInterrupt)  # still a Ctrl-C for callers
+
+
+def test_stale_temporaries_of_the_same_output_are_removed(tmp_path):
+    import fcntl
+
+    out = tmp_path / "r.html"
+    stale = [tmp_path / ".r.html.k2j4_x9q.tmp", tmp_path / ".r.csv.abcdefgh.tmp"]
+    others = [
+        tmp_path / ".other.html.abcdefgh.tmp",  # another report's
+        tmp_path / "notes.tmp",
+        tmp_path / ".r.html.not-ours.tmp",  # not a name atomic writes make
+    ]
+    for path in [*stale, *others]:
+        path.write_text("left by a killed run")
+    live = tmp_path / ".r.json.livewrit.tmp"  # a writer that is still running holds a lock
+    with open(live, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        write_report(["lenet5"], weights="random", out=out)
+        assert live.exists()
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in others)
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "r.html",
+        "r.json",
+        "r.csv",
+        live.name,
+        *(p.name for p in others),
+    }
+
+
+def test_csv_cells_never_become_formulas(tmp_path):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    npy = tmp_path / "=cmd|' \\C calc'!A0.npy"  # a file name cannot hold the "/" of the classic
+    np.save(npy, rng.normal(size=(4, 3, 5, 5)).astype(np.float32))
+    ckpt = tmp_path / "@SUM(1+1).pth"
+    torch.save({"=cmd|' /C calc'!A0.weight": torch.randn(5, 3, 3, 3)}, ckpt)
+    files = write_report([npy, ckpt], out=tmp_path / "r.html")
+    rows = list(csv.DictReader(io.StringIO(files.csv.read_text())))
+    assert len(rows) == 4 + 5
+    assert {r["model"] for r in rows} == {"'" + npy.name, "'@SUM(1+1).pth"}
+    assert {r["layer"] for r in rows[4:]} == {"'=cmd|' /C calc'!A0.weight"}
+    for row in rows:  # no cell starts like a formula; numbers stay numbers
+        assert not any(v.startswith(("=", "+", "@", "\t", "\r")) for v in row.values())
+        float(row["peak_frequency"])
+    assert any(row["cluster"] == "-1" for row in rows)  # a negative number is not text
+
+
+def test_a_library_call_is_quiet_and_progress_is_opt_in(tmp_path, capfd):
+    write_report(["lenet5", "vgg16"], weights="random", out=tmp_path / "quiet.html")
+    quiet = capfd.readouterr()
+    assert quiet.err == "" and quiet.out == ""
+    write_report(["lenet5", "vgg16"], weights="random", out=tmp_path / "r.html", progress=True)
+    err = capfd.readouterr().err
+    assert "kernelspec report" in err and "2/2" in err and "VGG16" in err  # tqdm's bar
 
 
 def test_report_never_imports_qt_or_napari(tmp_path):
     code = (
         "import sys\n"
         "from napari_kernelspec.report import write_report\n"
-        f"write_report(['lenet5', 'alexnet'], weights='random', out={str(tmp_path / 'r.html')!r},"
-        " progress=False)\n"
+        f"write_report(['lenet5', 'alexnet'], weights='random', out={str(tmp_path / 'r.html')!r}"
+        ")\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'vispy', 'magicgui', "
         "'matplotlib'))\n"
@@ -398,7 +469,7 @@ def test_report_over_npy_files_with_markup_names(tmp_path):
     second = tmp_path / "<img src=x onerror=alert(2)>.npy"
     np.save(second, rng.normal(size=(4, 1, 3, 3)))
     assert XSS in str(first)
-    files = write_report([str(first), second], out=tmp_path / "files.html", progress=False)
+    files = write_report([str(first), second], out=tmp_path / "files.html")
     html = files.html.read_text()
     assert "<script>alert" not in html and "<img src=x" not in html
     assert XSS.replace("<", "&lt;").replace(">", "&gt;") in html  # shown, escaped (file path)
@@ -419,7 +490,7 @@ def test_report_over_a_checkpoint(tmp_path):
     }
     path = tmp_path / "my-net.pth"
     torch.save({"state_dict": state, "epoch": 3}, path)
-    files = write_report([path], out=tmp_path / "ckpt.html", progress=False)
+    files = write_report([path], out=tmp_path / "ckpt.html")
     html = files.html.read_text()
     assert 'id="model-my-net-pth"' in html and "backbone.conv1" in html
     doc = json.loads(files.json.read_text())

@@ -1,15 +1,44 @@
-"""Atomic file writes: readers see the old file or the complete new one, never a partial one."""
+"""Atomic file writes: readers see the old file or the complete new one, never a partial one.
+
+- :func:`atomic_write`: one file, through a temporary file renamed over it.
+- :func:`write_together`: several files (a report's HTML, JSON and CSV) written to temporary
+  files first and only then renamed, back to back, with Ctrl-C / SIGTERM held until the last
+  rename; if an interrupt gets through anyway, :class:`Interrupted` says which were replaced.
+- :func:`remove_stale_temporaries`: the temporary files of a path that a killed run (SIGKILL,
+  power loss) left behind. A live writer holds an advisory lock on its temporary file, so
+  only orphans are removed.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write"]
+try:  # POSIX: a live writer's temporary file carries an advisory lock
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: fall back on the file's age
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Interrupted", "atomic_write", "remove_stale_temporaries", "write_together"]
+
+#: Without file locks (Windows), a temporary file this old (seconds) counts as stale.
+STALE_AFTER_S = 3600.0
+_LOCKED = fcntl is not None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C arrived while several files were being replaced; the message says which were.
+
+    A `KeyboardInterrupt`, so code that handles Ctrl-C still does; ``str(exc)`` is one line.
+    """
 
 
 def _read_umask() -> int:
@@ -22,12 +51,27 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file next to `path` (``.NAME.XXXXXXXX.tmp``), locked while open."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if fcntl is not None:
+        with contextlib.suppress(OSError):  # some file systems have no locks: age decides
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd, tmp
+
+
+def _unlink_quietly(tmp: str | os.PathLike[str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to `path`; on success rename it over `path`.
 
     If the block raises (or the process dies), `path` keeps its earlier content and the
-    temporary file is removed.
+    temporary file is removed (after a kill, by the next `remove_stale_temporaries`).
 
     Parameters
     ----------
@@ -39,16 +83,146 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+            if _LOCKED:  # renamed while locked: never taken for an orphan
+                os.replace(tmp, path)
+        if not _LOCKED:  # Windows renames only closed files
+            os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed writers of `path` left next to it.
+
+    Only names `atomic_write` makes (``.NAME.XXXXXXXX.tmp``) are considered, and only those
+    no live process holds (POSIX advisory lock; elsewhere: older than `STALE_AFTER_S`).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        if _is_orphan(candidate):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def _is_orphan(candidate: Path) -> bool:
+    if fcntl is None:
+        try:
+            return time.time() - candidate.stat().st_mtime > STALE_AFTER_S
+        except OSError:
+            return False
+    try:
+        fd = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a live writer holds it (or locks are unsupported: leave it)
+    else:
+        return True
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the duration (main thread only), then deliver them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is None:  # installed outside Python: leave it alone
+            continue
+        previous[sig] = handler
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in received:
+            signal.raise_signal(sig)
+
+
+def write_together(contents: Sequence[tuple[str | os.PathLike[str], str | bytes]]) -> None:
+    """Write several files so that they are replaced together.
+
+    Every file is first written in full to a temporary file next to it (text as UTF-8) and
+    flushed to disk; then the temporary files are renamed over their targets back to back,
+    with SIGINT and SIGTERM held until the last rename. Stale temporary files of the same
+    targets (left by a killed run) are removed first.
+
+    Parameters
+    ----------
+    contents : sequence of (path-like, str or bytes)
+        Each target and its complete new content, in the order they are renamed.
+
+    Raises
+    ------
+    Interrupted
+        A `KeyboardInterrupt` reached the renames after some of them (off the main thread,
+        signals cannot be held); its message names the files replaced and those left as
+        they were.
+    OSError
+        A temporary file could not be written: no target was touched.
+    """
+    targets = [Path(p) for p, _ in contents]
+    for target in targets:
+        remove_stale_temporaries(target)
+    staged: list[tuple[int, str, Path]] = []
+    done: list[Path] = []
+    try:
+        for target, (_, data) in zip(targets, contents, strict=True):
+            fd, tmp = _temporary(target)
+            staged.append((fd, tmp, target))
+            raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            if not _LOCKED:  # Windows renames only closed files
+                os.close(fd)
+        try:
+            with _signals_held():
+                for _, tmp, target in staged:
+                    os.replace(tmp, target)
+                    done.append(target)
+        except KeyboardInterrupt as exc:
+            if not done:
+                raise
+            rest = [str(t) for t in targets if t not in done]
+            message = "replaced " + ", ".join(map(str, done))
+            message += f"; left as they were: {', '.join(rest)}" if rest else " (all of them)"
+            raise Interrupted(message) from exc
+    finally:
+        for fd, tmp, target in staged:
+            if _LOCKED:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if target not in done:
+                _unlink_quietly(tmp)

@@ -4,6 +4,8 @@ Each command is a module of this package with ``HELP`` (and optionally ``DESCRIP
 ``add_parser(parser)`` and ``run(args) -> int``; :data:`COMMANDS` lists them in the order
 ``--help`` shows them. A user's mistake ends with exit status 2 and one line
 ``kernelspec: error: ...`` on stderr that says what to do; it never shows a traceback.
+Every error and warning goes through `printable`, so a file or layer name with a newline or
+an escape code can neither forge a second line nor drive the terminal.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import warnings
 from collections.abc import Sequence
 from importlib import import_module
 
+from ..base.atomic import Interrupted
 from ..base.errors import KernelSpecError
+from ..base.text import printable
 from ._common import EXIT_USAGE, PROG, Parser
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -51,21 +55,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    sys.stderr.write(f"{PROG}: warning: {message}\n")
+    sys.stderr.write(f"{PROG}: warning: {printable(message)}\n")
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Log records as ``kernelspec: message``, control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {printable(record.getMessage())}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``kernelspec`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("napari_kernelspec").setLevel(logging.INFO)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
             return args._run(args)
         except KernelSpecError as exc:
-            sys.stderr.write(f"{PROG}: error: {exc}\n")
+            sys.stderr.write(f"{PROG}: error: {printable(exc)}\n")
             return EXIT_USAGE
+        except Interrupted as exc:  # Ctrl-C between the renames of files written together
+            sys.stderr.write(f"{PROG}: interrupted; {printable(exc)}\n")
+            return 130
         except KeyboardInterrupt:
             sys.stderr.write(f"{PROG}: interrupted; nothing was written\n")
             return 130

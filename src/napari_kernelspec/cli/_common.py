@@ -23,7 +23,10 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line that points at --help."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+        from ..base.text import printable
+
+        text = f"{printable(message)} (see '{printable(self.prog)} --help')"
+        self.exit(EXIT_USAGE, f"{PROG}: error: {text}\n")
 
 
 def threshold_arg(text: str) -> float:

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
             min_samples=args.min_samples,
             out=args.out,
             json_path=args.json,
+            progress=True,
         )
     except OSError as exc:
         where = exc.filename or args.out

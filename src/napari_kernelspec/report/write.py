@@ -1,4 +1,4 @@
-"""`write_report`: load models, analyse them, write the HTML, JSON and CSV atomically."""
+"""`write_report`: load models, analyse them, write the HTML, JSON and CSV together."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..base.atomic import atomic_write
+from ..base.atomic import write_together
 from ..base.errors import KernelSpecError
-from .progress import Progress
+from ..base.text import csv_cell, printable
 from .render import render_report, report_metadata
 
 if TYPE_CHECKING:
@@ -67,7 +67,11 @@ def results_json(results: Sequence[AnalysisResult], generated: datetime) -> str:
 
 
 def results_csv(results: Sequence[AnalysisResult]) -> str:
-    """One CSV row per filter: model, layer, weights source, then `filter_rows` columns."""
+    """One CSV row per filter: model, layer, weights source, then `filter_rows` columns.
+
+    Every cell goes through `csv_cell`: a model or layer name that a spreadsheet would read
+    as a formula (``=cmd|' /C calc'!A0``) is written with a leading apostrophe.
+    """
     buffer = io.StringIO()
     writer: Any = None
     for r in results:
@@ -77,7 +81,7 @@ def results_csv(results: Sequence[AnalysisResult]) -> str:
             if writer is None:
                 writer = csv.DictWriter(buffer, fieldnames=list(record), lineterminator="\n")
                 writer.writeheader()
-            writer.writerow(record)
+            writer.writerow({k: csv_cell(v) for k, v in record.items()})
     return buffer.getvalue()
 
 
@@ -132,7 +136,7 @@ def write_report(
     out: str | os.PathLike[str] = DEFAULT_OUT,
     json_path: str | os.PathLike[str] | None = None,
     csv_path: str | os.PathLike[str] | None = None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -150,7 +154,8 @@ def write_report(
     json_path, csv_path : path-like, optional
         Default: `out` with the suffix ``.json`` / ``.csv``.
     progress : bool
-        Draw a progress bar on stderr, one step per model.
+        Draw a progress bar (tqdm) on stderr, one step per model. Off by default: a library
+        call stays quiet; the ``kernelspec report`` command turns it on.
 
     Returns
     -------
@@ -167,9 +172,12 @@ def write_report(
 
     Notes
     -----
-    All three files are rendered in memory, written to temporary files next to their
-    targets and only then renamed over them, one after the other: an interrupted run leaves
-    an earlier report intact (each file is whole, old or new) and no temporary file behind.
+    All three files are rendered in memory, written in full to temporary files next to
+    their targets and only then renamed over them, back to back, with Ctrl-C held until the
+    last rename (`write_together`): an interrupted run leaves the earlier report intact. If
+    an interrupt gets through between two renames anyway, the `Interrupted` it raises names
+    the files that were replaced. Temporary files that a killed run left next to the same
+    outputs are removed.
     """
     from ..analysis.pipeline import analyze, check_parameters
     from ..sources.loading import load_kernels, resolve_source
@@ -182,20 +190,27 @@ def write_report(
     for name in names:  # every name checked before the first (slow) load
         resolve_source(name)
 
-    bar = Progress(len(names), "kernelspec report", enabled=progress)
+    from tqdm import tqdm
+
     results = []
     caught: list[warnings.WarningMessage] = []
-    try:
+    with tqdm(
+        total=len(names),
+        desc="kernelspec report",
+        unit="model",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
         for name in names:
-            bar.start(f"loading {name}")
+            bar.set_postfix_str(f"loading {printable(name, limit=40)}")
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
                 bank = load_kernels(name, weights=weights)
             caught += seen
             results.append(analyze(bank, method, threshold, min_samples))
-            bar.step(bank.display_name)
-    finally:
-        bar.close()
+            bar.set_postfix_str(printable(bank.display_name, limit=40))
+            bar.update(1)
     for w in caught:  # after the bar, so messages do not break it
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
@@ -203,9 +218,5 @@ def write_report(
     html = render_report(results, generated=generated)
     document = results_json(results, generated)
     table = results_csv(results)
-    with ExitStack() as stack:
-        targets = ((files.html, html), (files.json, document), (files.csv, table))
-        handles = [(stack.enter_context(atomic_write(p, "w")), text) for p, text in targets]
-        for handle, text in handles:
-            handle.write(text)
+    write_together([(files.json, document), (files.csv, table), (files.html, html)])
     return files
