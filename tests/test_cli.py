@@ -257,3 +257,124 @@ def test_weights_beyond_float32_are_named_as_such(capsys, tmp_path):
     np.save(tmp_path / "big.npy", np.full((2, 1, 3, 3), 1e300))
     code, _, err = run(capsys, "analyze", str(tmp_path / "big.npy"))
     assert code == 2 and "beyond the float32 range" in err and "rescale" in err
+
+
+# --- long results, undefined values, hostile names, interruption ------------------------------
+
+
+def _planted_clusters(groups: int, size: int, seed: int = 0) -> np.ndarray:
+    """`groups` clusters of `size` nearly identical 5x5x3 filters (known answer)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(groups, 3, 5, 5))
+    noise = 0.01 * rng.normal(size=(groups, size, 3, 5, 5))
+    return (centres[:, None] + noise).reshape(groups * size, 3, 5, 5).astype(np.float32)
+
+
+def test_analyze_summarises_a_long_cluster_list_and_prints_descriptor_medians(capsys, tmp_path):
+    np.save(tmp_path / "many.npy", _planted_clusters(60, 3))
+    many = [str(tmp_path / "many.npy"), "--threshold", "0.98"]  # random centres differ less
+    code, out, err = run(capsys, "analyze", *many)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "clusters found: 60 (180 of 180 filters clustered)" in out
+    listed = [line for line in lines if line.startswith("cluster ")]
+    assert [line.split(" (")[0] for line in listed] == [f"cluster {k}" for k in range(10)]
+    assert all("(3 filters)" in line for line in listed)
+    assert "... 50 more clusters; --json has them all" in lines
+    assert len(lines) < 25  # was one line per cluster (60 + 7)
+    medians = next(line for line in lines if line.startswith("median peak frequency:"))
+    assert "median orientation selectivity:" in medians and "achromatic filters:" in medians
+    code, data, _ = run(capsys, "analyze", *many, "--json", "-")
+    assert len(json.loads(data)["clusters"]) == 60  # --json has them all
+
+
+def test_analyze_shows_n_a_for_descriptors_a_kernel_cannot_define(capsys, tmp_path, monkeypatch):
+    import napari_kernelspec.analysis as analysis
+
+    real = analysis.analyze
+
+    def undefined_orientation(*args, **kwargs):  # what 1x1 kernels get (NaN, undefined)
+        result = real(*args, **kwargs)
+        result.descriptors["orientation_selectivity"] = np.full(len(result.labels), np.nan)
+        return result
+
+    monkeypatch.setattr(analysis, "analyze", undefined_orientation)
+    np.save(tmp_path / "k.npy", _planted_clusters(2, 2))
+    code, out, err = run(capsys, "analyze", str(tmp_path / "k.npy"))
+    assert code == 0, err
+    assert "median orientation selectivity: n/a" in out and "nan" not in out.lower()
+
+
+def _hostile_checkpoint(tmp_path: Path) -> Path:
+    torch = pytest.importorskip("torch")
+    key = "conv\nkernelspec: error: fake second line\x1b[2J\x1b[H"
+    path = tmp_path / "net\x1b[31m.pth"
+    torch.save({f"{key}.weight": torch.randn(4, 3, 3, 3)}, path)
+    return path
+
+
+def test_names_with_newlines_and_escape_codes_reach_the_terminal_escaped(capsys, tmp_path):
+    path = _hostile_checkpoint(tmp_path)
+    code, out, err = run(capsys, "analyze", str(path))
+    assert code == 0, err
+    assert "\x1b" not in out + err
+    (first,) = [line for line in out.splitlines() if line.startswith("model:")]
+    assert "layer: conv\\nkernelspec: error: fake second line\\x1b[2J\\x1b[H" in first
+    assert not any(line.startswith("kernelspec: error") for line in out.splitlines())
+
+
+def test_an_error_about_a_hostile_name_is_exactly_one_line(capsys, tmp_path):
+    bad = tmp_path / "x\nkernelspec: error: forged\x1b[2J.npy"
+    bad.write_bytes(b"not an array")
+    code, _, err = run(capsys, "analyze", str(bad))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("kernelspec: error: ")
+    assert "\x1b" not in err and "\\x1b[2J" in err
+    code, _, err = run(capsys, "analyze", "alexnet\n\x1b[2J", "--weights", "random")
+    assert code == 2 and err.count("\n") == 1 and "\x1b" not in err
+
+
+def test_warnings_are_one_line_too(capsys, monkeypatch):
+    import warnings
+
+    import napari_kernelspec.cli.models as models
+
+    def warn_then_list(args):
+        warnings.warn("cannot reach\nkernelspec: error: forged\x1b[2J", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(models, "run", warn_then_list)
+    code, _, err = run(capsys, "models")
+    assert code == 0
+    assert err == "kernelspec: warning: cannot reach\\nkernelspec: error: forged\\x1b[2J\n"
+
+
+def test_ctrl_c_between_the_report_renames_is_reported_truthfully(capsys, tmp_path, monkeypatch):
+    import os
+
+    out = tmp_path / "r.html"
+    assert (
+        run(capsys, "report", "--models", "lenet5", "--weights", "random", "--out", str(out))[0]
+        == 0
+    )
+    real = os.replace
+    done: list[str] = []
+
+    def replace(src, dst):
+        if Path(dst).parent == tmp_path:
+            if done:
+                raise KeyboardInterrupt
+            done.append(str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code, _, err = run(
+        capsys, "report", "--models", "lenet5,vgg16", "--weights", "random", "--out", str(out)
+    )
+    assert code == 130
+    json_path, csv_path = out.with_suffix(".json"), out.with_suffix(".csv")
+    assert err.splitlines()[-1] == (
+        f"kernelspec: interrupted; replaced {json_path}; left as they were: {csv_path}, {out}"
+    )
+    assert "nothing was written" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.html", "r.json"]

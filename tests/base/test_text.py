@@ -39,3 +39,12 @@ def test_csv_cell_neutralises_formulas(formula: str) -> None:
     row = next(csv.reader(io.StringIO(buf.getvalue())))
     assert row[0] == "'" + formula
     assert row[1:] == ["-0.5", "conv1"]
+
+
+def test_numbers_read_n_a_when_undefined() -> None:
+    from napari_kernelspec.base.text import number, percent
+
+    assert number(0.9777777777777777) == "0.978" and number(-0.5, 1) == "-0.5"
+    assert [number(v) for v in (float("nan"), None, float("inf"), "x")] == ["n/a"] * 4
+    assert percent(0.4) == "40%" and percent(0.9777, 1) == "97.8%"
+    assert percent(float("nan")) == "n/a"

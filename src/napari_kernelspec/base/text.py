@@ -7,13 +7,20 @@ Two rules, applied wherever the product writes such text:
   drive the terminal.
 - :func:`csv_cell` for every CSV the product writes: a cell that a spreadsheet would read as a
   formula gets a leading apostrophe (OWASP's rule for CSV injection).
+
+And one rule for numbers shown to people (:func:`number`, :func:`percent`): a value that is
+undefined (NaN, None; for example a descriptor that a 1x1 kernel cannot define) reads ``n/a``.
 """
 
 from __future__ import annotations
 
+import math
 import unicodedata
 
-__all__ = ["CSV_FORMULA_PREFIXES", "csv_cell", "printable"]
+__all__ = ["CSV_FORMULA_PREFIXES", "NOT_AVAILABLE", "csv_cell", "number", "percent", "printable"]
+
+#: How an undefined value reads in tables and summaries.
+NOT_AVAILABLE = "n/a"
 
 #: First characters that make a spreadsheet evaluate a cell (OWASP, CSV injection).
 CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -61,3 +68,27 @@ def csv_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(CSV_FORMULA_PREFIXES):
         return "'" + value
     return value
+
+
+def _defined(value: object) -> float | None:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def number(value: object, digits: int = 3) -> str:
+    """``value`` with `digits` decimals, or ``"n/a"`` when it is None, NaN or infinite.
+
+    >>> number(0.9777777777777777), number(float("nan")), number(None, 1)
+    ('0.978', 'n/a', 'n/a')
+    """
+    x = _defined(value)
+    return NOT_AVAILABLE if x is None else f"{x:.{digits}f}"
+
+
+def percent(value: object, digits: int = 0) -> str:
+    """A fraction as a percentage (``0.4 -> "40%"``), or ``"n/a"`` when undefined."""
+    x = _defined(value)
+    return NOT_AVAILABLE if x is None else f"{100 * x:.{digits}f}%"

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from ..base.text import number, percent, printable
 from ._common import add_analysis_options, write_json
 
 if TYPE_CHECKING:
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 
 HELP = "analyse the first conv layer of a model or checkpoint"
 DESCRIPTION = "Analyse one layer and print a summary (or JSON)."
+
+#: Clusters listed in the summary, and members listed per cluster (--json has them all).
+MOST_CLUSTERS = 10
+MOST_MEMBERS = 24
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +49,32 @@ def _format_pairs(pairs: Sequence[tuple[int, int, float]], most: int = 20) -> st
     return f"{len(pairs)}: {shown}{more}"
 
 
+def _cluster_lines(clusters: Sequence[Sequence[int]]) -> list[str]:
+    """One line per cluster, the first `MOST_CLUSTERS` of them, long member lists cut."""
+    lines = []
+    for k, members in enumerate(clusters[:MOST_CLUSTERS]):
+        shown = ", ".join(map(str, members[:MOST_MEMBERS]))
+        if len(members) > MOST_MEMBERS:
+            shown += f", ... ({len(members) - MOST_MEMBERS} more)"
+        lines.append(f"cluster {k} ({len(members)} filters): {shown}")
+    if len(clusters) > MOST_CLUSTERS:
+        lines.append(f"... {len(clusters) - MOST_CLUSTERS} more clusters; --json has them all")
+    return lines
+
+
+def _descriptor_line(result: AnalysisResult) -> str:
+    """The descriptor statistics of the report's comparison table ("n/a" where undefined)."""
+    from ..report.render import summary_statistics
+
+    s = summary_statistics(result)
+    return (
+        f"median peak frequency: {number(s['peak'])} c/px   "
+        f"median orientation selectivity: {number(s['selectivity'], 2)}   "
+        f"mean aliasing fraction: {number(s['aliasing'])}   "
+        f"achromatic filters: {percent(s['achromatic'])}"
+    )
+
+
 def _geometry(bank: KernelBank) -> str:
     if not bank.stride_known:
         return "stride unknown (1 assumed: the file does not record it; aliasing reads 0)"
@@ -51,7 +82,11 @@ def _geometry(bank: KernelBank) -> str:
 
 
 def print_summary(result: AnalysisResult, out: TextIO) -> None:
-    """A readable summary of one analysis, in the spirit of the seed tool's console output."""
+    """A readable summary of one analysis, in the spirit of the seed tool's console output.
+
+    Names from files (model, layer, provenance) go through `printable`; at most
+    `MOST_CLUSTERS` clusters are listed.
+    """
     bank = result.bank
     n, c, h, w = bank.weights.shape
     source = bank.source
@@ -60,19 +95,20 @@ def print_summary(result: AnalysisResult, out: TextIO) -> None:
     elif bank.source == "pretrained" and "weights" in bank.provenance:
         source += f" ({bank.provenance['weights']})"
     if "accuracy" in bank.provenance:
-        source += f", held-out accuracy {bank.provenance['accuracy']:.1%}"
+        source += f", held-out accuracy {percent(bank.provenance['accuracy'], 1)}"
     lines = [
-        f"model: {bank.display_name}   layer: {bank.layer}",
-        f"weights: {source}",
+        f"model: {printable(bank.display_name)}   layer: {printable(bank.layer)}",
+        f"weights: {printable(source)}",
         f"filters: {n} x {c} channels x {h}x{w}, " + _geometry(bank),
         f"method: {result.method}   threshold: {result.threshold:g}   "
         f"min samples: {result.min_samples}",
         f"clusters found: {result.n_clusters} "
         f"({int((result.labels >= 0).sum())} of {n} filters clustered)",
     ]
-    lines += [f"cluster {k}: filters {members}" for k, members in enumerate(result.clusters)]
+    lines += _cluster_lines(result.clusters)
     lines.append(f"duplicates (cos >= {result.threshold:g}): {_format_pairs(result.duplicates)}")
     lines.append(f"sign pairs (cos <= -{result.threshold:g}): {_format_pairs(result.sign_pairs)}")
+    lines.append(_descriptor_line(result))
     out.write("\n".join(lines) + "\n")
 
 
@@ -92,5 +128,5 @@ def run(args: argparse.Namespace) -> int:
         write_json(result.to_dict(), args.json)
     print_summary(result, sys.stdout)
     if args.json:
-        sys.stdout.write(f"full result written to {args.json}\n")
+        sys.stdout.write(f"full result written to {printable(args.json)}\n")
     return 0

@@ -34,6 +34,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..base.errors import KernelSpecError
+    from ..base.text import printable
     from ..report import write_report
 
     names = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         where = exc.filename or args.out
         raise KernelSpecError(
-            f"cannot write {where}: {exc.strerror or exc}; pick a writable path"
+            f"cannot write {printable(where)}: {exc.strerror or exc}; pick a writable path"
         ) from None
-    sys.stdout.write(f"report written to {files.html}\n(data: {files.json}, {files.csv})\n")
+    html, data, table = (printable(p) for p in (files.html, files.json, files.csv))
+    sys.stdout.write(f"report written to {html}\n(data: {data}, {table})\n")
     return 0

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..analysis import palette, views
 from ..analysis.descriptors import DESCRIPTOR_LABELS, DESCRIPTOR_NAMES
+from ..base.text import number, percent
 from . import images, svg
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ __all__ = [
     "package_versions",
     "render_report",
     "report_metadata",
+    "summary_statistics",
 ]
 
 #: A filter counts as achromatic when its achromatic fraction is at least this.
@@ -40,9 +42,12 @@ MAX_LISTED_PAIRS = 60
 
 _KERNEL_TILE_PX = 44  # target on-page size of one kernel tile
 _SPECTRUM_TILE_PX = 56
+_MOSAIC_PX = 360  # a mosaic of few tiles is enlarged to about this width (LeNet5: 6 tiles)
+_MOSAIC_MAX_TILE_PX = 128  # ... but no tile beyond this
 _HEATMAP_PX = 420
 _ORIENTATION_EDGES = np.linspace(0.0, 180.0, 13)  # 15 degree bins
 _PACKAGES = ("napari-kernelspec", "numpy", "scipy", "scikit-learn", "jinja2")
+_TORCH_PACKAGES = ("torch", "torchvision")  # versions from metadata: torch is not imported
 
 
 def model_slugs(names: Sequence[str]) -> list[str]:
@@ -63,23 +68,27 @@ def model_slugs(names: Sequence[str]) -> list[str]:
 
 
 def package_versions(results: Sequence[AnalysisResult] = ()) -> dict[str, str]:
-    """Installed versions of the report's packages, plus torch / torchvision as recorded by
-    the loader in ``bank.provenance`` (torch is never imported here).
+    """Installed versions of the report's packages and of torch / torchvision (which read
+    checkpoints and build models; from package metadata, torch is never imported here).
+
+    Where the loader recorded another torch / torchvision version in ``bank.provenance``
+    (kernels cached by an earlier installation), that version is listed too.
     """
     from importlib import metadata
 
     from .. import __version__
 
     out: dict[str, str] = {}
-    for name in _PACKAGES:
+    for name in _PACKAGES + _TORCH_PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = __version__ if name == "napari-kernelspec" else "not installed"
-    for key in ("torch", "torchvision"):
-        found = sorted({str(r.bank.provenance[key]) for r in results if key in r.bank.provenance})
-        if found:
-            out[key] = ", ".join(found)
+    for key in _TORCH_PACKAGES:
+        found = {str(r.bank.provenance[key]) for r in results if key in r.bank.provenance}
+        earlier = sorted(found - {out[key]})
+        if earlier:
+            out[key] += f" (cached kernels read with {', '.join(earlier)})"
     return out
 
 
@@ -107,24 +116,23 @@ def report_metadata(
 # --- formatting ----------------------------------------------------------------------------
 
 
-def _fmt(value: float, digits: int = 3) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _pct(value: float) -> str:
-    return "–" if not math.isfinite(value) else f"{100 * value:.0f}%"
-
-
 def _pair_text(value: tuple[int, int]) -> str:
     return str(value[0]) if value[0] == value[1] else f"{value[0]}×{value[1]}"
 
 
+def _provenance_text(key: str, value: Any) -> str:
+    """One provenance value for people: accuracy as a percentage, floats to 4 digits."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        if key == "accuracy" or key.endswith("_accuracy"):
+            return percent(value, 1)
+        return f"{value:.4g}" if math.isfinite(value) else "n/a"
+    return json.dumps(value, default=str)
+
+
 def _provenance_items(provenance: dict[str, Any]) -> list[tuple[str, str]]:
-    items = []
-    for key, value in provenance.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        items.append((str(key), text))
-    return items
+    return [(str(key), _provenance_text(str(key), value)) for key, value in provenance.items()]
 
 
 def _image(pixels: np.ndarray, alt: str, overlay: str | None = None) -> dict[str, Any]:
@@ -139,24 +147,56 @@ def _image(pixels: np.ndarray, alt: str, overlay: str | None = None) -> dict[str
     }
 
 
+def _sort_value(value: Any) -> str:
+    """A table cell's ``data-value`` for sorting: the number, or "" when undefined."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return repr(x) if math.isfinite(x) else ""
+
+
 # --- one model -----------------------------------------------------------------------------
+
+
+def _tile_factor(n: int, side: int, tile_px: int) -> int:
+    """Upscaling of `n` tiles of `side` pixels: about `tile_px` per tile, and a mosaic of
+    few tiles enlarged to about `_MOSAIC_PX` wide (no tile beyond `_MOSAIC_MAX_TILE_PX`)."""
+    factor = images.upscale_factor(side, tile_px)
+    _, cols = views.grid_shape(n)
+    wide = min(round(_MOSAIC_PX / (cols * side)), _MOSAIC_MAX_TILE_PX // side)
+    return max(factor, wide, 1)
+
+
+def _tile_labels(result: AnalysisResult, tile: tuple[int, int], shape: tuple[int, int]) -> str:
+    """The filter index in the corner of every tile (as on the spectra)."""
+    n = len(result.labels)
+    return svg.mosaic_overlay(
+        views.tile_origins(n, tile, gap=2),
+        tile,
+        shape,
+        [None] * n,
+        labels=[str(i) for i in range(n)],
+    )
 
 
 def _kernel_mosaics(result: AnalysisResult) -> list[dict[str, Any]]:
     h, w = result.bank.kernel_size
-    factor = images.upscale_factor(max(h, w), _KERNEL_TILE_PX)
+    factor = _tile_factor(len(result.labels), max(h, w), _KERNEL_TILE_PX)
     out = []
     for name in views.VIEWS:
         tiles = images.upscale(result.view(name), factor, axes=(1, 2))
         picture = views.mosaic(tiles, gap=2, fill=1.0)
-        image = _image(picture, f"{result.bank.display_name}: {views.VIEW_LABELS[name]}")
-        out.append({"label": views.VIEW_LABELS[name], **image})
+        overlay = _tile_labels(result, tiles.shape[1:3], picture.shape[:2])
+        label = views.VIEW_LABELS[name]
+        image = _image(picture, f"{result.bank.display_name}: {label}", overlay)
+        out.append({"label": label, **image})
     return out
 
 
 def _spectrum_mosaic(result: AnalysisResult, colors: list[str]) -> dict[str, Any]:
     spectra = result.spectrum_images()
-    factor = images.upscale_factor(spectra.shape[1], _SPECTRUM_TILE_PX)
+    factor = _tile_factor(len(spectra), spectra.shape[1], _SPECTRUM_TILE_PX)
     tiles = images.upscale(spectra, factor, axes=(1, 2))
     gap = 4
     picture = views.mosaic(tiles, gap=gap, fill=1.0)
@@ -201,22 +241,45 @@ def _heatmap(result: AnalysisResult, colors: list[str], slug: str) -> dict[str, 
 
 
 def _pairs(pairs: list[tuple[int, int, float]]) -> dict[str, Any]:
-    shown = [{"i": i, "j": j, "cos": _fmt(c, 3)} for i, j, c in pairs[:MAX_LISTED_PAIRS]]
+    shown = [{"i": i, "j": j, "cos": number(c, 3)} for i, j, c in pairs[:MAX_LISTED_PAIRS]]
     return {"shown": shown, "total": len(pairs), "more": max(0, len(pairs) - MAX_LISTED_PAIRS)}
 
 
-def _summary(result: AnalysisResult) -> dict[str, Any]:
+def _defined(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def summary_statistics(result: AnalysisResult) -> dict[str, Any]:
+    """The numbers of one model's row in the comparison table (also the CLI's summary).
+
+    Descriptors a kernel cannot define (NaN, e.g. the orientation of a 1x1 kernel) are left
+    out; a statistic with no defined value at all is NaN (shown as "n/a").
+
+    Returns
+    -------
+    dict
+        ``n_clusters``, ``clustered`` (fraction of filters in a cluster), ``duplicates`` and
+        ``sign_pairs`` (counts), ``peak`` (median peak frequency, cycles/pixel),
+        ``selectivity`` (median orientation selectivity), ``aliasing`` (mean aliasing
+        fraction) and ``achromatic`` (share of filters with an achromatic fraction of at
+        least `ACHROMATIC_THRESHOLD`).
+    """
     d = result.descriptors
+
+    def stat(values: np.ndarray, how: Any) -> float:
+        defined = _defined(values)
+        return float(how(defined)) if defined.size else math.nan
+
     return {
         "n_clusters": result.n_clusters,
-        "clustered": _pct(result.clustered_fraction),
-        "clustered_value": result.clustered_fraction,
+        "clustered": result.clustered_fraction,
         "duplicates": len(result.duplicates),
         "sign_pairs": len(result.sign_pairs),
-        "peak": float(np.median(d["peak_frequency"])),
-        "selectivity": float(np.median(d["orientation_selectivity"])),
-        "aliasing": float(np.mean(d["aliasing_fraction"])),
-        "achromatic": float(np.mean(d["achromatic_fraction"] >= ACHROMATIC_THRESHOLD)),
+        "peak": stat(d["peak_frequency"], np.median),
+        "selectivity": stat(d["orientation_selectivity"], np.median),
+        "aliasing": stat(d["aliasing_fraction"], np.mean),
+        "achromatic": stat(d["achromatic_fraction"], lambda v: np.mean(v >= ACHROMATIC_THRESHOLD)),
     }
 
 
@@ -233,7 +296,7 @@ def _model_context(result: AnalysisResult, slug: str, color: str) -> dict[str, A
                 "cluster": lab,
                 "color": colors[lab] if lab >= 0 else palette.to_hex(palette.UNCLUSTERED_RGB),
                 "values": [
-                    (row[k], _fmt(row[k], 1 if k == "orientation_deg" else 3))
+                    (_sort_value(row[k]), number(row[k], 1 if k == "orientation_deg" else 3))
                     for k in DESCRIPTOR_NAMES
                 ],
             }
@@ -252,7 +315,7 @@ def _model_context(result: AnalysisResult, slug: str, color: str) -> dict[str, A
         "source": bank.source,
         "trained": bank.is_trained,
         "provenance": _provenance_items(bank.provenance),
-        "summary": _summary(result),
+        "summary": summary_statistics(result),
         "mosaics": _kernel_mosaics(result),
         "spectrum": _spectrum_mosaic(result, colors),
         "clusters": [
@@ -336,8 +399,9 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["fmt"] = _fmt
-    env.filters["pct"] = _pct
+    env.filters["fmt"] = number
+    env.filters["pct"] = percent
+    env.filters["sortkey"] = _sort_value
     return env
 
 
@@ -383,6 +447,8 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
     ]
     charts = {k: Markup(v) for k, v in _charts(results, names, model_colors).items()}
     for m in models:  # our own SVG: every text inside was escaped by svg.py
+        for mosaic in m["mosaics"]:
+            mosaic["overlay"] = Markup(mosaic["overlay"])
         m["spectrum"]["overlay"] = Markup(m["spectrum"]["overlay"])
         m["heatmap"]["overlay"] = Markup(m["heatmap"]["overlay"])
         m["heatmap"]["scale"] = Markup(m["heatmap"]["scale"])
