@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -496,3 +497,74 @@ def test_report_over_a_checkpoint(tmp_path):
     doc = json.loads(files.json.read_text())
     assert doc["results"][0]["weights"] == "checkpoint"
     assert doc["results"][0]["n_filters"] == 16
+
+
+# --- what the report shows -------------------------------------------------------------------
+
+
+def _model_colours(html: str) -> list[str]:
+    toc = html.split('<nav class="toc"')[1].split("</nav>")[0]
+    return re.findall(r"background: (#[0-9a-f]{6})", toc)
+
+
+def test_model_colours_are_perceptually_distinct(eight):
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    _, html = eight
+    colours = _model_colours(html)
+    assert len(colours) == 8
+    rgb = np.array([[int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in colours])
+    lab = rgb2lab(rgb[None])[0]
+    difference = deltaE_ciede2000(lab[:, None], lab[None, :]) + np.eye(8) * 1e9
+    # ResNet50 and InceptionV3 had two greens 4.8 apart; 2 is just noticeable
+    assert difference.min() > 25
+
+
+def test_kernel_tiles_carry_filter_indices_and_small_mosaics_are_enlarged(eight):
+    _, html = eight
+    lenet = html.split('id="model-lenet5"')[1].split("</section>")[0]
+    kernels = lenet.split("<h3>Kernels</h3>")[1].split("</div>\n  <p")[0]
+    figures = kernels.split("<figure")[1:]
+    assert len(figures) == 4  # raw, high contrast, colour, symmetric colour
+    for figure in figures:
+        assert re.findall(r"<text[^>]*>(\d+)</text>", figure) == [str(i) for i in range(6)]
+        width = int(re.search(r'<img [^>]*width="(\d+)"', figure).group(1))
+        assert width >= 300  # six 5x5 kernels were drawn 139 px wide
+    alexnet = html.split('id="model-alexnet"')[1].split("<h3>Kernels</h3>")[1]
+    assert len(re.findall(r"<text[^>]*>\d+</text>", alexnet.split("</div>\n  <p")[0])) == 4 * 64
+
+
+def test_provenance_numbers_are_formatted(tmp_path):
+    result = analyze(
+        bank("digits", provenance={"accuracy": 0.9777777777777777, "loss": 0.123456789, "n": 3})
+    )
+    html = render_report([result])
+    assert "97.8%" in html and "0.9777777777777777" not in html
+    assert "0.1235" in html and "0.123456789" not in html
+
+
+def test_a_report_of_files_only_names_the_torch_that_read_them(tmp_path):
+    from importlib import metadata
+
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).normal(size=(4, 3, 3, 3)))
+    files = write_report([tmp_path / "a.npy"], out=tmp_path / "r.html")
+    html = files.html.read_text()
+    for name in ("torch", "torchvision"):
+        assert f"<b>{name}</b> {metadata.version(name)}" in html
+    assert json.loads(files.json.read_text())["report"]["versions"]["torch"] == metadata.version(
+        "torch"
+    )
+
+
+def test_undefined_descriptors_read_n_a_in_the_tables():
+    result = analyze(bank("one-by-one", n=6, c=1, k=1))
+    n = len(result.labels)
+    # what the analysis reports for descriptors a 1x1 kernel cannot define: NaN (undefined)
+    result.descriptors["orientation_selectivity"] = np.full(n, np.nan)
+    result.descriptors["peak_frequency"] = np.full(n, np.nan)
+    html = render_report([result])
+    comparison = html.split('class="sortable comparison"')[1].split("</table>")[0]
+    assert comparison.count(">n/a</td>") == 2
+    per_filter = html.split('class="sortable filters"')[1].split("</table>")[0]
+    assert per_filter.count(">n/a</td>") == 2 * n
+    assert re.search(r"\bnan\b", html, re.IGNORECASE) is None  # not shown, not used to sort

@@ -348,7 +348,7 @@ def _charts(results: Sequence[AnalysisResult], names: list[str], colors: list[st
         svg.Series(name, color, r.descriptors["peak_frequency"])
         for r, name, color in zip(results, names, colors, strict=True)
     ]
-    top = max(float(np.max(s.x)) for s in peaks)
+    top = max((float(np.max(_defined(s.x))) for s in peaks if _defined(s.x).size), default=0.0)
     orientation = [
         svg.Series(
             name,

@@ -322,7 +322,10 @@ def histogram_panels(
     width, height = 52 + columns * cell_w, rows * cell_h + 8
     shares = []
     for s in series:
-        counts, _ = np.histogram(s.x, bins=edges, weights=s.weights)
+        x = np.asarray(s.x, dtype=np.float64)
+        w = np.ones_like(x) if s.weights is None else np.asarray(s.weights, dtype=np.float64)
+        defined = np.isfinite(x) & np.isfinite(w)  # undefined descriptors (NaN) are left out
+        counts, _ = np.histogram(x[defined], bins=edges, weights=w[defined])
         total = counts.sum()
         shares.append(counts / total if total > 0 else counts * 0.0)
     top = max(float(np.max(c)) for c in shares)
