@@ -169,6 +169,9 @@ def write_report(
         ``.html``, colliding or unwritable output paths (all checked before anything is
         loaded), or any loading error (unchanged, so the CLI prints it as one line).
         Nothing is written then.
+    Interrupted
+        A `KeyboardInterrupt` that got between the renames; its message names the files
+        replaced and those left as they were.
 
     Notes
     -----
