@@ -10,15 +10,16 @@ from napari_kernelspec.analysis.clustering import (
     greedy_threshold_clusters,
     labels_to_clusters,
     linkage_clusters,
+    pearson_similarity,
     seed_clusters,
 )
-from napari_kernelspec.analysis.spectra import ac_power, tuning_vectors
+from napari_kernelspec.analysis.spectra import resolved_amplitude
 
 
 def gabor_ring(gabor, n=24, step=7.5):
     """Gabors whose orientation steps by `step` degrees: neighbours alike, ends different."""
     weights = np.stack([gabor(15, 0.2, i * step, sigma=4.0) for i in range(n)])[:, None]
-    return cosine_similarity(tuning_vectors(ac_power(weights, 64)))
+    return pearson_similarity(resolved_amplitude(weights))
 
 
 def test_seed_dbscan_chains_while_complete_linkage_keeps_its_guarantee(gabor):
