@@ -56,7 +56,7 @@ SURROGATE_SEED = 20260909
 TARGET_SURROGATE_FILTERS = 2048
 MAX_SURROGATE_BANKS = 256
 #: Tail guard of "auto": at most TAIL_PROB of surrogate layers above TAIL_FACTOR * alpha.
-TAIL_FACTOR = 3.0
+TAIL_FACTOR = 2.0
 TAIL_PROB = 0.01
 #: "auto" never goes below this; it only binds where nothing can cluster (one filter, 1x1).
 MIN_AUTO_THRESHOLD = 0.05
