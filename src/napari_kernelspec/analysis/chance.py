@@ -253,16 +253,20 @@ def _estimate(weights: np.ndarray, method: str, min_samples: int, p: float) -> C
     n_banks = n_surrogate_banks(n)
     vectors = similarity_vectors(shuffled_surrogates(weights, n_banks), method)
     reach = np.empty((n_banks, n))
-    upper = np.triu_indices(n, 1)
-    n_pairs = len(upper[0])
+    n_pairs = n * (n - 1) // 2
     keep = min(n_pairs, max(1, MAX_CHANCE_PAIRS // n_banks))
     rng = np.random.default_rng(SURROGATE_SEED + 1)
+    if keep == n_pairs:
+        rows, cols = np.triu_indices(n, 1)
+    else:  # a random subset of pairs, drawn without building all N^2 / 2 of them
+        rows = rng.integers(0, n, keep)
+        cols = (rows + rng.integers(1, n, keep)) % n
     pairs = []
     group = max(1, _BLOCK_ENTRIES // (n * n))
+    diag = np.arange(n)
     for start in range(0, n_banks, group):
         v = vectors[start : start + group]
         sim = np.clip(v @ np.swapaxes(v, -1, -2), -1.0, 1.0)
-        diag = np.arange(n)
         sim[:, diag, diag] = 1.0
         if method == "seed":
             reach[start : start + group] = dbscan_reach(sim, min_samples)
@@ -272,10 +276,8 @@ def _estimate(weights: np.ndarray, method: str, min_samples: int, p: float) -> C
                 # rounding; linkage reads one triangle, so that is enough.
                 reach[start + k] = linkage_reach(one, min_samples)
         if n_pairs:
-            values = sim[:, upper[0], upper[1]]
-            if keep < n_pairs:
-                values = values[:, rng.choice(n_pairs, keep, replace=False)]
-            pairs.append(values.ravel())
+            pairs.append(sim[:, rows, cols].ravel())
+        del sim
     chance = float(np.quantile(np.concatenate(pairs), 1.0 - p)) if pairs else float("nan")
     reach.setflags(write=False)
     return ChanceModel(method, min_samples, reach, chance, p)
