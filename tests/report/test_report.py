@@ -287,7 +287,8 @@ def test_eight_model_json_and_csv(eight):
     assert files.json == files.html.with_suffix(".json")
     doc = json.loads(files.json.read_text())
     assert doc["report"]["models"] == list(SEED)
-    assert doc["report"]["threshold"] == 0.93 and doc["report"]["method"] == "response"
+    assert doc["report"]["threshold_rule"] == "auto" and doc["report"]["method"] == "response"
+    assert all(r["threshold_rule"] == "auto" for r in doc["results"])
     assert [r["model"] for r in doc["results"]] == list(SEED)
     assert all(r["weights"] == "random" and r["trained"] is False for r in doc["results"])
     rows = list(csv.DictReader(io.StringIO(files.csv.read_text())))
