@@ -93,10 +93,7 @@ def pearson_similarity(vectors: np.ndarray) -> np.ndarray:
     (N, N) ndarray of float64
         Symmetric, in [-1, 1], exactly 1 on the diagonal.
     """
-    vectors = np.asarray(vectors, dtype=np.float64)
-    if vectors.ndim != 2:
-        raise ValueError(f"vectors must be 2-D (N, D), got {vectors.shape}")
-    return cosine_similarity(centred_rows(vectors))
+    return cosine_similarity(centred_rows(np.asarray(vectors, dtype=np.float64)))
 
 
 def centred_rows(vectors: np.ndarray) -> np.ndarray:

@@ -140,13 +140,9 @@ def descriptors(
     }
 
 
-_SPATIAL = (
-    "peak_frequency",
-    "centroid_frequency",
-    "bandwidth",
-    "orientation_deg",
-    "orientation_selectivity",
-    "dc_ratio",
+#: What a 1x1 kernel cannot define: everything but aliasing and colour.
+_SPATIAL = tuple(
+    n for n in DESCRIPTOR_NAMES if n not in ("aliasing_fraction", "achromatic_fraction")
 )
 
 
