@@ -139,12 +139,25 @@ def _check(similarity: np.ndarray, threshold: float, min_samples: int) -> np.nda
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     if min_samples < 1:
         raise ValueError(f"min_samples must be >= 1, got {min_samples}")
-    finite = np.isfinite(similarity)
-    if not np.array_equal(finite, finite.T) or not np.allclose(
-        np.where(finite, similarity, 0), np.where(finite, similarity, 0).T, rtol=0, atol=1e-12
-    ):
+    if not _is_symmetric(similarity):
         raise ValueError("similarity must be a symmetric matrix")
     return similarity
+
+
+def _is_symmetric(matrix: np.ndarray, block: int = 512) -> bool:
+    """Symmetric up to 1e-12 (NaN where the mirror is NaN), checked a block of rows at a time:
+    the whole-matrix check made five N x N temporaries, the peak of a large analysis."""
+    for start in range(0, len(matrix), block):
+        rows = matrix[start : start + block]
+        cols = matrix[:, start : start + block].T
+        finite = np.isfinite(rows)
+        if not np.array_equal(finite, np.isfinite(cols)):
+            return False
+        if not np.allclose(
+            np.where(finite, rows, 0), np.where(finite, cols, 0), rtol=0, atol=1e-12
+        ):
+            return False
+    return True
 
 
 def _distance(similarity: np.ndarray) -> np.ndarray:

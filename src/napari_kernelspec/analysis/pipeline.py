@@ -45,8 +45,9 @@ DEFAULT_THRESHOLDS: dict[str, float | str] = {"response": "auto", "seed": DEFAUL
 DEFAULT_MIN_SAMPLES = 2
 DEFAULT_N_FFT = 64
 #: Largest layer `analyze` accepts. It keeps two N x N float64 matrices (tuning similarity
-#: and signed cosine) and builds a third for clustering: about 24 N^2 bytes at the peak,
-#: 1.5 GiB at 8,192 filters (measured in benchmarks/run_benchmarks.py, section "scale").
+#: and signed cosine) and builds a third for clustering (1.5 GiB together at 8,192 filters),
+#: besides about 225 KiB of spectra per filter: a peak of 3.4 GiB at 8,192 filters of 7x7x3
+#: (tracemalloc; benchmarks/run_benchmarks.py, section "scale").
 MAX_FILTERS = 8192
 
 
