@@ -89,3 +89,19 @@ def test_bad_alpha_or_threshold_is_one_line(capsys, gaussian, argv, expected):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kernelspec: error: ")
     assert expected in lines[0]
+
+
+def test_report_takes_the_threshold_rule_and_alpha(capsys, gaussian, tmp_path):
+    out = tmp_path / "r.html"
+    code, _, err = run(capsys, "report", "--models", gaussian, "--alpha", "0.2", "--out", str(out))
+    assert code == 0, err
+    result = json.loads(out.with_suffix(".json").read_text())["results"][0]
+    assert result["threshold_rule"] == "auto" and result["alpha"] == 0.2
+    assert result["chance_clustered_fraction"] <= 0.2
+    code, _, err = run(
+        capsys, "report", "--models", gaussian, "--threshold", "0.6", "--out", str(out)
+    )
+    assert code == 0, err
+    result = json.loads(out.with_suffix(".json").read_text())["results"][0]
+    assert (result["threshold"], result["threshold_rule"]) == (0.6, "fixed")
+    assert "clustered by chance" in out.read_text()
