@@ -27,6 +27,7 @@ of the weights and the parameters): moving a threshold slider re-uses them.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ _BLOCK_ENTRIES = 1 << 22
 
 _MEMO_SIZE = 32
 _memo: MutableMapping[str, ChanceModel] = OrderedDict()
+_memo_lock = threading.Lock()  # the napari widget analyses in worker threads
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,16 +237,18 @@ def estimate_chance(
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1), got {p}")
     key = _digest(weights, method, int(min_samples), float(p))
-    found = _memo.get(key)
-    if found is not None:
-        if isinstance(_memo, OrderedDict):
+    with _memo_lock:
+        found = _memo.get(key)
+        if found is not None and isinstance(_memo, OrderedDict):
             _memo.move_to_end(key)
+    if found is not None:
         return found
     model = _estimate(weights, method, int(min_samples), float(p))
-    _memo[key] = model
-    if isinstance(_memo, OrderedDict):
-        while len(_memo) > _MEMO_SIZE:
-            _memo.popitem(last=False)
+    with _memo_lock:
+        _memo[key] = model
+        if isinstance(_memo, OrderedDict):
+            while len(_memo) > _MEMO_SIZE:
+                _memo.popitem(last=False)
     return model
 
 
