@@ -12,12 +12,14 @@ Sections:
    the torchvision model, load its whole state dict, read the layer. Ours: `load_kernels` on
    the same file in a temporary hub cache, first load (empty kernel cache) and cached load.
 2. ``spectra``: spectra and clusters of 64 kernels: the seed's per-kernel loop against our
-   ``"seed"`` method (same numbers, checked here) and our ``"response"`` method.
+   ``"seed"`` method (same numbers, checked here) and our ``"response"`` method; the whole
+   ``analyze`` with its chance estimate, fresh and memoised (issue 9).
 3. ``report``: the eight-model report from cached kernels, split into imports, loading,
    analysis and rendering (in a fresh interpreter, so imports are counted).
 4. ``widget``: the napari widget under Xvfb: choosing a (cached) model to updated layers.
 5. ``scale``: `analyze` on vit_b_16's first layer (768 filters of 16x16) and on 4096 synthetic
-   7x7x3 filters: time and peak memory (tracemalloc, which numpy reports to).
+   7x7x3 filters: time and peak memory (tracemalloc, which numpy reports to); the largest
+   layer `analyze` supports (``MAX_FILTERS``) and the one-line refusal beyond it.
 
 Every timing is the median, min and max over ``--repeat`` runs; "x seed" is the seed
 approach's median over ours (higher is better for us).
@@ -159,12 +161,14 @@ def seed_tool_loop(weights: np.ndarray, threshold: float = 0.93) -> tuple[np.nda
 
 def bench_spectra(repeat: int) -> None:
     from napari_kernelspec import KernelBank, analyze
+    from napari_kernelspec.analysis import chance
     from napari_kernelspec.analysis.clustering import (
         cosine_similarity,
         linkage_clusters,
+        pearson_similarity,
         seed_clusters,
     )
-    from napari_kernelspec.analysis.spectra import ac_power, seed_spectra, tuning_vectors
+    from napari_kernelspec.analysis.spectra import resolved_amplitude, seed_spectra
 
     table = Table("2. Spectra + clusters of 64 kernels")
     rng = np.random.default_rng(0)
@@ -176,8 +180,8 @@ def bench_spectra(repeat: int) -> None:
             return s, seed_clusters(cosine_similarity(s.reshape(64, -1)), 0.93, 2)
 
         def ours_response(weights=weights):
-            sim = cosine_similarity(tuning_vectors(ac_power(weights, 64)))
-            return linkage_clusters(sim, 0.93, 2)
+            sim = pearson_similarity(resolved_amplitude(weights))
+            return linkage_clusters(sim, 0.5, 2)
 
         ours_seed()  # warm the one-off resize matrices, as a long-running process has them
         seed_times, (ref_s, ref_labels) = timed(lambda w=weights: seed_tool_loop(w), repeat)
@@ -185,6 +189,14 @@ def bench_spectra(repeat: int) -> None:
         resp_times, _ = timed(ours_response, repeat)
         bank = KernelBank(weights, "bench", "conv", "array")
         full_times, _ = timed(lambda bank=bank: analyze(bank, method="seed"), repeat)
+        analyze(bank)  # the chance estimate is memoised per layer from here on
+        auto_times, _ = timed(lambda bank=bank: analyze(bank), repeat)
+
+        def fresh_estimate() -> None:
+            chance.set_store({})
+
+        fresh_times, _ = timed(lambda bank=bank: analyze(bank), repeat, fresh_estimate)
+        chance.set_store(None)
         np.testing.assert_allclose(s, ref_s, rtol=0, atol=1e-10)
         same = (labels[:, None] == labels[None, :]) == (ref_labels[:, None] == ref_labels[None])
         assert same.all(), "seed clusters differ from the seed tool's"
@@ -196,6 +208,8 @@ def bench_spectra(repeat: int) -> None:
             full_times,
             ratio(seed_times, full_times),
         )
+        table.add(f"k={k}: analyze() default (auto), chance memoised", auto_times)
+        table.add(f"k={k}: analyze() default, fresh chance estimate", fresh_times)
     table.print()
 
 
@@ -274,7 +288,9 @@ def _measure(bank) -> tuple[float, int, int]:
 
 
 def bench_scale(quick: bool) -> None:
-    from napari_kernelspec import KernelBank, load_kernels
+    from napari_kernelspec import KernelBank, KernelSpecError, load_kernels
+    from napari_kernelspec import analyze as analyze_fn
+    from napari_kernelspec.analysis.pipeline import MAX_FILTERS
 
     table = Table("5. Scale: analyze on large layers (response method)")
     rng = np.random.default_rng(0)
@@ -292,9 +308,21 @@ def bench_scale(quick: bool) -> None:
         peaks.append(peak)
         table.add(f"{n} synthetic 7x7x3", [elapsed])
         notes.append(f"{n} synthetic 7x7x3: peak {peak / 2**20:.0f} MiB, {k} clusters")
+    if not quick:
+        bank = KernelBank(rng.normal(size=(MAX_FILTERS, 3, 7, 7)), "synthetic", "conv", "array")
+        elapsed, peak, k = _measure(bank)
+        table.add(f"{MAX_FILTERS} synthetic 7x7x3 (the largest supported)", [elapsed])
+        notes.append(f"{MAX_FILTERS} synthetic 7x7x3: peak {peak / 2**20:.0f} MiB, {k} clusters")
     table.print()
     for note in notes:
         print(note)
+    too_big = KernelBank(
+        np.ones((MAX_FILTERS + 1, 1, 1, 2), dtype=np.float32), "synthetic", "conv", "array"
+    )
+    try:
+        analyze_fn(too_big)
+    except KernelSpecError as exc:
+        print(f"largest supported N: {MAX_FILTERS}; N = {MAX_FILTERS + 1} is refused: {exc}")
     # peak = a*N + b*N^2: b says how many N x N float64 matrices are alive at the peak.
     design = np.array([[n, n * n] for n in sizes], dtype=float)
     (a, b), *_ = np.linalg.lstsq(design, np.array(peaks, dtype=float), rcond=None)

@@ -10,15 +10,16 @@ from napari_kernelspec.analysis.clustering import (
     greedy_threshold_clusters,
     labels_to_clusters,
     linkage_clusters,
+    pearson_similarity,
     seed_clusters,
 )
-from napari_kernelspec.analysis.spectra import ac_power, tuning_vectors
+from napari_kernelspec.analysis.spectra import resolved_amplitude
 
 
 def gabor_ring(gabor, n=24, step=7.5):
     """Gabors whose orientation steps by `step` degrees: neighbours alike, ends different."""
     weights = np.stack([gabor(15, 0.2, i * step, sigma=4.0) for i in range(n)])[:, None]
-    return cosine_similarity(tuning_vectors(ac_power(weights, 64)))
+    return pearson_similarity(resolved_amplitude(weights))
 
 
 def test_seed_dbscan_chains_while_complete_linkage_keeps_its_guarantee(gabor):
@@ -145,3 +146,14 @@ def test_seed_clusters_fall_back_to_greedy_grouping_when_dbscan_cannot_run():
     sim = cosine_similarity(np.array([[1, 0], [1, 0.1], [0, 1]], dtype=float))
     sim[2, 0] = sim[0, 2] = np.nan
     np.testing.assert_array_equal(seed_clusters(sim, 0.9), [0, 0, -1])
+
+
+def test_flat_spectra_correlate_with_nothing_instead_of_rounding_noise():
+    # A single-pixel filter has a perfectly flat amplitude spectrum: nothing to correlate.
+    # Without the guard its rounding noise (1e-16) would be normalised into a random shape.
+    impulses = np.zeros((6, 1, 5, 5))
+    for i in range(6):
+        impulses[i, 0, i % 5, (2 * i) % 5] = 1.0 + i
+    sim = pearson_similarity(resolved_amplitude(impulses))
+    np.testing.assert_array_equal(sim, np.eye(6))
+    assert (linkage_clusters(sim, 0.5) == -1).all()

@@ -99,3 +99,34 @@ def test_mismatched_inputs_are_rejected():
         descriptors(np.ones((2, 1, 3, 3)), np.ones((3, 8, 8)))
     with pytest.raises(ValueError, match="stride"):
         descriptors(np.ones((1, 1, 3, 3)), np.ones((1, 8, 8)), (0, 1))
+
+
+def test_descriptors_a_1x1_kernel_cannot_define_are_nan_with_a_note():
+    from napari_kernelspec import KernelBank, analyze
+
+    w = np.random.default_rng(0).normal(size=(6, 3, 1, 1))
+    result = analyze(KernelBank(w, "lpips", "lin0", "array"))
+    defined = {"aliasing_fraction", "achromatic_fraction"}
+    for name in set(DESCRIPTOR_NAMES) - defined:
+        assert np.isnan(result.descriptors[name]).all(), name
+    assert np.isfinite(result.descriptors["aliasing_fraction"]).all()
+    assert np.isfinite(result.descriptors["achromatic_fraction"]).all()  # 3 channels mix
+    assert len(result.notes) == 1 and "1x1" in result.notes[0]
+    assert result.n_clusters == 0  # no tuning to share
+    row = result.to_dict()["filters"][0]
+    assert row["peak_frequency"] is None and row["dc_ratio"] is None
+
+
+def test_one_axis_kernels_have_no_orientation_and_grey_layers_no_colour():
+    from napari_kernelspec import KernelBank, analyze
+
+    x = np.arange(7)
+    wave = np.cos(2 * np.pi * 0.25 * x)[None, None, None, :] * np.ones((4, 1, 1, 7))
+    wave = wave + np.random.default_rng(1).normal(scale=0.01, size=wave.shape)
+    result = analyze(KernelBank(wave, "inception", "1x7", "array"))
+    assert np.isnan(result.descriptors["orientation_deg"]).all()
+    assert np.isnan(result.descriptors["achromatic_fraction"]).all()  # one input channel
+    np.testing.assert_allclose(result.descriptors["peak_frequency"], 0.25, atol=0.02)
+    assert len(result.notes) == 2
+    assert any("orientation" in n for n in result.notes)
+    assert any("achromatic" in n for n in result.notes)

@@ -142,3 +142,26 @@ def test_bank_is_read_only_and_reports_provenance():
         bank.weights[0, 0, 0, 0] = 5
     with pytest.raises(ValueError, match="source"):
         KernelBank(np.ones((1, 1, 1, 1)), "m", "l", "imagenet")
+
+
+def test_a_layer_beyond_the_filter_limit_is_refused_in_one_line():
+    from napari_kernelspec.analysis.pipeline import MAX_FILTERS
+    from napari_kernelspec.base.errors import KernelSpecError
+
+    rng = np.random.default_rng(0)
+    bank = KernelBank(rng.normal(size=(MAX_FILTERS + 1, 1, 2, 2)), "huge", "conv", "array")
+    with pytest.raises(KernelSpecError, match=f"at most {MAX_FILTERS}") as info:
+        analyze(bank)
+    assert "\n" not in str(info.value)
+
+
+def test_seed_method_without_a_threshold_is_the_seed_tool(gabor):
+    rng = np.random.default_rng(5)
+    weights = np.stack([gabor(7, 0.1 + 0.05 * (i % 3), 30.0 * (i % 4)) for i in range(24)])
+    weights = weights + 0.05 * rng.normal(size=weights.shape)
+    result = analyze(bank_of(weights[:, None].repeat(3, axis=1)), method="seed")
+    _, labels = seed_tool_reference(weights[:, None].repeat(3, axis=1), 0.93)
+    assert result.threshold == 0.93 and result.threshold_rule == "fixed"
+    same = (result.labels[:, None] == result.labels[None]) == (labels[:, None] == labels[None])
+    assert same.all() and ((result.labels < 0) == (labels < 0)).all()
+    assert result.n_clusters >= 1

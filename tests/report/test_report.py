@@ -276,7 +276,8 @@ def test_eight_model_json_and_csv(eight):
     assert files.json == files.html.with_suffix(".json")
     doc = json.loads(files.json.read_text())
     assert doc["report"]["models"] == list(SEED)
-    assert doc["report"]["threshold"] == 0.93 and doc["report"]["method"] == "response"
+    assert doc["report"]["threshold_rule"] == "auto" and doc["report"]["method"] == "response"
+    assert all(r["threshold_rule"] == "auto" for r in doc["results"])
     assert [r["model"] for r in doc["results"]] == list(SEED)
     assert all(r["weights"] == "random" and r["trained"] is False for r in doc["results"])
     rows = list(csv.DictReader(io.StringIO(files.csv.read_text())))
@@ -557,14 +558,15 @@ def test_a_report_of_files_only_names_the_torch_that_read_them(tmp_path):
 
 
 def test_undefined_descriptors_read_n_a_in_the_tables():
+    # 1x1 kernels over one channel: the analysis leaves frequency, orientation and colour
+    # descriptors undefined (NaN); the tables must say n/a for exactly those values.
     result = analyze(bank("one-by-one", n=6, c=1, k=1))
-    n = len(result.labels)
-    # what the analysis reports for descriptors a 1x1 kernel cannot define: NaN (undefined)
-    result.descriptors["orientation_selectivity"] = np.full(n, np.nan)
-    result.descriptors["peak_frequency"] = np.full(n, np.nan)
+    d = result.descriptors
+    assert np.isnan(d["peak_frequency"]).all() and np.isnan(d["achromatic_fraction"]).all()
     html = render_report([result])
     comparison = html.split('class="sortable comparison"')[1].split("</table>")[0]
-    assert comparison.count(">n/a</td>") == 2
+    undefined_medians = ["peak_frequency", "orientation_selectivity", "achromatic_fraction"]
+    assert comparison.count(">n/a</td>") == len(undefined_medians)
     per_filter = html.split('class="sortable filters"')[1].split("</table>")[0]
-    assert per_filter.count(">n/a</td>") == 2 * n
+    assert per_filter.count(">n/a</td>") == sum(int(np.isnan(v).sum()) for v in d.values())
     assert re.search(r"\bnan\b", html, re.IGNORECASE) is None  # not shown, not used to sort

@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import numpy as np
 
+_PRODUCT_ROWS = 2048
+
 __all__ = [
+    "centred_rows",
     "cosine_similarity",
     "dbscan_precomputed",
+    "dbscan_reach",
     "greedy_threshold_clusters",
     "labels_to_clusters",
     "linkage_clusters",
+    "linkage_reach",
+    "pearson_similarity",
     "seed_clusters",
+    "unit_rows",
 ]
 
 
@@ -43,13 +50,71 @@ def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float64)
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be 2-D (N, D), got {vectors.shape}")
-    norms = np.linalg.norm(vectors, axis=1)
-    unit = vectors / np.where(norms > 0, norms, 1.0)[:, None]
-    sim = unit @ unit.T
+    unit = unit_rows(vectors)
+    n = len(unit)
+    sim = np.empty((n, n))
+    # Row blocks: one (N, D) x (D, N) product of 20,000 filters crashed multithreaded
+    # OpenBLAS (issue 8); blocks of 2,048 rows keep each call small and cost nothing.
+    for start in range(0, n, _PRODUCT_ROWS):
+        rows = slice(start, start + _PRODUCT_ROWS)
+        np.matmul(unit[rows], unit.T, out=sim[rows])
     np.clip(sim, -1.0, 1.0, out=sim)
     _mirror_upper(sim)
     np.fill_diagonal(sim, 1.0)
     return sim
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length along the last axis; all-zero rows stay zero.
+
+    Parameters
+    ----------
+    vectors : (..., D) ndarray
+
+    Returns
+    -------
+    (..., D) ndarray of float64
+    """
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def pearson_similarity(vectors: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every pair of rows: the cosine of the mean-removed rows.
+
+    Parameters
+    ----------
+    vectors : (N, D) array_like
+        A constant row (nothing varies, e.g. D = 0 for 1x1 kernels) correlates with nothing:
+        0 to every other row.
+
+    Returns
+    -------
+    (N, N) ndarray of float64
+        Symmetric, in [-1, 1], exactly 1 on the diagonal.
+    """
+    return cosine_similarity(centred_rows(np.asarray(vectors, dtype=np.float64)))
+
+
+def centred_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows minus their means along the last axis; a row that is constant up to rounding
+    (a flat amplitude spectrum, say a single-pixel filter) becomes exactly zero, so rounding
+    noise never correlates.
+
+    Parameters
+    ----------
+    vectors : (..., D) ndarray
+
+    Returns
+    -------
+    (..., D) ndarray of float64
+    """
+    if vectors.shape[-1] == 0:
+        return np.asarray(vectors, dtype=np.float64)
+    centred = vectors - vectors.mean(axis=-1, keepdims=True)
+    spread = np.linalg.norm(centred, axis=-1, keepdims=True)
+    scale = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.where(spread > 1e-9 * scale, centred, 0.0)
 
 
 def _mirror_upper(matrix: np.ndarray, block: int = 512) -> None:
@@ -74,12 +139,25 @@ def _check(similarity: np.ndarray, threshold: float, min_samples: int) -> np.nda
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     if min_samples < 1:
         raise ValueError(f"min_samples must be >= 1, got {min_samples}")
-    finite = np.isfinite(similarity)
-    if not np.array_equal(finite, finite.T) or not np.allclose(
-        np.where(finite, similarity, 0), np.where(finite, similarity, 0).T, rtol=0, atol=1e-12
-    ):
+    if not _is_symmetric(similarity):
         raise ValueError("similarity must be a symmetric matrix")
     return similarity
+
+
+def _is_symmetric(matrix: np.ndarray, block: int = 512) -> bool:
+    """Symmetric up to 1e-12 (NaN where the mirror is NaN), checked a block of rows at a time:
+    the whole-matrix check made five N x N temporaries, the peak of a large analysis."""
+    for start in range(0, len(matrix), block):
+        rows = matrix[start : start + block]
+        cols = matrix[:, start : start + block].T
+        finite = np.isfinite(rows)
+        if not np.array_equal(finite, np.isfinite(cols)):
+            return False
+        if not np.allclose(
+            np.where(finite, rows, 0), np.where(finite, cols, 0), rtol=0, atol=1e-12
+        ):
+            return False
+    return True
 
 
 def _distance(similarity: np.ndarray) -> np.ndarray:
@@ -268,3 +346,80 @@ def labels_to_clusters(labels: np.ndarray) -> list[list[int]]:
     if labels.size == 0 or labels.max() < 0:
         return []
     return [np.flatnonzero(labels == k).tolist() for k in range(int(labels.max()) + 1)]
+
+
+def linkage_reach(similarity: np.ndarray, min_samples: int = 2) -> np.ndarray:
+    """The highest threshold at which `linkage_clusters` puts each filter in a cluster.
+
+    Filter i is clustered by ``linkage_clusters(similarity, t, min_samples)`` exactly when
+    ``t <= reach[i]`` (up to the rounding that function corrects for): the dendrogram is
+    built once and read at every threshold, which is what a chance level over all
+    thresholds needs.
+
+    Parameters
+    ----------
+    similarity : (N, N) ndarray
+        Symmetric similarity, 1 on the diagonal.
+    min_samples : int
+        Smallest cluster size.
+
+    Returns
+    -------
+    (N,) ndarray of float64
+        ``1 - height`` of the merge at which the filter's cluster first reaches
+        `min_samples` members; ``+inf`` for ``min_samples <= 1`` (every filter is its own
+        cluster), ``-inf`` where the layer has fewer than `min_samples` filters.
+    """
+    n = len(similarity)
+    if min_samples <= 1:
+        return np.full(n, np.inf)
+    reach = np.full(n, -np.inf)
+    if n < min_samples:
+        return reach
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    tree = linkage(squareform(_distance(similarity), checks=False), method="complete")
+    small: dict[int, list[int]] = {i: [i] for i in range(n)}  # clusters below min_samples
+    for row, (a, b, height, size) in enumerate(tree.tolist()):
+        joined = small.pop(int(a), None), small.pop(int(b), None)
+        if size >= min_samples:
+            for members in joined:
+                if members:
+                    reach[members] = 1.0 - height
+        else:
+            small[n + row] = joined[0] + joined[1]  # type: ignore[operator]
+    return reach
+
+
+def dbscan_reach(similarity: np.ndarray, min_samples: int = 2) -> np.ndarray:
+    """The highest threshold at which `seed_clusters` (DBSCAN) clusters each filter.
+
+    At threshold t a filter is *core* when at least ``min_samples - 1`` others have
+    similarity >= t, and clustered when it is core or within t of a core filter. So its
+    reach is ``max(core_i, max_j min(s_ij, core_j))`` with ``core_i`` the
+    ``(min_samples - 1)``-th largest similarity of filter i to the others.
+
+    Parameters
+    ----------
+    similarity : (..., N, N) ndarray
+        Symmetric similarities; leading axes (surrogate banks) are kept.
+    min_samples : int
+
+    Returns
+    -------
+    (..., N) ndarray of float64
+        As `linkage_reach`.
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    n = similarity.shape[-1]
+    if min_samples <= 1:
+        return np.full(similarity.shape[:-1], np.inf)
+    if n < min_samples:
+        return np.full(similarity.shape[:-1], -np.inf)
+    others = similarity.copy()
+    idx = np.arange(n)
+    others[..., idx, idx] = -np.inf
+    core = -np.partition(-others, min_samples - 2, axis=-1)[..., min_samples - 2]
+    via_core = np.minimum(others, core[..., None, :]).max(axis=-1)
+    return np.maximum(core, via_core)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DESCRIPTOR_LABELS", "DESCRIPTOR_NAMES", "descriptors"]
+__all__ = ["DESCRIPTOR_LABELS", "DESCRIPTOR_NAMES", "descriptors", "undefined_descriptors"]
 
 DESCRIPTOR_NAMES = (
     "peak_frequency",
@@ -138,3 +138,52 @@ def descriptors(
         "aliasing_fraction": aliasing,
         "achromatic_fraction": np.clip(achromatic, 0.0, 1.0),
     }
+
+
+#: What a 1x1 kernel cannot define: everything but aliasing and colour.
+_SPATIAL = tuple(
+    n for n in DESCRIPTOR_NAMES if n not in ("aliasing_fraction", "achromatic_fraction")
+)
+
+
+def undefined_descriptors(
+    values: dict[str, np.ndarray], shape: tuple[int, ...]
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """Mark descriptors the layer's shape cannot define as NaN, with one note line each.
+
+    A 1x1 kernel has no spatial structure: its spectrum is flat, so frequencies, orientation
+    and the DC ratio (always 1) say nothing. A 1xk or kx1 kernel varies along one axis only:
+    its orientation is fixed by the shape. One input channel has no colour: its achromatic
+    fraction is always 1.
+
+    Parameters
+    ----------
+    values : dict of str to (N,) ndarray
+        Output of `descriptors`.
+    shape : (N, C, H, W) tuple
+
+    Returns
+    -------
+    values : dict of str to (N,) ndarray of float64
+        A new dict; undefined entries are NaN (null in JSON, "n/a" in tables).
+    notes : tuple of str
+    """
+    _, channels, h, w = (int(v) for v in shape)
+    out = dict(values)
+    notes: list[str] = []
+    undefined: tuple[str, ...] = ()
+    if h == 1 and w == 1:
+        undefined = _SPATIAL
+        notes.append(
+            "1x1 kernels have no spatial structure: frequencies, bandwidth, orientation and "
+            "DC ratio are undefined (n/a), and no two filters share a tuning"
+        )
+    elif h == 1 or w == 1:
+        undefined = ("orientation_deg", "orientation_selectivity")
+        notes.append(f"{h}x{w} kernels vary along one axis only: orientation is undefined (n/a)")
+    if channels == 1:
+        undefined += ("achromatic_fraction",)
+        notes.append("one input channel: the achromatic fraction is undefined (n/a)")
+    for name in undefined:
+        out[name] = np.full(len(values[name]), np.nan)
+    return out, tuple(notes)

@@ -5,24 +5,50 @@ The napari widget, the HTML report and the CLI all call this one function.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
 from . import spectra as _spectra
-from .clustering import cosine_similarity, labels_to_clusters, linkage_clusters, seed_clusters
-from .descriptors import DESCRIPTOR_NAMES, descriptors
+from .chance import ALPHA, estimate_chance
+from .clustering import (
+    cosine_similarity,
+    labels_to_clusters,
+    linkage_clusters,
+    pearson_similarity,
+    seed_clusters,
+)
+from .descriptors import DESCRIPTOR_NAMES, descriptors, undefined_descriptors
 from .redundancy import Pair, redundant_pairs, signed_cosine
 from .views import kernel_view
 
-__all__ = ["DEFAULT_THRESHOLD", "AnalysisResult", "analyze", "check_parameters"]
+__all__ = [
+    "ALPHA",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_THRESHOLDS",
+    "MAX_FILTERS",
+    "AnalysisResult",
+    "analyze",
+    "check_parameters",
+    "resolve_threshold_rule",
+]
 
+#: The seed's threshold: the default of the ``"seed"`` method, and of duplicates and sign
+#: pairs whenever the cluster threshold is ``"auto"``.
 DEFAULT_THRESHOLD = 0.93
+#: Each method's default threshold (`analyze` with ``threshold=None``).
+DEFAULT_THRESHOLDS: dict[str, float | str] = {"response": "auto", "seed": DEFAULT_THRESHOLD}
 DEFAULT_MIN_SAMPLES = 2
 DEFAULT_N_FFT = 64
+#: Largest layer `analyze` accepts. It keeps two N x N float64 matrices (tuning similarity
+#: and signed cosine) and builds a third for clustering (1.5 GiB together at 8,192 filters),
+#: besides about 225 KiB of spectra per filter: a peak of 3.4 GiB at 8,192 filters of 7x7x3
+#: (tracemalloc; benchmarks/run_benchmarks.py, section "scale").
+MAX_FILTERS = 8192
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,7 +62,8 @@ class AnalysisResult:
     method : {"response", "seed"}
         How spectra and the tuning similarity were computed.
     threshold : float
-        Similarity threshold of clusters, duplicates and sign pairs.
+        Similarity threshold of the clusters actually used (the auto value when
+        `threshold_rule` is ``"auto"``).
     min_samples : int
         Smallest cluster size.
     spectra : (N, S, S) ndarray
@@ -55,7 +82,24 @@ class AnalysisResult:
     power : (N, n_fft, n_fft) ndarray
         Frequency-response power (uncentred) behind the descriptors, for every method.
     descriptors : dict of str to (N,) ndarray
-        Per-filter descriptors, keys `descriptors.DESCRIPTOR_NAMES`.
+        Per-filter descriptors, keys `descriptors.DESCRIPTOR_NAMES`; NaN where the kernel
+        size or channel count cannot define one (see `notes`).
+    threshold_rule : {"auto", "fixed"}
+        ``"auto"``: `threshold` is the lowest at which shuffled surrogates of this layer have
+        at most `alpha` of their filters clustered (`chance.ChanceModel.auto_threshold`);
+        ``"fixed"``: the number given.
+    alpha : float
+        Share of chance-clustered filters the auto rule allows.
+    chance_similarity : float
+        Tuning similarity that structure-free surrogates of this layer exceed with
+        probability 1 % (`chance.CHANCE_P`); NaN for a one-filter layer.
+    chance_clustered_fraction : float
+        Expected share of filters clustered by chance at `threshold`.
+    redundancy_threshold : float
+        Threshold of duplicates and sign pairs: `threshold` when fixed, `DEFAULT_THRESHOLD`
+        when auto (signed cosine of raw weights has its own scale).
+    notes : tuple of str
+        One line per thing the result cannot say for this layer (undefined descriptors).
     """
 
     bank: KernelBank
@@ -71,6 +115,12 @@ class AnalysisResult:
     sign_pairs: list[Pair]
     power: np.ndarray
     descriptors: dict[str, np.ndarray] = field(repr=False)
+    threshold_rule: str = "fixed"
+    alpha: float = ALPHA
+    chance_similarity: float = math.nan
+    chance_clustered_fraction: float = math.nan
+    redundancy_threshold: float = DEFAULT_THRESHOLD
+    notes: tuple[str, ...] = ()
 
     @property
     def n_filters(self) -> int:
@@ -122,8 +172,12 @@ class AnalysisResult:
         return _spectra.radial_profile(self.power, n_bins)
 
     def filter_rows(self) -> list[dict[str, Any]]:
-        """One JSON-safe dict per filter: index, cluster and every descriptor."""
-        columns = {name: self.descriptors[name].tolist() for name in DESCRIPTOR_NAMES}
+        """One JSON-safe dict per filter: index, cluster and every descriptor (None where
+        undefined)."""
+        columns = {
+            name: [_json_float(v) for v in self.descriptors[name].tolist()]
+            for name in DESCRIPTOR_NAMES
+        }
         return [
             {"index": i, "cluster": int(lab), **{k: v[i] for k, v in columns.items()}}
             for i, lab in enumerate(self.labels.tolist())
@@ -136,10 +190,16 @@ class AnalysisResult:
             **bank,
             "method": self.method,
             "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "alpha": self.alpha,
             "min_samples": self.min_samples,
             "n_filters": self.n_filters,
             "n_clusters": self.n_clusters,
             "clustered_fraction": self.clustered_fraction,
+            "chance_similarity": _json_float(self.chance_similarity),
+            "chance_clustered_fraction": _json_float(self.chance_clustered_fraction),
+            "redundancy_threshold": self.redundancy_threshold,
+            "notes": list(self.notes),
             "labels": self.labels.tolist(),
             "clusters": self.clusters,
             "duplicates": [list(p) for p in self.duplicates],
@@ -148,33 +208,74 @@ class AnalysisResult:
         }
 
 
-def check_parameters(method: str, threshold: float, min_samples: int) -> None:
-    """Raise `KernelSpecError` for a method, threshold or min_samples a user got wrong."""
+def _json_float(value: float) -> float | None:
+    """A float for JSON: NaN (undefined) becomes None (null)."""
+    return None if math.isnan(value) else float(value)
+
+
+def resolve_threshold_rule(
+    method: str, threshold: float | str | None
+) -> tuple[Literal["auto", "fixed"], float | None]:
+    """``("auto", None)`` or ``("fixed", value)`` for a method and a threshold argument.
+
+    ``None`` means the method's default (`DEFAULT_THRESHOLDS`).
+    """
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS.get(method, DEFAULT_THRESHOLD)
+    if isinstance(threshold, str):
+        if threshold.strip().lower() != "auto":
+            raise KernelSpecError(
+                f"threshold must be a number in (0, 1] or 'auto', got {threshold!r}"
+            )
+        return "auto", None
+    return "fixed", float(threshold)
+
+
+def check_parameters(
+    method: str,
+    threshold: float | str | None,
+    min_samples: int,
+    alpha: float = ALPHA,
+) -> None:
+    """Raise `KernelSpecError` for a method, threshold, min_samples or alpha a user got wrong."""
     if method not in _spectra.METHODS:
         raise KernelSpecError(
             f"unknown method {method!r}; use one of: {', '.join(_spectra.METHODS)}"
         )
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating):
-        raise KernelSpecError(f"threshold must be a number in (0, 1], got {threshold!r}")
-    if not (0.0 < float(threshold) <= 1.0):
-        raise KernelSpecError(
-            f"threshold {threshold} is outside (0, 1]; use a cosine similarity such as 0.93"
-        )
+    if threshold is not None and not isinstance(threshold, str):
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating):
+            raise KernelSpecError(
+                f"threshold must be a number in (0, 1] or 'auto', got {threshold!r}"
+            )
+        if not (0.0 < float(threshold) <= 1.0):
+            raise KernelSpecError(
+                f"threshold {threshold} is outside (0, 1]; use a similarity such as 0.93, "
+                "or 'auto'"
+            )
+    resolve_threshold_rule(method, threshold)
     if isinstance(min_samples, bool) or not isinstance(min_samples, int | np.integer):
         raise KernelSpecError(f"min_samples must be a whole number >= 1, got {min_samples!r}")
     if min_samples < 1:
         raise KernelSpecError(f"min_samples is {min_samples}; it must be at least 1")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating):
+        raise KernelSpecError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    if not (0.0 < float(alpha) < 1.0):
+        raise KernelSpecError(
+            f"alpha {alpha} is outside (0, 1); it is the share of filters chance may "
+            "cluster, such as 0.05"
+        )
 
 
 def analyze(
     bank: KernelBank,
     method: str = "response",
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | str | None = None,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     *,
     n_fft: int = DEFAULT_N_FFT,
+    alpha: float = ALPHA,
 ) -> AnalysisResult:
-    """Spectra, clusters, redundancy and descriptors of one layer.
+    """Spectra, clusters, redundancy, descriptors and chance levels of one layer.
 
     Parameters
     ----------
@@ -182,16 +283,25 @@ def analyze(
         The layer, e.g. from `load_kernels`.
     method : {"response", "seed"}
         ``"response"`` (default): zero-padded frequency response of all channels on a
-        cycles/pixel axis; tuning similarity = cosine of the DC-free amplitude spectra;
-        complete-linkage clusters (every pair inside >= `threshold`).
+        cycles/pixel axis; tuning similarity = Pearson correlation of the mean-removed
+        amplitude spectra at the frequencies the kernel size resolves
+        (`spectra.resolved_amplitude`); complete-linkage clusters (every pair inside >=
+        `threshold`).
         ``"seed"``: the seed tool's spectra (channel 0, resized, log) and DBSCAN clusters,
         reproduced exactly.
-    threshold : float
-        Similarity threshold in (0, 1] for clusters, duplicates and sign pairs.
+    threshold : float in (0, 1], "auto" or None
+        Similarity threshold of clusters. ``"auto"``: the lowest at which shuffled
+        surrogates of this layer would have at most `alpha` of their filters clustered
+        (see `chance`). None: the method's default, ``"auto"`` for ``"response"`` and 0.93
+        for ``"seed"`` (which then reproduces the seed tool). A fixed number also sets
+        duplicates and sign pairs; with ``"auto"`` they use `DEFAULT_THRESHOLD`.
     min_samples : int
         Smallest cluster (DBSCAN's ``min_samples`` for ``"seed"``).
     n_fft : int
-        DFT size of the frequency response (at least the kernel size).
+        DFT size of the displayed frequency response and descriptors (at least the kernel
+        size).
+    alpha : float in (0, 1)
+        Share of filters chance may cluster under ``threshold="auto"`` (default 0.05).
 
     Returns
     -------
@@ -200,13 +310,21 @@ def analyze(
     Raises
     ------
     KernelSpecError
-        For an unknown method, a threshold outside (0, 1] or min_samples < 1.
+        For an unknown method, a threshold outside (0, 1] (or not "auto"), min_samples < 1,
+        alpha outside (0, 1), or a layer of more than `MAX_FILTERS` filters.
     """
     if not isinstance(bank, KernelBank):
         raise TypeError(f"analyze needs a KernelBank, got {type(bank).__name__}")
-    check_parameters(method, threshold, min_samples)
-    threshold = float(threshold)
+    check_parameters(method, threshold, min_samples, alpha)
+    rule, fixed = resolve_threshold_rule(method, threshold)
     min_samples = int(min_samples)
+    alpha = float(alpha)
+    if bank.n_filters > MAX_FILTERS:
+        raise KernelSpecError(
+            f"{bank.display_name} {bank.layer} has {bank.n_filters} filters; analysis keeps "
+            f"N x N similarity matrices and supports at most {MAX_FILTERS}: pick a layer with "
+            "fewer filters or analyse a slice of its weights"
+        )
     weights = bank.weights
     n_fft = max(int(n_fft), *bank.kernel_size)
 
@@ -214,16 +332,24 @@ def analyze(
     if method == "seed":
         shown = _spectra.seed_spectra(weights)
         similarity = cosine_similarity(shown.reshape(len(shown), -1))
-        labels = seed_clusters(similarity, threshold, min_samples)
         frequencies = None
     else:
         shown = _spectra.response_spectra(power)
-        similarity = cosine_similarity(_spectra.tuning_vectors(structure))
-        labels = linkage_clusters(similarity, threshold, min_samples)
+        similarity = pearson_similarity(_spectra.resolved_amplitude(weights))
         frequencies = _spectra.centred_frequencies(n_fft)
+    chance = estimate_chance(weights, method, min_samples)
+    threshold = chance.auto_threshold(alpha) if fixed is None else fixed
+    if method == "seed":
+        labels = seed_clusters(similarity, threshold, min_samples)
+    else:
+        labels = linkage_clusters(similarity, threshold, min_samples)
 
+    redundancy_threshold = DEFAULT_THRESHOLD if fixed is None else fixed
     cosine = signed_cosine(weights)
-    duplicates, sign_pairs = redundant_pairs(cosine, threshold)
+    duplicates, sign_pairs = redundant_pairs(cosine, redundancy_threshold)
+    values, notes = undefined_descriptors(
+        descriptors(weights, power, bank.stride, ac_power=structure), weights.shape
+    )
     return AnalysisResult(
         bank=bank,
         method=method,
@@ -237,5 +363,11 @@ def analyze(
         duplicates=duplicates,
         sign_pairs=sign_pairs,
         power=power,
-        descriptors=descriptors(weights, power, bank.stride, ac_power=structure),
+        descriptors=values,
+        threshold_rule=rule,
+        alpha=alpha,
+        chance_similarity=chance.chance_similarity,
+        chance_clustered_fraction=chance.clustered_fraction(threshold),
+        redundancy_threshold=redundancy_threshold,
+        notes=notes,
     )

@@ -30,12 +30,12 @@ __all__ = [
     "ac_power",
     "centred_frequencies",
     "radial_profile",
+    "resolved_amplitude",
     "response_power",
     "response_powers",
     "response_spectra",
     "seed_spectra",
     "spectra",
-    "tuning_vectors",
 ]
 
 METHODS = ("response", "seed")
@@ -207,24 +207,37 @@ def ac_power(weights: np.ndarray, n_fft: int = 64) -> np.ndarray:
     return _powers(weights, n_fft, full=False, ac=True)[0]
 
 
-def tuning_vectors(power: np.ndarray) -> np.ndarray:
-    """Amplitude spectra without DC, flattened: the vectors whose cosine is tuning similarity.
+def resolved_amplitude(weights: np.ndarray) -> np.ndarray:
+    """Amplitude spectra at the frequencies the kernel size resolves, without DC.
+
+    An H x W kernel is fully described by its H x W DFT (bins ``fftfreq(H) x fftfreq(W)``
+    cycles/pixel); zero padding only interpolates between those bins, which makes
+    neighbouring values of a padded spectrum correlated and inflates the similarity of
+    unrelated filters. The Pearson correlation of these rows is the tuning similarity of the
+    ``"response"`` method.
 
     Parameters
     ----------
-    power : (N, n, n) ndarray
-        Output of `ac_power` (the filters with their means removed).
+    weights : (..., C, H, W) array_like
+        Filters; leading axes (filters, surrogate banks) are kept.
 
     Returns
     -------
-    (N, n * n) ndarray
-        ``sqrt(P')`` with the DC bin zeroed. The cosine of two rows is the overlap of the two
-        filters' normalised power spectra, independent of weight scale, sign, position and
-        mean.
+    (..., H * W - 1) ndarray of float64
+        ``sqrt(sum_c |DFT(h_c - mean(h_c))|^2)`` over every bin but DC, flattened: invariant
+        to weight scale, sign, mean and circular shift. Empty (last axis 0) for 1x1 kernels,
+        which have no spatial structure.
     """
-    amp = np.sqrt(power).reshape(len(power), -1)
-    amp[:, 0] = 0.0
-    return amp
+    x = np.asarray(weights, dtype=np.float64)
+    if x.ndim < 3 or 0 in x.shape:
+        raise ValueError(f"weights must be a non-empty (..., C, H, W) array, got {x.shape}")
+    from scipy import fft
+
+    x = x - x.mean(axis=(-2, -1), keepdims=True)
+    spectrum = fft.fft2(x, axes=(-2, -1), workers=-1)
+    power = (spectrum.real**2 + spectrum.imag**2).sum(axis=-3)
+    flat = power.reshape(*power.shape[:-2], -1)[..., 1:]
+    return np.sqrt(flat)
 
 
 def spectra(weights: np.ndarray, method: str = "response", n_fft: int = 64) -> np.ndarray:

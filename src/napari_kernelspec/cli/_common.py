@@ -10,6 +10,7 @@ __all__ = [
     "PROG",
     "Parser",
     "add_analysis_options",
+    "alpha_arg",
     "min_samples_arg",
     "threshold_arg",
     "write_json",
@@ -29,15 +30,32 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {text}\n")
 
 
-def threshold_arg(text: str) -> float:
-    """``--threshold``: a similarity in (0, 1]."""
+def threshold_arg(text: str) -> float | str:
+    """``--threshold``: a similarity in (0, 1], or ``auto`` (calibrated against chance)."""
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"threshold must be a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"threshold must be a number or 'auto', got {text!r}"
+        ) from None
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(
-            f"threshold {text} is outside (0, 1]; use a cosine similarity such as 0.93"
+            f"threshold {text} is outside (0, 1]; use a similarity such as 0.93, or 'auto'"
+        )
+    return value
+
+
+def alpha_arg(text: str) -> float:
+    """``--alpha``: the share of filters chance may cluster under ``--threshold auto``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"alpha must be a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"alpha {text} is outside (0, 1); use a share such as 0.05"
         )
     return value
 
@@ -56,8 +74,9 @@ def min_samples_arg(text: str) -> int:
 
 
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:
-    """``--weights``, ``--method``, ``--threshold`` and ``--min-samples``."""
+    """``--weights``, ``--method``, ``--threshold``, ``--alpha`` and ``--min-samples``."""
     from ..analysis import DEFAULT_MIN_SAMPLES, DEFAULT_THRESHOLD
+    from ..analysis.chance import ALPHA
     from ..analysis.spectra import METHODS
     from ..sources.loading import WEIGHTS
 
@@ -78,9 +97,18 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=threshold_arg,
-        default=DEFAULT_THRESHOLD,
-        help="similarity threshold in (0, 1] for clusters, duplicates and sign pairs "
-        f"(default {DEFAULT_THRESHOLD})",
+        default=None,
+        metavar="T|auto",
+        help="cluster similarity threshold in (0, 1], or 'auto': the lowest at which "
+        "shuffled copies of the layer's own filters have at most --alpha of them clustered "
+        f"(default: auto for response, {DEFAULT_THRESHOLD} for seed). A number also sets "
+        f"duplicates and sign pairs (else {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=alpha_arg,
+        default=ALPHA,
+        help=f"share of filters chance may cluster under 'auto' (default {ALPHA})",
     )
     parser.add_argument(
         "--min-samples",

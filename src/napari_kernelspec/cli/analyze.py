@@ -100,16 +100,36 @@ def print_summary(result: AnalysisResult, out: TextIO) -> None:
         f"model: {printable(bank.display_name)}   layer: {printable(bank.layer)}",
         f"weights: {printable(source)}",
         f"filters: {n} x {c} channels x {h}x{w}, " + _geometry(bank),
-        f"method: {result.method}   threshold: {result.threshold:g}   "
+        f"method: {result.method}   threshold: {_threshold(result)}   "
         f"min samples: {result.min_samples}",
         f"clusters found: {result.n_clusters} "
         f"({int((result.labels >= 0).sum())} of {n} filters clustered)",
+        chance_line(result),
     ]
     lines += _cluster_lines(result.clusters)
-    lines.append(f"duplicates (cos >= {result.threshold:g}): {_format_pairs(result.duplicates)}")
-    lines.append(f"sign pairs (cos <= -{result.threshold:g}): {_format_pairs(result.sign_pairs)}")
+    rt = result.redundancy_threshold
+    lines.append(f"duplicates (cos >= {rt:g}): {_format_pairs(result.duplicates)}")
+    lines.append(f"sign pairs (cos <= -{rt:g}): {_format_pairs(result.sign_pairs)}")
     lines.append(_descriptor_line(result))
+    lines += [f"note: {note}" for note in result.notes]
     out.write("\n".join(lines) + "\n")
+
+
+def _threshold(result: AnalysisResult) -> str:
+    if result.threshold_rule == "auto":
+        return f"{result.threshold:.3f} (auto: chance clusters at most {100 * result.alpha:g} %)"
+    return f"{result.threshold:g}"
+
+
+def chance_line(result: AnalysisResult) -> str:
+    """``"83 % clustered; chance: 80 % (similarity 0.95 reached by 1% of chance pairs)"``."""
+    text = (
+        f"{100 * result.clustered_fraction:.0f} % clustered; "
+        f"chance: {100 * result.chance_clustered_fraction:.0f} %"
+    )
+    if result.chance_similarity == result.chance_similarity:  # not NaN
+        text += f" (similarity {result.chance_similarity:.2f} reached by 1% of chance pairs)"
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
 
     bank = load_kernels(args.source, weights=args.weights, layer=args.layer)
     result = analyze(
-        bank, method=args.method, threshold=args.threshold, min_samples=args.min_samples
+        bank,
+        method=args.method,
+        threshold=args.threshold,
+        min_samples=args.min_samples,
+        alpha=args.alpha,
     )
     if args.json == "-":
         json.dump(result.to_dict(), sys.stdout, indent=2)

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             weights=args.weights,
             method=args.method,
             threshold=args.threshold,
+            alpha=args.alpha,
             min_samples=args.min_samples,
             out=args.out,
             json_path=args.json,

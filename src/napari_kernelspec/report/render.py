@@ -106,11 +106,31 @@ def report_metadata(
         "generated": generated.isoformat(timespec="seconds"),
         "versions": package_versions(results),
         "method": _common(results, "method"),
-        "threshold": _common(results, "threshold"),
+        "threshold": _threshold_text(results),
+        "threshold_rule": _common(results, "threshold_rule"),
+        "alpha": _common(results, "alpha"),
+        "redundancy_threshold": _common(results, "redundancy_threshold"),
         "min_samples": _common(results, "min_samples"),
         "achromatic_definition": f"achromatic_fraction >= {ACHROMATIC_THRESHOLD}",
         "models": [r.bank.model for r in results],
     }
+
+
+def _threshold_text(results: Sequence[AnalysisResult]) -> Any:
+    """The shared fixed threshold, or "auto (per model)" when any model's was calibrated."""
+    if any(r.threshold_rule == "auto" for r in results):
+        return "auto (per model)"
+    return _common(results, "threshold")
+
+
+def similarity_range(results: Sequence[AnalysisResult]) -> float:
+    """Lower end of the one similarity colour scale all models share (the upper end is 1).
+
+    The smallest similarity of any model, rounded down to 0.1, at most 0.9: matrices then
+    compare at a glance, and layers whose filters are all alike still show structure.
+    """
+    lowest = min(float(np.min(r.similarity)) for r in results)
+    return min(max(-1.0, math.floor(lowest * 10) / 10), 0.9)
 
 
 # --- formatting ----------------------------------------------------------------------------
@@ -214,13 +234,9 @@ def _spectrum_mosaic(result: AnalysisResult, colors: list[str]) -> dict[str, Any
     return _image(picture, f"{result.bank.display_name}: spectra", overlay)
 
 
-def _heatmap(result: AnalysisResult, colors: list[str], slug: str) -> dict[str, Any]:
+def _heatmap(result: AnalysisResult, colors: list[str], slug: str, vmin: float) -> dict[str, Any]:
     order = result.cluster_order()
     matrix = result.similarity[np.ix_(order, order)]
-    # colour range: from the smallest similarity (rounded down to 0.1) to 1, so that layers
-    # whose filters are all alike still show structure; the scale below says which range
-    vmin = max(-1.0, math.floor(float(matrix.min()) * 10) / 10)
-    vmin = min(vmin, 0.9)
     n = len(matrix)
     factor = images.upscale_factor(n, _HEATMAP_PX, most=128)
     picture = images.upscale(images.colormap(matrix, vmin, 1.0), factor)
@@ -232,7 +248,10 @@ def _heatmap(result: AnalysisResult, colors: list[str], slug: str) -> dict[str, 
         start += size
     overlay = svg.heatmap_overlay(blocks, n, factor)
     stops = [palette.to_hex(c) for c in images.colormap(np.linspace(vmin, 1.0, 11), vmin, 1.0)]
-    scale = svg.colour_scale(stops, vmin, 1.0, "tuning similarity", f"scale-{slug}")
+    marks = [(result.threshold, "threshold")]
+    if math.isfinite(result.chance_similarity):
+        marks.append((result.chance_similarity, "chance (1% of pairs)"))
+    scale = svg.colour_scale(stops, vmin, 1.0, "tuning similarity", f"scale-{slug}", marks=marks)
     return {
         **_image(picture, f"{result.bank.display_name}: similarity"),
         "overlay": overlay,
@@ -274,6 +293,10 @@ def summary_statistics(result: AnalysisResult) -> dict[str, Any]:
     return {
         "n_clusters": result.n_clusters,
         "clustered": result.clustered_fraction,
+        "chance": result.chance_clustered_fraction,
+        "threshold": result.threshold,
+        "threshold_rule": result.threshold_rule,
+        "chance_similarity": result.chance_similarity,
         "duplicates": len(result.duplicates),
         "sign_pairs": len(result.sign_pairs),
         "peak": stat(d["peak_frequency"], np.median),
@@ -283,7 +306,7 @@ def summary_statistics(result: AnalysisResult) -> dict[str, Any]:
     }
 
 
-def _model_context(result: AnalysisResult, slug: str, color: str) -> dict[str, Any]:
+def _model_context(result: AnalysisResult, slug: str, color: str, vmin: float) -> dict[str, Any]:
     bank = result.bank
     n, c, h, w = bank.weights.shape
     colors = [palette.to_hex(rgb) for rgb in palette.cluster_colors(result.n_clusters)]
@@ -330,7 +353,10 @@ def _model_context(result: AnalysisResult, slug: str, color: str) -> dict[str, A
         "n_unclustered": int(np.sum(result.labels < 0)),
         "duplicates": _pairs(result.duplicates),
         "sign_pairs": _pairs(result.sign_pairs),
-        "heatmap": _heatmap(result, colors, slug),
+        "heatmap": _heatmap(result, colors, slug, vmin),
+        "threshold": number(result.threshold, 3),
+        "redundancy_threshold": f"{result.redundancy_threshold:g}",
+        "notes": list(result.notes),
         "descriptor_labels": [DESCRIPTOR_LABELS[k] for k in DESCRIPTOR_NAMES],
         "rows": rows,
     }
@@ -441,8 +467,9 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
     slugs = model_slugs([r.bank.model for r in results])
     model_colors = [palette.to_hex(c) for c in palette.cluster_colors(len(results))]
     names = [r.bank.display_name for r in results]
+    vmin = similarity_range(results)
     models = [
-        _model_context(r, slug, color)
+        _model_context(r, slug, color, vmin)
         for r, slug, color in zip(results, slugs, model_colors, strict=True)
     ]
     charts = {k: Markup(v) for k, v in _charts(results, names, model_colors).items()}

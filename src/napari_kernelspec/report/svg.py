@@ -451,7 +451,12 @@ def heatmap_overlay(blocks: Sequence[tuple[int, int, str]], n: int, factor: int 
 
 
 def colour_scale(
-    stops: Sequence[str], vmin: float, vmax: float, label: str, gradient_id: str
+    stops: Sequence[str],
+    vmin: float,
+    vmax: float,
+    label: str,
+    gradient_id: str,
+    marks: Sequence[tuple[float, str]] = (),
 ) -> str:
     """Horizontal colour bar with ticks at `vmin`, the middle and `vmax`.
 
@@ -461,6 +466,10 @@ def colour_scale(
         ``#rrggbb`` colours evenly spaced from `vmin` to `vmax`.
     gradient_id : str
         Document-unique id of the gradient (made of safe characters by the caller).
+    marks : sequence of (value, label)
+        Levels drawn as dashed lines across the bar, with their label and value above it
+        (for example the threshold and the chance level); values outside the range are
+        drawn at its ends.
     """
     if len(stops) < 2:
         raise ValueError("need at least two colour stops")
@@ -469,18 +478,28 @@ def colour_scale(
         f'<stop offset="{i / (len(stops) - 1):.3f}" stop-color="{_e(c)}"/>'
         for i, c in enumerate(stops)
     )
+    top = 14 * len(marks)  # one line of text per mark above the bar
     ticks = []
     for value in (vmin, (vmin + vmax) / 2, vmax):
         x = 20 + (value - vmin) / (vmax - vmin) * bar_w
         ticks.append(
-            f'<line x1="{x:.1f}" y1="30" x2="{x:.1f}" y2="35" stroke="{_AXIS}"/>'
-            f'<text x="{x:.1f}" y="47" text-anchor="middle">{_e(_num(value))}</text>'
+            f'<line x1="{x:.1f}" y1="{30 + top}" x2="{x:.1f}" y2="{35 + top}" '
+            f'stroke="{_AXIS}"/>'
+            f'<text x="{x:.1f}" y="{47 + top}" text-anchor="middle">{_e(_num(value))}</text>'
+        )
+    for k, (value, name) in enumerate(marks):
+        x = 20 + (min(max(value, vmin), vmax) - vmin) / (vmax - vmin) * bar_w
+        y = 12 + 14 * (k + 1)
+        ticks.append(
+            f'<line class="mark" x1="{x:.1f}" y1="{y + 2}" x2="{x:.1f}" y2="{top + 30}" '
+            f'stroke="#000" stroke-dasharray="3 2"/>'
+            f'<text x="{min(x, bar_w - 40):.1f}" y="{y}">{_e(name)} {_e(_num(value))}</text>'
         )
     body = [
         f'<defs><linearGradient id="{_e(gradient_id)}">{parts}</linearGradient></defs>',
         f'<text x="20" y="12">{_e(label)}</text>',
-        f'<rect x="20" y="16" width="{bar_w}" height="14" fill="url(#{_e(gradient_id)})" '
-        f'stroke="{_AXIS}"/>',
+        f'<rect x="20" y="{16 + top}" width="{bar_w}" height="14" '
+        f'fill="url(#{_e(gradient_id)})" stroke="{_AXIS}"/>',
         *ticks,
     ]
-    return _svg(width, 52, body, label, css="scale")
+    return _svg(width, 52 + top, body, label, css="scale")

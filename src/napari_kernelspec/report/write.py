@@ -131,8 +131,9 @@ def write_report(
     *,
     weights: str = "auto",
     method: str = "response",
-    threshold: float = 0.93,
+    threshold: float | str | None = None,
     min_samples: int = 2,
+    alpha: float = 0.05,
     out: str | os.PathLike[str] = DEFAULT_OUT,
     json_path: str | os.PathLike[str] | None = None,
     csv_path: str | os.PathLike[str] | None = None,
@@ -147,8 +148,9 @@ def write_report(
         eight seed models.
     weights : {"auto", "pretrained", "random"}
         Which weights to load for models (ignored for files).
-    method, threshold, min_samples
-        Passed to `analyze`; checked before anything is loaded.
+    method, threshold, min_samples, alpha
+        Passed to `analyze`; checked before anything is loaded (threshold None: the
+        method's default, "auto" for response).
     out : path-like
         The HTML file (``.html``); its folder is created if missing.
     json_path, csv_path : path-like, optional
@@ -185,7 +187,7 @@ def write_report(
     from ..analysis.pipeline import analyze, check_parameters
     from ..sources.loading import load_kernels, resolve_source
 
-    check_parameters(method, threshold, min_samples)
+    check_parameters(method, threshold, min_samples, alpha)
     files = _paths(out, json_path, csv_path)
     names: list[str | os.PathLike[str]] = list(seed_models() if sources is None else sources)
     if not names:
@@ -211,7 +213,7 @@ def write_report(
                 warnings.simplefilter("always")
                 bank = load_kernels(name, weights=weights)
             caught += seen
-            results.append(analyze(bank, method, threshold, min_samples))
+            results.append(analyze(bank, method, threshold, min_samples, alpha=alpha))
             bar.set_postfix_str(printable(bank.display_name, limit=40))
             bar.update(1)
     for w in caught:  # after the bar, so messages do not break it
