@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import re
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -124,6 +125,10 @@ class RangeServer(http.server.ThreadingHTTPServer):
         self.requests = 0
         self.bytes_sent = 0
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients may hang up early
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
