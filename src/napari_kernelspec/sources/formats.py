@@ -500,6 +500,9 @@ class _Bounded(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self.fh.tell()
+
     def readinto(self, buffer: Any) -> int:
         room = max(0, self.end - self.fh.tell())
         data = self.fh.read(min(len(buffer), room))
@@ -519,7 +522,9 @@ def legacy_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints._Entr
     element count and the raw bytes, so a tensor's offset is the sum of the sizes before it.
     """
     fh.seek(0)
-    bounded = _Bounded(fh, MAX_HEADER_BYTES)
+    # Buffered: the unpickler then peeks ahead instead of making tens of thousands of tiny
+    # reads (measured: 1.5 s -> 0.1 s for DenseNet121's pickle); `tell` stays exact.
+    bounded = io.BufferedReader(_Bounded(fh, MAX_HEADER_BYTES), buffer_size=2**16)
     pickles = []
     for _ in range(3):
         value, _ = _unpickle(bounded, name, legacy=True)  # type: ignore[arg-type]
@@ -533,7 +538,7 @@ def legacy_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints._Entr
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise _damaged(name, "the storage key list is missing")
     offsets: dict[str, int] = {}
-    at = fh.tell()
+    at = bounded.tell()
     for key in keys:
         storage = storages.get(key)
         if storage is None:

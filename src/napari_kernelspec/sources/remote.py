@@ -59,14 +59,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Bytes per Range request block.
+#: Bytes per Range request block (files under 16 MiB use smaller blocks, down to 4 KiB:
+#: about 1/256 of the file, so that a small file is not read whole).
 BLOCK_SIZE = 64 * 1024
+_MIN_BLOCK = 4 * 1024
 #: Most requests for one file (a first layer takes 3-5; more means a damaged or crafted file).
 MAX_REQUESTS = 48
 #: Most blocks fetched in one read-ahead request.
 _MAX_RUN = 32
-#: Most blocks kept in memory per file (4 MiB).
-_MAX_BLOCKS = 64
+#: Most bytes of blocks kept in memory per file.
+_CACHE_BYTES = 4 * 2**20
 #: Most shards of a sharded checkpoint searched for a first convolution.
 _MAX_SHARDS = 64
 #: Attempts per request on transient failures (connection reset, 429/5xx, time-outs).
@@ -409,6 +411,9 @@ class RangeFile(io.RawIOBase):
         self._pos = 0
         self._blocks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._budget = formats.MAX_HEADER_BYTES
+        self.block = BLOCK_SIZE
+        while self.block > _MIN_BLOCK and self.block * 256 > self.size:
+            self.block //= 2
         self._next = -1  # the block after the last fetched run (sequential detection)
         self._run = 1
 
@@ -419,7 +424,7 @@ class RangeFile(io.RawIOBase):
 
     def allow(self, nbytes: int) -> None:
         """Let the next reads fetch `nbytes` more (a tensor whose size was checked)."""
-        self._budget += int(nbytes) + 2 * BLOCK_SIZE
+        self._budget += int(nbytes) + 2 * self.block
 
     def readable(self) -> bool:
         return True
@@ -458,7 +463,7 @@ class RangeFile(io.RawIOBase):
         start = self._pos
         if end <= start:
             return b""
-        if end - start >= 4 * BLOCK_SIZE:  # a tensor: fetch exactly its bytes
+        if end - start >= 4 * self.block:  # a tensor: fetch exactly its bytes
             data = self._fetch(start, end)
         else:
             data = self._from_blocks(start, end)
@@ -466,8 +471,9 @@ class RangeFile(io.RawIOBase):
         return data
 
     def _from_blocks(self, start: int, end: int) -> bytes:
-        first, last = start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
-        n_blocks = (self.size + BLOCK_SIZE - 1) // BLOCK_SIZE
+        B = self.block
+        first, last = start // B, (end - 1) // B
+        n_blocks = (self.size + B - 1) // B
         i = first
         while i <= last:
             if i in self._blocks:
@@ -481,15 +487,15 @@ class RangeFile(io.RawIOBase):
             stop = min(max(j, i + self._run - 1), n_blocks - 1)
             while stop > j and stop in self._blocks:
                 stop -= 1
-            data = self._fetch(i * BLOCK_SIZE, min((stop + 1) * BLOCK_SIZE, self.size))
+            data = self._fetch(i * B, min((stop + 1) * B, self.size))
             for k in range(i, stop + 1):
-                self._blocks[k] = data[(k - i) * BLOCK_SIZE : (k - i + 1) * BLOCK_SIZE]
+                self._blocks[k] = data[(k - i) * B : (k - i + 1) * B]
             self._next = stop + 1
-            while len(self._blocks) > max(_MAX_BLOCKS, last - first + 1):
+            while len(self._blocks) > max(_CACHE_BYTES // B, last - first + 1):
                 self._blocks.popitem(last=False)
             i = j + 1
         joined = b"".join(self._blocks[k] for k in range(first, last + 1))
-        return joined[start - first * BLOCK_SIZE : end - first * BLOCK_SIZE]
+        return joined[start - first * B : end - first * B]
 
     def _fetch(self, start: int, end: int) -> bytes:
         if self.requests >= MAX_REQUESTS:
