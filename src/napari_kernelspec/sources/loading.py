@@ -310,10 +310,12 @@ def _pretrained(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBa
     info = pretrained.weights_info(model)
     tensor_key = f"{conv.name}.weight"
     path = pretrained.hub_checkpoint_path(info.url)
-    if not path.is_file():  # not downloaded: read just this tensor with Range requests
+    if not path.is_file() and remote.is_http(remote.torchvision_url(info.url)):
+        # Not downloaded: read just this tensor with Range requests.
         found = remote.read_torchvision(info.url, tensor_key, path, pretrained._densenet_key)
         provenance = {"weights": info.enum_name, **found.provenance, **_versions()}
         return _bank(model, conv, found.weights, "pretrained", {**provenance, "cached": False})
+    path = pretrained.ensure_checkpoint(info)
     weights = pretrained.read_tensor(path, tensor_key)
     provenance = {
         "weights": info.enum_name,

@@ -141,6 +141,11 @@ def is_remote(text: str) -> bool:
     return low.startswith(("http://", "https://", "hf://", "timm:"))
 
 
+def is_http(url: str) -> bool:
+    """True for ``http://`` and ``https://`` URLs."""
+    return url.strip().lower().startswith(("http://", "https://"))
+
+
 def parse_source(text: str) -> RemoteSource | None:
     """Parse a remote SOURCE; None if `text` is not one.
 
