@@ -492,6 +492,10 @@ class RangeFile(io.RawIOBase):
             stop = min(max(j, i + self._run - 1), n_blocks - 1)
             while stop > j and stop in self._blocks:
                 stop -= 1
+            if stop == n_blocks - 1 and i == first and i > 0 and i - 1 not in self._blocks:
+                # The end of a file is usually partial and a zip's directory sits just
+                # before it: take the block before too (one request instead of two).
+                i -= 1
             data = self._fetch(i * B, min((stop + 1) * B, self.size))
             for k in range(i, stop + 1):
                 self._blocks[k] = data[(k - i) * B : (k - i + 1) * B]
