@@ -429,14 +429,18 @@ def test_crafted_sizes_are_refused_before_fetching(root, server):
     assert server.bytes_sent < 200_000
 
 
-def test_cli_error_is_one_line_exit_2(server):
-    proc = subprocess.run(
-        [sys.executable, "-m", "napari_kernelspec.cli", "analyze", f"{server.url}/nope.pth"],
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "napari_kernelspec.cli", *argv],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_cli_error_is_one_line_exit_2(server):
+    proc = _cli("analyze", f"{server.url}/nope.pth")
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("kernelspec: error: cannot read") and "HTTP 404" in proc.stderr
@@ -445,13 +449,7 @@ def test_cli_error_is_one_line_exit_2(server):
 def test_cli_analyzes_a_url(root, server):
     state = _state(10)
     _save(state, root / "w.pth", "zip")
-    proc = subprocess.run(
-        [sys.executable, "-m", "napari_kernelspec.cli", "analyze", f"{server.url}/w.pth"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = _cli("analyze", f"{server.url}/w.pth")
     assert proc.returncode == 0, proc.stderr
     assert "filters: 8 x 3 channels x 5x5" in proc.stdout
 
