@@ -459,3 +459,24 @@ def test_warnings_are_not_raised_for_plain_reads(root, server):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_kernels(f"{server.url}/w.pth")
+
+
+def test_bfloat16_and_half_tensors(root, server):
+    import torch
+    from safetensors.torch import save_file
+
+    w16 = torch.randn(4, 3, 3, 3).to(torch.bfloat16)
+    h16 = torch.randn(5, 3, 3, 3).half()
+    save_file({"a.weight": w16, "b.weight": h16}, str(root / "low.safetensors"))
+    torch.save({"a.weight": w16, "b.weight": h16}, root / "low.pth")
+    for name in ("low.safetensors", "low.pth"):
+        a = load_kernels(f"{server.url}/{name}", layer="a", use_cache=False)
+        b = load_kernels(f"{server.url}/{name}", layer="b", use_cache=False)
+        np.testing.assert_array_equal(a.weights, w16.float().numpy())
+        np.testing.assert_array_equal(b.weights, h16.float().numpy())
+
+
+def test_hub_repo_without_weights(hub):
+    text = _error("hf://someone/empty")
+    assert "has none of model.safetensors" in text and "hf://someone/empty/path" in text
+    assert "HTTP 404" in _error("hf://someone/empty/model.safetensors")
