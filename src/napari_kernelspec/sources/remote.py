@@ -626,7 +626,8 @@ class _Hub:
 
     def sibling(self, rel: str) -> _Hub:
         folder = PurePosixPath(self.path).parent
-        return _Hub(self.repo, str(folder / rel).lstrip("./") or rel, self.revision)
+        path = rel if str(folder) == "." else str(folder / rel)
+        return _Hub(self.repo, path, self.revision)
 
     def _metadata(self) -> Any:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url

@@ -149,7 +149,8 @@ def load(model: str, layer: str | None, kind: str) -> KernelBank:
     if cfg is None or not (getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None)):
         raise WeightsUnavailable(f"timm has no pretrained weights for {name!r}")
     hub_id = getattr(cfg, "hf_hub_id", None)
-    text = f"hf://{hub_id}" if hub_id else cfg.url
+    hub_file = getattr(cfg, "hf_hub_filename", None)  # e.g. open_clip_pytorch_model.bin
+    text = f"hf://{hub_id}" + (f"/{hub_file}" if hub_file else "") if hub_id else cfg.url
     source = remote.parse_source(text)
     assert source is not None
     found = remote.read_kernels(
