@@ -381,8 +381,8 @@ class _NetworkError(KernelSpecError):
     """A request failed: ``cannot read URL: reason`` (a `KernelSpecError`, so that the format
     readers pass it through untouched)."""
 
-    def __init__(self, url: str, exc: BaseException) -> None:
-        super().__init__(f"cannot read {url}: {failure_reason(exc, url)}")
+    def __init__(self, url: str, exc: BaseException, requested: str | None = None) -> None:
+        super().__init__(f"cannot read {url}: {failure_reason(exc, requested or url)}")
         self.url = url
 
 
@@ -621,6 +621,7 @@ def _hf_cache_dir() -> str | None:
 class _Hub:
     def __init__(self, repo: str, path: str, revision: str) -> None:
         self.repo, self.path, self.revision = repo, path, revision
+        self.requested = _hf_endpoint() or "https://huggingface.co"
         at = f"@{revision}" if revision else ""
         self.name = f"hf://{repo}/{path}{at}"
 
@@ -635,8 +636,10 @@ class _Hub:
         url = hf_hub_url(
             self.repo, self.path, revision=self.revision or None, endpoint=_hf_endpoint()
         )
+        self.requested = url
+        # Our own retries (`_retrying`): huggingface_hub's would retry a DNS failure for 23 s.
         return get_hf_file_metadata(
-            url, timeout=_timeout(), endpoint=_hf_endpoint(), retry_on_errors=True
+            url, timeout=_timeout(), endpoint=_hf_endpoint(), retry_on_errors=False
         )
 
     def exists(self) -> bool:
@@ -645,7 +648,7 @@ class _Hub:
         except Exception as exc:
             if _status(exc) == 404:
                 return False
-            raise _NetworkError(self.name, exc) from exc
+            raise _NetworkError(self.name, exc, self.requested) from exc
         return True
 
     def local(self) -> Path | None:
@@ -661,7 +664,7 @@ class _Hub:
         try:
             self._meta = _retrying(self._metadata)
         except Exception as exc:
-            raise _NetworkError(self.name, exc) from exc
+            raise _NetworkError(self.name, exc, self.requested) from exc
         return RangeFile(_HubTransport(self.repo, self.path, self.revision, self._meta))
 
     def download(self) -> Path:

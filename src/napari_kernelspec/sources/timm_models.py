@@ -157,7 +157,7 @@ def load(model: str, layer: str | None, kind: str) -> KernelBank:
         source,
         f"{module}.weight" if module else None,
         unavailable=WeightsUnavailable,
-        hint="check your network, or use weights='random'",
+        hint="use weights='random' for the untrained architecture",
     )
     layer_name = found.key.removesuffix(".weight")
     geometry = _geometry(name, layer_name)
