@@ -480,3 +480,15 @@ def test_hub_repo_without_weights(hub):
     text = _error("hf://someone/empty")
     assert "has none of model.safetensors" in text and "hf://someone/empty/path" in text
     assert "HTTP 404" in _error("hf://someone/empty/model.safetensors")
+
+
+def test_a_server_that_never_answers_times_out(monkeypatch):
+    import socket
+
+    monkeypatch.setenv("KERNELSPEC_HTTP_TIMEOUT", "0.5")
+    with socket.socket() as listening:  # connections complete, but nothing ever answers
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        port = listening.getsockname()[1]
+        text = _error(f"http://127.0.0.1:{port}/w.pth")
+    assert "no answer from 127.0.0.1 within 0.5 s" in text

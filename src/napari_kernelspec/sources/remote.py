@@ -247,17 +247,26 @@ def failure_reason(exc: BaseException, url: str) -> str:
             return f"cannot resolve host {host} (DNS failure): check the URL and your network"
         if "OfflineMode" in name:
             return "HF_HUB_OFFLINE is set and the file is not in the Hugging Face cache"
-    for e in _chain(exc):
-        name = type(e).__name__
-        if isinstance(e, TimeoutError) or "Timeout" in name:
-            return (
-                f"no answer from {host} within {_timeout():g} s: try again later or raise "
-                "KERNELSPEC_HTTP_TIMEOUT"
-            )
-        if "Payload" in name or "IncompleteRead" in name or "RemoteProtocol" in name:
-            return f"the response from {host} was cut off (truncated): try again"
-        if isinstance(e, ConnectionError | OSError) or "Connect" in name:
-            return f"cannot connect to {host} (no network, or the server is down)"
+    chain = _chain(exc)
+    names = [type(e).__name__ for e in chain]
+    if any(
+        isinstance(e, TimeoutError) or "Timeout" in n for e, n in zip(chain, names, strict=True)
+    ):
+        return (
+            f"no answer from {host} within {_timeout():g} s: try again later or raise "
+            "KERNELSPEC_HTTP_TIMEOUT"
+        )
+    if any("Payload" in n or "IncompleteRead" in n or "RemoteProtocol" in n for n in names):
+        return f"the response from {host} was cut off (truncated): try again"
+    if any("cut off" in str(e) for e in chain):
+        return str(next(e for e in chain if "cut off" in str(e)))
+    # fsspec reports every failed HEAD/GET as FileNotFoundError: look beneath it.
+    if any(
+        (isinstance(e, ConnectionError | OSError) and not isinstance(e, FileNotFoundError))
+        or "Connect" in n
+        for e, n in zip(chain, names, strict=True)
+    ):
+        return f"cannot connect to {host} (no network, or the server is down)"
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:160]
 
