@@ -492,3 +492,19 @@ def test_a_server_that_never_answers_times_out(monkeypatch):
         port = listening.getsockname()[1]
         text = _error(f"http://127.0.0.1:{port}/w.pth")
     assert "no answer from 127.0.0.1 within 0.5 s" in text
+
+
+def test_training_checkpoint_over_http(root, server):
+    import torch
+
+    state = _state(11)
+    checkpoint = {
+        "epoch": 7,
+        "optimizer": {"state": {0: {"momentum_buffer": torch.randn(2, 2, 2, 2)}}},
+        "state_dict": {f"module.{k}": v for k, v in state.items()},
+    }
+    torch.save(checkpoint, root / "ckpt.pt", _use_new_zipfile_serialization=False)
+    bank = load_kernels(f"{server.url}/ckpt.pt")
+    assert bank.layer == "module.features.0.weight"
+    np.testing.assert_array_equal(bank.weights, state["features.0.weight"].numpy())
+    assert server.bytes_sent < FILLER / 10
