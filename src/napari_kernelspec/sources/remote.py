@@ -446,6 +446,13 @@ class RangeFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        inner = getattr(self.transport, "file", None)
+        if inner is not None:
+            inner.close()
+        self._blocks.clear()
+        super().close()
+
     def tell(self) -> int:
         return self._pos
 
