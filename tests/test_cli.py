@@ -43,6 +43,11 @@ def test_models_lists_the_eight_seed_models_first(capsys):
     names = [line.split()[0] for line in out.splitlines()]
     assert names[:8] == SEED_EIGHT
     assert {"vit_b_16", "convnext_tiny", "resnet18"} <= set(names[8:])
+    groups = [line for line in out.splitlines() if line.startswith("# ")]
+    assert [g.split(":")[0] for g in groups] == ["# torchvision", "# timm"]
+    timm_names = out.split("# timm")[1].splitlines()[1:]
+    assert "timm:resnet50.a1_in1k" in timm_names
+    assert all(n.startswith("timm:") for n in timm_names)
 
 
 def test_analyze_prints_a_summary_with_the_weights_source_and_clusters(capsys):

@@ -27,8 +27,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "source",
         metavar="SOURCE",
-        help="a model name (see 'kernelspec models') or a file: .pth .pt .ckpt "
-        ".safetensors .npy .npz",
+        help="a model name (see 'kernelspec models'), a file (.pth .pt .ckpt "
+        ".safetensors .npy .npz), an http(s):// URL of a checkpoint, hf://owner/repo[/file]"
+        "[@revision] or timm:MODEL[.TAG] (only the layer's bytes are fetched)",
     )
     parser.add_argument(
         "--layer", help="conv layer by module name or state-dict key (default: the first)"

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
-from . import cache, checkpoints, models, pretrained
+from . import cache, checkpoints, models, pretrained, remote
 
 __all__ = ["WEIGHTS", "UntrainedWeightsWarning", "load_kernels", "resolve_source"]
 
@@ -89,6 +89,8 @@ def load_kernels(
     resolved = resolve_source(source)
     if isinstance(resolved, Path):
         return _load_file(resolved, layer)
+    if remote.is_remote(resolved) and not resolved.startswith("timm:"):
+        return _load_remote(resolved, layer, use_cache)
     model = resolved
     kind = _weights_kind(weights, model)
     if kind != "auto":
@@ -129,6 +131,9 @@ def resolve_source(source: str | os.PathLike[str]) -> str | Path:
     text = source.strip()
     if not text:
         raise KernelSpecError("no model or file given; name a model (`kernelspec models`)")
+    remote_source = remote.parse_source(text)
+    if remote_source is not None:
+        return remote_source.text
     model = models._try_resolve(text)
     if model is not None:
         return model
@@ -183,6 +188,10 @@ def _key(model: str, layer: str | None, kind: str) -> dict[str, Any]:
         from .digits import RECIPE
 
         parts["recipe"] = RECIPE
+    if model.startswith("timm:"):
+        from . import timm_models
+
+        parts["timm"] = timm_models.timm_version()
     return cache.make_key(**parts, **_versions())
 
 
@@ -223,7 +232,7 @@ def _cached(key: dict[str, Any], use_cache: bool, model: str) -> KernelBank | No
         stride, padding = tuple(meta["stride"]), tuple(meta["padding"])
     except (KeyError, TypeError):
         return None  # an entry from an older format: rebuild it
-    if source not in ("pretrained", "random", "trained-digits"):
+    if source not in ("pretrained", "random", "trained-digits", "checkpoint"):
         return None
     provenance = dict(meta.get("provenance", {}))
     provenance["cached"] = True
@@ -236,7 +245,7 @@ def _cached(key: dict[str, Any], use_cache: bool, model: str) -> KernelBank | No
         source=source,
         stride=stride,
         padding=padding,
-        display_name=models.display_name(model),
+        display_name=meta.get("display_name") or models.display_name(model),
         provenance=provenance,
     )
 
@@ -248,6 +257,7 @@ def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
             "layer": bank.layer,
             "stride": list(bank.stride),
             "padding": list(bank.padding),
+            "display_name": bank.display_name,
             "provenance": dict(bank.provenance),
         }
         cache.write_entry(key, bank.weights, meta)
@@ -265,9 +275,14 @@ def _load_model(model: str, layer: str | None, kind: str, use_cache: bool) -> Ke
     hit = _cached(key, use_cache, model)
     if hit is not None:
         return hit
-    conv = models.conv_layer(model, layer)
-    build = {"random": _random, "pretrained": _pretrained, "trained-digits": _digits}[kind]
-    bank = build(model, conv, use_cache)
+    if model.startswith("timm:"):
+        from . import timm_models
+
+        bank = timm_models.load(model, layer, kind)
+    else:
+        conv = models.conv_layer(model, layer)
+        build = {"random": _random, "pretrained": _pretrained, "trained-digits": _digits}[kind]
+        bank = build(model, conv, use_cache)
     _store(key, use_cache, bank)
     return bank
 
@@ -293,8 +308,14 @@ def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
 
 def _pretrained(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
     info = pretrained.weights_info(model)
-    path = pretrained.ensure_checkpoint(info)
     tensor_key = f"{conv.name}.weight"
+    path = pretrained.hub_checkpoint_path(info.url)
+    if not path.is_file() and remote.is_http(remote.torchvision_url(info.url)):
+        # Not downloaded: read just this tensor with Range requests.
+        found = remote.read_torchvision(info.url, tensor_key, path, pretrained._densenet_key)
+        provenance = {"weights": info.enum_name, **found.provenance, **_versions()}
+        return _bank(model, conv, found.weights, "pretrained", {**provenance, "cached": False})
+    path = pretrained.ensure_checkpoint(info)
     weights = pretrained.read_tensor(path, tensor_key)
     provenance = {
         "weights": info.enum_name,
@@ -327,6 +348,27 @@ def _digits(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
 
 
 # --- files ---------------------------------------------------------------------------------
+
+
+def _load_remote(text: str, layer: str | None, use_cache: bool) -> KernelBank:
+    """A URL or ``hf://`` checkpoint: from the kernel cache, else read with Range requests."""
+    source = remote.parse_source(text)
+    assert source is not None
+    key = cache.make_key(model=source.text, layer=layer or "first-4d", weights="checkpoint")
+    hit = _cached(key, use_cache, source.text)
+    if hit is not None:
+        return hit
+    found = remote.read_kernels(source, layer)
+    bank = KernelBank(
+        weights=found.weights,
+        model=source.text,
+        layer=found.key,
+        source="checkpoint",
+        display_name=source.display_name,
+        provenance={**found.provenance, "stride_known": False, "cached": False},
+    )
+    _store(key, use_cache, bank)
+    return bank
 
 
 def _load_file(path: Path, layer: str | None) -> KernelBank:
