@@ -35,7 +35,7 @@ import os
 import struct
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -208,9 +208,9 @@ def check_torch_zip(source: str | os.PathLike[str] | IO[bytes], name: str | None
     """Check the records of a zip checkpoint before torch reads any of them.
 
     Every record's *declared* uncompressed size is read from the zip directory (nothing is
-    decompressed): the pickle may hold at most `MAX_PICKLE_BYTES`, a compressed tensor
-    record at most `MAX_TENSOR_ELEMENTS` float64 numbers (torch itself stores records
-    uncompressed; a compressed one must be inflated in memory).
+    decompressed): the pickle may hold at most `MAX_PICKLE_BYTES`, the compressed records
+    together at most `MAX_TENSOR_ELEMENTS` float64 numbers (torch itself stores records
+    uncompressed; compressed ones are all inflated in memory when the file is loaded).
 
     Parameters
     ----------
@@ -236,6 +236,7 @@ def check_torch_zip(source: str | os.PathLike[str] | IO[bytes], name: str | None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise _damaged(what, exc) from exc
     compressed = False
+    inflated = 0  # declared bytes of all compressed records: torch inflates them all
     for info in infos:
         record = printable(info.filename, 80)
         if info.filename.endswith(".pkl") and info.file_size > MAX_PICKLE_BYTES:
@@ -246,7 +247,8 @@ def check_torch_zip(source: str | os.PathLike[str] | IO[bytes], name: str | None
             )
         if info.compress_type != zipfile.ZIP_STORED:
             compressed = True
-            if info.file_size > MAX_TENSOR_ELEMENTS * 8:
+            inflated += info.file_size
+            if inflated > MAX_TENSOR_ELEMENTS * 8:
                 raise KernelSpecError(
                     f"{what}: its compressed record {record} declares "
                     f"{_size_text(info.file_size)}, over the limit of "
@@ -745,13 +747,15 @@ def _flatten(obj: Any, name: str) -> list[tuple[str, Any]]:
                 f"{printable(name)} nests containers more than {MAX_DEPTH} deep (MAX_DEPTH); "
                 "save model.state_dict() instead"
             )
-        prefix = f"{key}." if key else ""
-        if isinstance(value, dict):
-            children = ((f"{prefix}{k}", v) for k, v in value.items() if not _skipped(k))
-        else:
-            children = ((f"{prefix}{i}", v) for i, v in enumerate(value))
-        stack.append(children)
+        stack.append(_children(value, f"{key}." if key else ""))
     return out
+
+
+def _children(container: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of a dict (optimiser states skipped), list or tuple."""
+    if isinstance(container, dict):
+        return ((f"{prefix}{k}", v) for k, v in container.items() if not _skipped(k))
+    return ((f"{prefix}{i}", v) for i, v in enumerate(container))
 
 
 def _damaged(name: str, exc: BaseException) -> KernelSpecError:
