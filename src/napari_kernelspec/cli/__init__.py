@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    sys.stderr.write(f"{PROG}: warning: {message}\n")
+    phrase = getattr(message, "line", None)  # UntrainedWeightsWarning: say it in CLI syntax
+    text = phrase("--weights random") if callable(phrase) else str(message)
+    sys.stderr.write(f"{PROG}: warning: {text}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from ._common import add_analysis_options, write_json
+from ._common import add_analysis_options, add_geometry_options, geometry, write_json
 
 if TYPE_CHECKING:
     from ..analysis import AnalysisResult
@@ -29,6 +29,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--layer", help="conv layer by module name or state-dict key (default: the first)"
     )
     add_analysis_options(parser)
+    add_geometry_options(parser)
     parser.add_argument(
         "--json",
         metavar="PATH",
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import analyze
     from ..sources.loading import load_kernels
 
-    bank = load_kernels(args.source, weights=args.weights, layer=args.layer)
+    bank = load_kernels(args.source, weights=args.weights, layer=args.layer, **geometry(args))
     result = analyze(
         bank, method=args.method, threshold=args.threshold, min_samples=args.min_samples
     )
