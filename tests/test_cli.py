@@ -318,7 +318,7 @@ def test_offline_auto_warns_once_in_cli_syntax_and_stops_retrying(
         lambda url, *a, **k: calls.append(url) or real_download(url, *a, **k),
     )
     for _ in range(2):
-        code, out, err = run(capsys, "analyze", "mobilenet_v2")
+        code, _, err = run(capsys, "analyze", "mobilenet_v2")
         assert code == 0, err
         warnings_ = [line for line in err.splitlines() if "warning:" in line]
         assert len(warnings_) == 1, err
