@@ -30,16 +30,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS = (
-    "alexnet",
-    "vgg16",
-    "resnet50",
-    "lenet5",
-    "densenet121",
-    "mobilenet_v2",
-    "googlenet",
-    "inception_v3",
-)
+sys.path.insert(0, str(ROOT / "src"))
+from napari_kernelspec.sources.models import SEED_MODELS  # noqa: E402
+
+SEEDS = tuple(SEED_MODELS)
 
 
 def _env(src: Path, cache: Path) -> dict[str, str]:
