@@ -7,9 +7,9 @@ Usage::
 
 Sections:
 
-1. ``offline``: ``kernelspec analyze`` on each of the eight seed models with ``--weights auto``
-   and ``--weights random`` on a machine without network, in fresh interpreters, with a warm
-   kernel cache: the wall time of the eight commands, three rounds (the first fills the cache).
+1. ``offline``: `load_kernels` of the eight seed models with ``weights="auto"`` and
+   ``weights="random"`` on a machine without network, one fresh interpreter per round, three
+   rounds (the first fills the kernel cache): load time, download attempts, warnings.
 2. ``crafted``: time and peak memory (tracemalloc, which numpy and torch's CPU allocator do not
    all report: RSS of a child process is given too) of loading crafted files: a 61-level DAG
    of shared lists, a 100,000-deep nesting, an .npz with a 512 MiB deflated side array, an
@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -46,40 +45,51 @@ def _env(src: Path, cache: Path) -> dict[str, str]:
     }
 
 
+OFFLINE_CODE = """
+import logging, sys, time, warnings
+from napari_kernelspec.sources.loading import load_kernels
+from napari_kernelspec.sources.models import SEED_MODELS
+downloads = []
+class Count(logging.Handler):
+    def emit(self, record):
+        downloads.extend(["x"] if "downloading" in record.getMessage() else [])
+logging.getLogger("napari_kernelspec").addHandler(Count())
+logging.getLogger("napari_kernelspec").setLevel(logging.INFO)
+start = time.perf_counter()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for model in SEED_MODELS:
+        load_kernels(model, weights=sys.argv[1])
+took = time.perf_counter() - start
+longest = max((len(str(w.message)) for w in caught), default=0)
+print(f"{took:.2f} {len(downloads)} {len(caught)} {longest}")
+"""
+
+
 def bench_offline(src: Path) -> None:
-    print("## 1. Eight `kernelspec analyze` runs offline, warm kernel cache (wall seconds)\n")
-    print("| weights | round 1 | round 2 | round 3 | warning lines (round 2) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("## 1. The eight seed models offline: `load_kernels` in a fresh interpreter per round\n")
+    print("Round 1 starts with empty caches. Cells: load seconds (imports excluded) / download")
+    print("attempts / warnings (longest, characters).\n")
+    print("| weights | round 1 | round 2 | round 3 |")
+    print("| --- | --- | --- | --- |")
     for weights in ("auto", "random"):
         with tempfile.TemporaryDirectory() as tmp:
             env = _env(src, Path(tmp))
-            rounds, lines = [], 0
+            cells = []
             for _ in range(3):
-                start = time.perf_counter()
-                errs = []
-                for model in SEEDS:
-                    proc = subprocess.run(
-                        [
-                            sys.executable,
-                            "-m",
-                            "napari_kernelspec.cli",
-                            "analyze",
-                            model,
-                            "--weights",
-                            weights,
-                            "--json",
-                            os.devnull,
-                        ],
-                        capture_output=True,
-                        text=True,
-                        env=env,
-                        check=False,
-                    )
-                    errs.append(proc.stderr)
-                rounds.append(time.perf_counter() - start)
-                if len(rounds) == 2:
-                    lines = sum(e.count("warning:") for e in errs)
-            print(f"| {weights} | " + " | ".join(f"{t:.1f}" for t in rounds) + f" | {lines} |")
+                proc = subprocess.run(
+                    [sys.executable, "-c", OFFLINE_CODE, weights],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=False,
+                )
+                if proc.returncode:
+                    cells.append("failed: " + proc.stderr.strip().splitlines()[-1][:60])
+                    continue
+                took, downloads, warned, longest = proc.stdout.split()
+                cells.append(f"{float(took):.2f} s / {downloads} / {warned} ({longest})")
+            print(f"| {weights} | " + " | ".join(cells) + " |")
     print()
 
 
