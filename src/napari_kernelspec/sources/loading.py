@@ -392,6 +392,10 @@ def _load_model(
     hit = _cached(key, use_cache, model, layer, kind)
     if hit is not None:
         return hit
+    if kind == "pretrained" and remember_failure:
+        offline = pretrained.remembered_unavailable(model)
+        if offline is not None:  # known before importing torch or torchvision
+            raise offline
     conv = models.conv_layer(model, layer)
     if kind == "pretrained":
         bank = _pretrained(model, conv, remember_failure)
@@ -424,7 +428,7 @@ def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
 
 def _pretrained(model: str, conv: models.ConvLayer, remember_failure: bool) -> KernelBank:
     info = pretrained.weights_info(model)
-    path = pretrained.ensure_checkpoint(info, remember_failure=remember_failure)
+    path = pretrained.ensure_checkpoint(info, remember_failure=remember_failure, model=model)
     tensor_key = f"{conv.name}.weight"
     keys = [tensor_key, f"{conv.name}.bias"] if conv.bias else [tensor_key]
     weights, *rest = pretrained.read_tensors(path, keys)

@@ -32,6 +32,7 @@ __all__ = [
     "read_tensor",
     "read_tensors",
     "recent_failure",
+    "remembered_unavailable",
     "weights_info",
 ]
 
@@ -170,11 +171,7 @@ def recent_failure(url: str, now: float | None = None) -> dict[str, Any] | None:
     return None
 
 
-def _remember(url: str, exc: BaseException, reason: str) -> None:
-    import urllib.error
-
-    server, whole = _failure_keys(url)
-    key = whole if isinstance(exc, urllib.error.HTTPError) else server
+def _remember(key: str, entry: dict[str, Any]) -> None:
     now = time.time()
     failures = {
         k: v
@@ -183,13 +180,69 @@ def _remember(url: str, exc: BaseException, reason: str) -> None:
         and isinstance(v.get("time"), int | float)
         and now - v["time"] < RETRY_DOWNLOAD_AFTER_S
     }
-    failures[key] = {"time": now, "reason": reason[:200]}
+    failures[key] = entry
     _write_failures(failures)
+
+
+def _remember_model(model: str | None, info: WeightsInfo, dst: Path, failure: dict) -> None:
+    """Also remember the failure under the model's name: the next run needs no torch import."""
+    if model is not None:
+        entry = {**failure, "url": info.url, "file": str(dst), "weights": info.enum_name}
+        _remember(f"model:{model}", entry)
+
+
+def remembered_unavailable(model: str) -> WeightsUnavailable | None:
+    """The error for `model`'s pretrained weights if their download failed a short while ago.
+
+    Cheap (no torch or torchvision import): the failures file says where the hub file would
+    be; if it has appeared since (put there by hand), None is returned and it is used.
+
+    Parameters
+    ----------
+    model : str
+        Canonical model name.
+
+    Returns
+    -------
+    WeightsUnavailable or None
+    """
+    entry = _read_failures().get(f"model:{model}")
+    if not isinstance(entry, dict) or not isinstance(entry.get("time"), int | float):
+        return None
+    if not 0 <= time.time() - entry["time"] < RETRY_DOWNLOAD_AFTER_S:
+        return None
+    try:
+        if Path(str(entry.get("file", ""))).is_file():
+            return None
+    except OSError:
+        pass
+    return _offline_error(
+        str(entry.get("weights", model)),
+        str(entry.get("url", "")),
+        str(entry.get("file", "")),
+        {"time": float(entry["time"]), "reason": str(entry.get("reason", ""))},
+    )
+
+
+def _offline_error(weights: str, url: str, dst: str, failure: dict) -> WeightsUnavailable:
+    minutes = max(1, round((time.time() - failure["time"]) / 60))
+    retry = max(1, round(RETRY_DOWNLOAD_AFTER_S / 60 - minutes))
+    return WeightsUnavailable(
+        f"the {weights} weights are not in the torch hub cache and a download from "
+        f"{urlparse(url).netloc or url} failed {minutes} min ago ({failure['reason']}); it "
+        f"is retried in {retry} min (or now with weights='pretrained'); put the file at "
+        f"{dst}, or use weights='random'",
+        short=f"offline: a download failed {minutes} min ago; retried in {retry} min",
+    )
 
 
 def _forget(url: str) -> None:
     failures = _read_failures()
-    keys = [k for k in _failure_keys(url) if k in failures]
+    keys = [
+        k
+        for k, v in failures.items()
+        if k in _failure_keys(url) or (isinstance(v, dict) and v.get("url") == url)
+    ]
     if keys:
         for key in keys:
             del failures[key]
@@ -197,7 +250,10 @@ def _forget(url: str) -> None:
 
 
 def ensure_checkpoint(
-    info: WeightsInfo, download: bool = True, remember_failure: bool = False
+    info: WeightsInfo,
+    download: bool = True,
+    remember_failure: bool = False,
+    model: str | None = None,
 ) -> Path:
     """The hub-cache file of `info`, downloading it (with a progress bar) if missing.
 
@@ -214,6 +270,9 @@ def ensure_checkpoint(
     remember_failure : bool
         If True (``weights="auto"``), a download that failed less than
         `RETRY_DOWNLOAD_AFTER_S` ago is not tried again: offline runs stay fast.
+    model : str, optional
+        The model the weights belong to: a failure is also remembered under its name (see
+        `remembered_unavailable`).
 
     Returns
     -------
@@ -245,15 +304,8 @@ def ensure_checkpoint(
         )
     failure = recent_failure(info.url) if remember_failure else None
     if failure is not None:
-        minutes = max(1, round((time.time() - failure["time"]) / 60))
-        retry = max(1, round(RETRY_DOWNLOAD_AFTER_S / 60 - minutes))
-        raise WeightsUnavailable(
-            f"the {info.enum_name} weights are not in the torch hub cache and a download from "
-            f"{urlparse(info.url).netloc or info.url} failed {minutes} min ago "
-            f"({failure['reason']}); it is retried in {retry} min (or now with "
-            f"weights='pretrained'); {hint}",
-            short=f"offline: a download failed {minutes} min ago; retried in {retry} min",
-        )
+        _remember_model(model, info, dst, failure)
+        raise _offline_error(info.enum_name, info.url, str(dst), failure)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -266,8 +318,13 @@ def ensure_checkpoint(
     try:
         torch.hub.download_url_to_file(info.url, str(dst), hash_prefix=None, progress=True)
     except Exception as exc:  # URLError, HTTPError, OSError, timeouts...
+        import urllib.error
+
         reason = str(getattr(exc, "reason", exc)).replace("\n", " ")
-        _remember(info.url, exc, reason)
+        server, whole = _failure_keys(info.url)
+        failure = {"time": time.time(), "reason": reason[:200]}
+        _remember(whole if isinstance(exc, urllib.error.HTTPError) else server, failure)
+        _remember_model(model, info, dst, failure)
         raise WeightsUnavailable(
             f"the {info.enum_name} weights could not be downloaded from {info.url} ({reason}); "
             f"{hint}",
