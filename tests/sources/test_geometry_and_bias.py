@@ -83,3 +83,21 @@ def test_models_know_their_geometry(tmp_path):
     assert bank.stride == (4, 4)
     with pytest.raises(KernelSpecError, match=r"has stride \[4, 4\] in its architecture"):
         load_kernels("alexnet", weights="random", stride=2)
+
+
+def test_array_files_load_without_torch(tmp_path):
+    """A file path is never looked up among torchvision's models (that import takes seconds)."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "w.npy", W)
+    code = (
+        "import sys; from napari_kernelspec.sources.loading import load_kernels;"
+        f"b = load_kernels({str(tmp_path / 'w.npy')!r}, stride=2);"
+        "print(b.weights.shape[0], b.stride[0], 'torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["6", "2", "False"]

@@ -159,6 +159,8 @@ def resolve_source(source: str | os.PathLike[str]) -> str | Path:
     text = source.strip()
     if not text:
         raise KernelSpecError("no model or file given; name a model (`kernelspec models`)")
+    if Path(text).suffix.lower() in checkpoints.SUFFIXES or "/" in text or os.sep in text:
+        return Path(text)  # no model name looks like this: spare the torchvision import
     model = models._try_resolve(text)
     if model is not None:
         return model
