@@ -355,6 +355,7 @@ def test_floating_tensor_preferred_over_integer(tmp_path):
 # --- tensors torch can hold but not hand over ----------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch deprecates quantized tensors
 def test_sparse_meta_quantized_tensors_are_one_line(tmp_path):
     import torch
 
