@@ -383,3 +383,85 @@ def test_ctrl_c_between_the_report_renames_is_reported_truthfully(capsys, tmp_pa
     )
     assert "nothing was written" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.html", "r.json"]
+
+
+# --- issue 8, sources: geometry options, offline warnings, hostile names --------------------
+
+
+def test_analyze_takes_a_files_geometry(capsys, tmp_path):
+    np.save(tmp_path / "w.npy", np.random.default_rng(4).normal(size=(6, 3, 5, 5)))
+    code, out, err = run(
+        capsys,
+        "analyze",
+        str(tmp_path / "w.npy"),
+        "--stride",
+        "2",
+        "--padding",
+        "1,2",
+        "--dilation",
+        "3",
+        "--json",
+        "-",
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["stride"] == [2, 2] and data["padding"] == [1, 2] and data["dilation"] == [3, 3]
+    assert data["stride_known"] is True
+
+
+@pytest.mark.parametrize("argv", [["--stride", "two"], ["--stride", "0"], ["--padding", "1,2,3"]])
+def test_analyze_bad_geometry_is_one_line(capsys, tmp_path, argv):
+    np.save(tmp_path / "w.npy", np.random.default_rng(4).normal(size=(6, 3, 5, 5)))
+    code, _, err = run(capsys, "analyze", str(tmp_path / "w.npy"), *argv)
+    assert code == 2 and err.startswith("kernelspec: error: ") and err.count("\n") == 1, err
+
+
+def test_offline_auto_warns_once_in_cli_syntax_and_stops_retrying(
+    capsys, caplog, tmp_path, monkeypatch
+):
+    import socket
+
+    import torch
+
+    from napari_kernelspec.sources import pretrained
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    real_info = pretrained.weights_info
+    monkeypatch.setattr(
+        pretrained,
+        "weights_info",
+        lambda m: pretrained.WeightsInfo(
+            real_info(m).enum_name, f"http://127.0.0.1:{port}/{real_info(m).filename}"
+        ),
+    )
+    calls = []
+    real_download = torch.hub.download_url_to_file
+    monkeypatch.setattr(
+        torch.hub,
+        "download_url_to_file",
+        lambda url, *a, **k: calls.append(url) or real_download(url, *a, **k),
+    )
+    from napari_kernelspec.sources import remote
+
+    real_range_read = remote.read_torchvision  # missing weights are first read by ranges
+    monkeypatch.setattr(
+        remote,
+        "read_torchvision",
+        lambda url, *a, **k: calls.append(url) or real_range_read(url, *a, **k),
+    )
+    for _ in range(2):
+        code, _, err = run(capsys, "analyze", "mobilenet_v2")
+        assert code == 0, err
+        warnings_ = [line for line in err.splitlines() if "warning:" in line]
+        assert len(warnings_) == 1, err
+        line = warnings_[0]
+        assert "--weights random" in line and "weights='random'" not in line
+        assert 'weights="random"' not in line and len(line) < 200, line
+    assert len(calls) == 1  # the second run remembered the failure
+
+
+def test_too_long_file_name_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "analyze", str(tmp_path / ("w" * 300 + ".pth")))
+    assert code == 2 and err.count("\n") == 1 and "too long" in err, err

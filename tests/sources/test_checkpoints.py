@@ -216,9 +216,9 @@ def _bad_files(tmp_path: Path):
     p = tmp_path / "no4d.pth"
     torch.save({"fc.weight": torch.ones(3, 4), "fc.bias": torch.ones(3)}, p)
     out["no-4d"] = (p, "no 4-D floating tensor")
-    p = tmp_path / "ints.npz"
-    np.savez(p, w=np.ones((2, 1, 3, 3), dtype=np.int64))
-    out["no-float"] = (p, "no 4-D floating tensor")
+    p = tmp_path / "bools.npz"
+    np.savez(p, w=np.ones((2, 1, 3, 3), dtype=bool))
+    out["no-numbers"] = (p, "no 4-D floating tensor")
     p = tmp_path / "flat.npy"
     np.save(p, np.ones((3, 3), np.float32))
     out["npy-2d"] = (p, "no 4-D floating tensor")
@@ -257,7 +257,7 @@ BAD = [
     "truncated-npy",
     "garbage",
     "no-4d",
-    "no-float",
+    "no-numbers",
     "npy-2d",
     "unsupported",
     "missing",

@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    sys.stderr.write(f"{PROG}: warning: {printable(message)}\n")
+    phrase = getattr(message, "line", None)  # UntrainedWeightsWarning: say it in CLI syntax
+    text = phrase("--weights random") if callable(phrase) else str(message)
+    sys.stderr.write(f"{PROG}: warning: {printable(text)}\n")
 
 
 class _OneLineFormatter(logging.Formatter):

@@ -10,7 +10,10 @@ __all__ = [
     "PROG",
     "Parser",
     "add_analysis_options",
+    "add_geometry_options",
     "alpha_arg",
+    "geometry",
+    "geometry_arg",
     "min_samples_arg",
     "threshold_arg",
     "write_json",
@@ -71,6 +74,39 @@ def min_samples_arg(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"min-samples is {value}; it must be at least 1")
     return value
+
+
+def geometry_arg(text: str) -> int | tuple[int, int]:
+    """``--stride`` / ``--padding`` / ``--dilation``: ``2`` or ``2,1`` (rows, columns)."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or two (rows,columns) such as 2 or 2,1; got {text!r}"
+        )
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def add_geometry_options(parser: argparse.ArgumentParser) -> None:
+    """``--stride``, ``--padding`` and ``--dilation``: a weights file's layer geometry."""
+    what = "for weights files, which do not record it; models know their own"
+    parser.add_argument(
+        "--stride", type=geometry_arg, metavar="S", help=f"the layer's stride ({what})"
+    )
+    parser.add_argument(
+        "--padding", type=geometry_arg, metavar="P", help=f"the layer's zero padding ({what})"
+    )
+    parser.add_argument(
+        "--dilation", type=geometry_arg, metavar="D", help=f"the layer's dilation ({what})"
+    )
+
+
+def geometry(args: argparse.Namespace) -> dict[str, object]:
+    """The ``load_kernels`` keyword arguments of `add_geometry_options`."""
+    return {k: getattr(args, k, None) for k in ("stride", "padding", "dilation")}
 
 
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:

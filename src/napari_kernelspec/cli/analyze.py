@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from ..base.text import number, percent, printable
-from ._common import add_analysis_options, write_json
+from ._common import add_analysis_options, add_geometry_options, geometry, write_json
 
 if TYPE_CHECKING:
     from ..analysis import AnalysisResult
@@ -35,6 +35,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--layer", help="conv layer by module name or state-dict key (default: the first)"
     )
     add_analysis_options(parser)
+    add_geometry_options(parser)
     parser.add_argument(
         "--json",
         metavar="PATH",
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import analyze
     from ..sources.loading import load_kernels
 
-    bank = load_kernels(args.source, weights=args.weights, layer=args.layer)
+    bank = load_kernels(args.source, weights=args.weights, layer=args.layer, **geometry(args))
     result = analyze(
         bank,
         method=args.method,

@@ -4,8 +4,14 @@ A second load of the same model, layer and weights kind reads a few kilobytes fr
 never touches the (possibly half-gigabyte) checkpoint it was cut from. Files are written
 atomically; a damaged or foreign file is ignored (and later overwritten), never fatal.
 
-Location: ``$KERNELSPEC_CACHE`` if set, else ``$XDG_CACHE_HOME/napari-kernelspec``, else
-``~/.cache/napari-kernelspec``.
+Location: ``$KERNELSPEC_CACHE`` if set, else ``platformdirs.user_cache_dir("napari-kernelspec")``
+(``$XDG_CACHE_HOME/napari-kernelspec`` or ``~/.cache/napari-kernelspec`` on Linux,
+``~/Library/Caches/napari-kernelspec`` on macOS, ``%LOCALAPPDATA%\\napari-kernelspec\\Cache`` on
+Windows).
+
+An entry is checked when read (a 4-D array of finite numbers, a metadata dict, the key it was
+written for); the caller checks what it knows besides (the model's layer shape, geometry) and
+rebuilds an entry that fails.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ __all__ = ["FORMAT_VERSION", "cache_dir", "entry_path", "make_key", "read_entry"
 
 logger = logging.getLogger(__name__)
 
-#: Bumped when the layout of a cache file changes; part of every key.
-FORMAT_VERSION = 1
+#: Bumped when the layout of a cache file changes; part of every key. 2: entries record the
+#: layer's bias, dilation and groups (entries of format 1 are not found, so they are rebuilt).
+FORMAT_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -36,15 +43,15 @@ def cache_dir() -> Path:
     Returns
     -------
     Path
-        ``$KERNELSPEC_CACHE``, else ``$XDG_CACHE_HOME/napari-kernelspec``, else
-        ``~/.cache/napari-kernelspec``.
+        ``$KERNELSPEC_CACHE``, else ``platformdirs.user_cache_dir("napari-kernelspec")``
+        (which honours ``$XDG_CACHE_HOME`` on Linux).
     """
     env = os.environ.get("KERNELSPEC_CACHE")
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "napari-kernelspec"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("napari-kernelspec", appauthor=False))
 
 
 def make_key(**parts: Any) -> dict[str, Any]:
@@ -102,8 +109,12 @@ def read_entry(key: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]] | None:
             stored_key = json.loads(str(data["key"][()]))
             meta = json.loads(str(data["meta"][()]))
             weights = np.array(data["weights"], dtype=np.float32)
-        if stored_key != json.loads(json.dumps(key)) or weights.ndim != 4:
+        if stored_key != json.loads(json.dumps(key)):
             raise ValueError("the entry belongs to another key")
+        if weights.ndim != 4 or 0 in weights.shape:
+            raise ValueError(f"the entry's weights have shape {weights.shape}")
+        if not np.isfinite(weights).all():
+            raise ValueError("the entry's weights are not all finite")
         if not isinstance(meta, dict):
             raise ValueError("the entry's metadata is not a dict")
     except Exception as exc:  # any damage: ignore the file, it is rewritten after the load

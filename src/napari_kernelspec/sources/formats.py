@@ -384,14 +384,14 @@ def _read_array(
 
 def _entries_from_state(
     obj: Any, name: str, reader: Callable[[TensorRef], np.ndarray]
-) -> list[checkpoints._Entry]:
+) -> list[checkpoints.TensorEntry]:
     """`checkpoints`' state-dict search over the placeholder tree, as lazy entries."""
     import torch
 
     if isinstance(obj, torch.Tensor):
         pairs = [(name, obj)]
     elif isinstance(obj, dict):
-        pairs = list(checkpoints._flatten(checkpoints._find_state_dict(obj)))
+        pairs = checkpoints._flatten(checkpoints._find_state_dict(obj, name), name)
     else:
         raise KernelSpecError(
             f"{name} holds a {type(obj).__name__}, not a state dict; "
@@ -402,11 +402,13 @@ def _entries_from_state(
         ref = getattr(tensor, "_kernelspec_ref", None)
         if ref is None:  # pragma: no cover - only the unpickler makes tensors here
             continue
-        entries.append(
-            checkpoints._Entry(
-                key, ref.shape, bool(tensor.is_floating_point()), lambda r=ref: reader(r)
-            )
-        )
+        if tensor.is_floating_point():
+            kind = "f"
+        elif tensor.dtype == torch.bool or tensor.is_complex():
+            kind = "o"
+        else:
+            kind = "i"
+        entries.append(checkpoints.TensorEntry(key, ref.shape, kind, lambda r=ref: reader(r)))
     return entries
 
 
@@ -428,7 +430,7 @@ def _record_data_start(fh: BinaryIO, info: zipfile.ZipInfo, name: str) -> int:
     return info.header_offset + 30 + n_name + n_extra
 
 
-def zip_entries(fh: BinaryIO, name: str) -> list[checkpoints._Entry]:
+def zip_entries(fh: BinaryIO, name: str) -> list[checkpoints.TensorEntry]:
     """Tensors of a zip checkpoint: the directory and ``data.pkl`` read, tensors lazily.
 
     Parameters
@@ -515,7 +517,7 @@ class _Bounded(io.RawIOBase):
         return self.fh.readline(limit)
 
 
-def legacy_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints._Entry]:
+def legacy_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.TensorEntry]:
     """Tensors of a legacy (pre-1.6) checkpoint: the leading pickles read, tensors lazily.
 
     The storages follow the pickles in the order of the stored key list, each an 8-byte
@@ -599,7 +601,7 @@ def _json_header(fh: BinaryIO, name: str, start: int, length: int) -> Any:
         raise _damaged(name, exc) from exc
 
 
-def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints._Entry]:
+def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.TensorEntry]:
     """Tensors of a safetensors file, in the order of their data; tensors read lazily."""
     fh.seek(0)
     head = fh.read(8)
@@ -628,7 +630,9 @@ def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.
         raise _damaged(name, exc) from exc
     for begin, key, code, shape, end in sorted(items):
         if code is None:
-            entries.append(checkpoints._Entry(key, shape, False, lambda k=key: _no_dtype(name, k)))
+            entries.append(
+                checkpoints.TensorEntry(key, shape, "o", lambda k=key: _no_dtype(name, k))
+            )
             continue
         if int(np.prod(shape, dtype=np.int64)) * _itemsize(code) != end - begin:
             raise _damaged(name, f"{key}: its byte range does not fit its shape and dtype")
@@ -637,7 +641,8 @@ def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.
         def read(b: int = begin, e: int = end, c: str = code, s: Any = shape, st: Any = stride):
             return _read_array(fh, name, base + b, base + e, c, s, st)
 
-        entries.append(checkpoints._Entry(key, shape, code[0] in "fb" and code != "b1", read))
+        kind = "o" if code == "b1" else "f" if code[0] in "fb" else "i"
+        entries.append(checkpoints.TensorEntry(key, shape, kind, read))
     return entries
 
 
@@ -683,7 +688,7 @@ def index_file(fh: BinaryIO, name: str, size: int) -> Sharded:
 
 def read_entries(
     fh: BinaryIO, name: str, size: int
-) -> tuple[str, list[checkpoints._Entry] | Sharded]:
+) -> tuple[str, list[checkpoints.TensorEntry] | Sharded]:
     """The format and tensors (or shard index) of a checkpoint file.
 
     Parameters
@@ -728,12 +733,19 @@ def read_entries(
 
 
 def select_kernels(
-    entries: list[checkpoints._Entry], name: str, layer: str | None
+    entries: list[checkpoints.TensorEntry], name: str, layer: str | None
 ) -> tuple[str, np.ndarray]:
     """The chosen entry's key and validated (N, C, H, W) float32 weights.
 
     Same rules as local files (`checkpoints.read_kernels`): `layer` with or without
     ``".weight"``, else the first 4-D floating tensor.
     """
-    key, array = checkpoints._select(PurePosixPath(name), entries, layer)
-    return key, validate_weights(array, f"{name} [{key}]")
+    entry = checkpoints.select_entry(entries, layer, name)
+    checkpoints.check_tensor_size(entry.shape, f"{name} [{entry.key}]")
+    return entry.key, validate_weights(entry.read(), f"{name} [{entry.key}]")
+
+
+def select_bias(entries: list[checkpoints.TensorEntry], key: str, n: int) -> np.ndarray | None:
+    """The ``<layer>.bias`` next to the chosen ``<layer>.weight`` `key`, if the file has it."""
+    chosen = next(e for e in entries if e.key == key)
+    return checkpoints._bias(entries, chosen, n)

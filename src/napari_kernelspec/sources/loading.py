@@ -11,6 +11,7 @@ layer and weights reads a small file and never touches the big checkpoint again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
+from ..base.text import printable
 from . import cache, checkpoints, models, pretrained, remote
 
 __all__ = ["WEIGHTS", "UntrainedWeightsWarning", "load_kernels", "resolve_source"]
@@ -36,7 +38,23 @@ RANDOM_SEED = 0
 
 
 class UntrainedWeightsWarning(UserWarning):
-    """``weights="auto"`` found no pretrained weights and fell back on random (untrained) ones."""
+    """``weights="auto"`` found no pretrained weights and fell back on random (untrained) ones.
+
+    One short line. ``model`` (display name) and ``reason`` (why, in a few words) are
+    attributes, so a front end can phrase its own line (the CLI says ``--weights random``).
+    """
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+        super().__init__(self.line('weights="random"'))
+
+    def line(self, ask_random: str) -> str:
+        """The warning, with `ask_random` telling how to ask for random weights explicitly."""
+        return (
+            f"{self.model}: no pretrained weights ({self.reason}); using RANDOM, UNTRAINED "
+            f"weights (pass {ask_random} to ask for them)"
+        )
 
 
 def load_kernels(
@@ -44,6 +62,9 @@ def load_kernels(
     weights: str = "auto",
     layer: str | None = None,
     *,
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] | None = None,
+    dilation: int | tuple[int, int] | None = None,
     use_cache: bool = True,
 ) -> KernelBank:
     """Load the filters of one convolution layer.
@@ -64,6 +85,11 @@ def load_kernels(
         A convolution other than the first: module name for models (``"layer1.0.conv1"``),
         key for files (with or without ``".weight"``). Default: for models the first
         ``Conv2d`` a forward pass runs, for files the first 4-D floating tensor.
+    stride, padding, dilation : int or (int, int), optional
+        The layer's geometry, for files (which do not record it: stride 1, padding 0 and
+        dilation 1 are assumed otherwise, and ``provenance["stride_known"]`` is False until a
+        stride is given). For models the architecture knows it; a value that disagrees with it
+        is an error.
     use_cache : bool
         Read and write the extracted-kernel cache (models only).
 
@@ -71,7 +97,9 @@ def load_kernels(
     -------
     KernelBank
         ``weights`` is (N, C, H, W) float32. ``source`` is ``"pretrained"``, ``"random"``,
-        ``"trained-digits"``, ``"checkpoint"`` or ``"array"``.
+        ``"trained-digits"``, ``"checkpoint"`` or ``"array"``. ``bias``, ``dilation`` and
+        ``groups`` come from the architecture for models and from the file's ``<layer>.bias``
+        for files.
 
     Raises
     ------
@@ -85,30 +113,33 @@ def load_kernels(
         When ``weights="auto"`` falls back on random weights.
     """
     if layer is not None and (not isinstance(layer, str) or not layer.strip()):
-        raise KernelSpecError(f"layer must be a non-empty name, got {layer!r}; or leave it out")
+        raise KernelSpecError(
+            f"layer must be a non-empty name, got {printable(layer, 80)!r}; or leave it out"
+        )
+    geometry = {
+        "stride": _geometry_arg(stride, "stride", 1),
+        "padding": _geometry_arg(padding, "padding", 0),
+        "dilation": _geometry_arg(dilation, "dilation", 1),
+    }
     resolved = resolve_source(source)
     if isinstance(resolved, Path):
-        return _load_file(resolved, layer)
+        return _load_file(resolved, layer, geometry)
     if remote.is_remote(resolved) and not resolved.startswith("timm:"):
-        return _load_remote(resolved, layer, use_cache)
+        return _load_remote(resolved, layer, use_cache, geometry)
     model = resolved
     kind = _weights_kind(weights, model)
     if kind != "auto":
-        return _load_model(model, layer, kind, use_cache)
+        return _check_geometry(_load_model(model, layer, kind, use_cache), geometry)
     try:
-        return _load_model(model, layer, "pretrained", use_cache)
+        bank = _load_model(model, layer, "pretrained", use_cache, remember_failure=True)
     except pretrained.WeightsUnavailable as exc:
-        reason = str(exc)
-    warnings.warn(
-        f"no pretrained weights for {models.display_name(model)}: {reason}. Using RANDOM, "
-        "UNTRAINED weights (source='random'): they show the initialisation, not what a "
-        "network learns. Pass weights='random' to ask for them explicitly.",
-        UntrainedWeightsWarning,
-        stacklevel=2,
-    )
+        reason, short = str(exc), exc.short
+    else:
+        return _check_geometry(bank, geometry)
+    warnings.warn(UntrainedWeightsWarning(models.display_name(model), short), stacklevel=2)
     bank = _load_model(model, layer, "random", use_cache)
     bank.provenance["fallback_reason"] = reason
-    return bank
+    return _check_geometry(bank, geometry)
 
 
 def resolve_source(source: str | os.PathLike[str]) -> str | Path:
@@ -134,6 +165,8 @@ def resolve_source(source: str | os.PathLike[str]) -> str | Path:
     remote_source = remote.parse_source(text)
     if remote_source is not None:
         return remote_source.text
+    if Path(text).suffix.lower() in checkpoints.SUFFIXES or "/" in text or os.sep in text:
+        return Path(text)  # no model name looks like this: spare the torchvision import
     model = models._try_resolve(text)
     if model is not None:
         return model
@@ -147,7 +180,42 @@ def resolve_source(source: str | os.PathLike[str]) -> str | Path:
 
 def _looks_like_path(text: str) -> bool:
     path = Path(text).expanduser()
-    return path.exists() or bool(path.suffix) or "/" in text or os.sep in text
+    try:
+        exists = path.exists()
+    except OSError:  # a name too long for the file system, ...: reported when it is read
+        exists = False
+    return exists or bool(path.suffix) or "/" in text or os.sep in text
+
+
+def _geometry_arg(value: Any, name: str, least: int) -> tuple[int, int] | None:
+    """A user's stride / padding / dilation: None, an int or a pair of ints >= `least`."""
+    if value is None:
+        return None
+    items = (value, value) if isinstance(value, int | np.integer) else value
+    try:
+        pair = tuple(int(v) for v in items)
+        ok = len(pair) == 2 and all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in items
+        )
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or min(pair) < least:
+        raise KernelSpecError(
+            f"{name} must be a whole number >= {least} or a pair of them, "
+            f"got {printable(value, 40)}"
+        )
+    return pair  # type: ignore[return-value]
+
+
+def _check_geometry(bank: KernelBank, geometry: dict[str, tuple[int, int] | None]) -> KernelBank:
+    """A model's layer knows its geometry: a user's value must agree with it."""
+    for name, value in geometry.items():
+        if value is not None and value != getattr(bank, name):
+            raise KernelSpecError(
+                f"{bank.display_name} {bank.layer} has {name} {list(getattr(bank, name))} in "
+                f"its architecture, not {list(value)}; leave {name} out for models"
+            )
+    return bank
 
 
 def _weights_kind(weights: Any, model: str) -> str:
@@ -201,12 +269,18 @@ def _bank(
     weights: np.ndarray,
     source: str,
     provenance: dict[str, Any],
+    bias: np.ndarray | None = None,
 ) -> KernelBank:
     if tuple(weights.shape) != conv.shape:
         raise KernelSpecError(
             f"the {source} weights of {model} {conv.name} have shape {list(weights.shape)}, "
             f"but the architecture expects {list(conv.shape)}; the weights file does not "
             "belong to this model: delete it and load again"
+        )
+    if bias is not None and tuple(np.shape(bias)) != (conv.shape[0],):
+        raise KernelSpecError(
+            f"the {source} bias of {model} {conv.name} has shape {list(np.shape(bias))}, but "
+            f"the architecture expects [{conv.shape[0]}]; delete the weights file and load again"
         )
     return KernelBank(
         weights=weights,
@@ -217,37 +291,93 @@ def _bank(
         padding=conv.padding,
         display_name=models.display_name(model),
         provenance=provenance,
+        bias=bias,
+        dilation=conv.dilation,
+        groups=conv.groups,
     )
 
 
-def _cached(key: dict[str, Any], use_cache: bool, model: str) -> KernelBank | None:
+def _pair_of(value: Any, least: int) -> tuple[int, int]:
+    """A pair of ints >= `least` from cache metadata, else ValueError."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(type(v) is int and least <= v <= 4096 for v in value)
+    ):
+        raise ValueError(f"not a pair of whole numbers >= {least}: {value!r}")
+    return (value[0], value[1])
+
+
+def _cached(
+    key: dict[str, Any], use_cache: bool, model: str, layer: str | None, kind: str
+) -> KernelBank | None:
+    """The cached bank, if the entry is sound; None (rebuild it) otherwise.
+
+    Beyond `cache.read_entry`'s checks, the entry must hold what this model's layer holds:
+    the shape, layer name, geometry and bias of the seed table where it knows the layer (no
+    torch import), metadata of the right types, and weights a `KernelBank` accepts (finite,
+    no all-zero filter).
+    """
     if not use_cache:
         return None
     hit = cache.read_entry(key)
     if hit is None:
         return None
     weights, meta = hit
+    path = cache.entry_path(key)
     try:
-        source, layer = meta["source"], meta["layer"]
-        stride, padding = tuple(meta["stride"]), tuple(meta["padding"])
-    except (KeyError, TypeError):
-        return None  # an entry from an older format: rebuild it
-    if source not in ("pretrained", "random", "trained-digits", "checkpoint"):
+        source, name = meta["source"], meta["layer"]
+        if source != kind or not isinstance(name, str) or not name:
+            raise ValueError(f"source {source!r} / layer {name!r} do not fit {kind} weights")
+        bias = meta["bias"]
+        if bias is not None:
+            bias = np.asarray(bias, dtype=np.float32)
+        geometry = {
+            "stride": _pair_of(meta["stride"], 1),
+            "padding": _pair_of(meta["padding"], 0),
+            "dilation": _pair_of(meta["dilation"], 1),
+        }
+        groups = meta["groups"]
+        if type(groups) is not int:
+            raise ValueError(f"groups is {groups!r}")
+        provenance = meta["provenance"]
+        if not isinstance(provenance, dict):
+            raise ValueError("provenance is not a dict")
+        known = models.known_conv(model, layer)
+        if known is not None:
+            expected = (known.name, known.shape, known.bias, known.groups)
+            found = (name, tuple(weights.shape), bias is not None, groups)
+            geometry_known = {
+                "stride": known.stride,
+                "padding": known.padding,
+                "dilation": known.dilation,
+            }
+            if expected != found or geometry != geometry_known:
+                raise ValueError(f"holds {found} {geometry}, the model has {expected}")
+        provenance = {**provenance, "cached": True, "cache_file": str(path)}
+        bank = KernelBank(
+            weights=weights,
+            model=model,
+            layer=name,
+            source=source,
+            display_name=_display_name(meta, model),
+            provenance=provenance,
+            bias=bias,
+            groups=groups,
+            **geometry,
+        )
+    except (KeyError, TypeError, ValueError) as exc:  # KernelSpecError is a ValueError
+        logger.warning("rebuilding the kernel cache file %s (%s)", path, printable(exc, 200))
         return None
-    provenance = dict(meta.get("provenance", {}))
-    provenance["cached"] = True
-    provenance["cache_file"] = str(cache.entry_path(key))
-    logger.debug("kernel cache hit for %s %s", model, layer)
-    return KernelBank(
-        weights=weights,
-        model=model,
-        layer=layer,
-        source=source,
-        stride=stride,
-        padding=padding,
-        display_name=meta.get("display_name") or models.display_name(model),
-        provenance=provenance,
-    )
+    logger.debug("kernel cache hit for %s %s", model, name)
+    return bank
+
+
+def _display_name(meta: dict[str, Any], model: str) -> str:
+    name = meta.get("display_name")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"display_name is {name!r}")
+    return name or models.display_name(model)
 
 
 def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
@@ -258,6 +388,9 @@ def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
             "stride": list(bank.stride),
             "padding": list(bank.padding),
             "display_name": bank.display_name,
+            "dilation": list(bank.dilation),
+            "groups": bank.groups,
+            "bias": None if bank.bias is None else [float(b) for b in bank.bias],
             "provenance": dict(bank.provenance),
         }
         cache.write_entry(key, bank.weights, meta)
@@ -266,23 +399,33 @@ def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
 # --- the three kinds of model weights ------------------------------------------------------
 
 
-def _load_model(model: str, layer: str | None, kind: str, use_cache: bool) -> KernelBank:
+def _load_model(
+    model: str, layer: str | None, kind: str, use_cache: bool, remember_failure: bool = False
+) -> KernelBank:
     """One kind of a model's weights: from the kernel cache, else built and then cached.
 
-    A cache hit needs no torch import: the entry knows the layer's name, stride and padding.
+    A cache hit needs no torch import: the entry knows the layer's name and geometry.
+    `remember_failure` (``weights="auto"``): a download that failed a short while ago is not
+    tried again (see `pretrained.ensure_checkpoint`).
     """
     key = _key(model, layer, kind)
-    hit = _cached(key, use_cache, model)
+    hit = _cached(key, use_cache, model, layer, kind)
     if hit is not None:
         return hit
+    if kind == "pretrained" and remember_failure:
+        offline = pretrained.remembered_unavailable(model)
+        if offline is not None:  # known before importing torch or torchvision
+            raise offline
     if model.startswith("timm:"):
         from . import timm_models
 
         bank = timm_models.load(model, layer, kind)
     else:
         conv = models.conv_layer(model, layer)
-        build = {"random": _random, "pretrained": _pretrained, "trained-digits": _digits}[kind]
-        bank = build(model, conv, use_cache)
+        if kind == "pretrained":
+            bank = _pretrained(model, conv, remember_failure)
+        else:
+            bank = {"random": _random, "trained-digits": _digits}[kind](model, conv, use_cache)
     _store(key, use_cache, bank)
     return bank
 
@@ -294,7 +437,9 @@ def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
         torch.manual_seed(RANDOM_SEED)
         net = models.build_model(model, "cpu")
-        weights = net.get_submodule(conv.name).weight.detach().numpy().copy()
+        module = net.get_submodule(conv.name)
+        weights = module.weight.detach().numpy().copy()
+        bias = None if module.bias is None else module.bias.detach().numpy().copy()
     del net
     provenance = {
         "weights": "random",
@@ -303,20 +448,39 @@ def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
         **versions,
         "cached": False,
     }
-    return _bank(model, conv, weights, "random", provenance)
+    return _bank(model, conv, weights, "random", provenance, bias)
 
 
-def _pretrained(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
+def _pretrained(model: str, conv: models.ConvLayer, remember_failure: bool) -> KernelBank:
     info = pretrained.weights_info(model)
     tensor_key = f"{conv.name}.weight"
     path = pretrained.hub_checkpoint_path(info.url)
-    if not path.is_file() and remote.is_http(remote.torchvision_url(info.url)):
+    url = remote.torchvision_url(info.url)
+    if not pretrained.hub_file_present(path) and remote.is_http(url):
         # Not downloaded: read just this tensor with Range requests.
-        found = remote.read_torchvision(info.url, tensor_key, path, pretrained._densenet_key)
+        if remember_failure:
+            pretrained.raise_if_failed_recently(info, url, path, model)
+        try:
+            found = remote.read_torchvision(info.url, tensor_key, path, pretrained._densenet_key)
+        except pretrained.WeightsUnavailable as exc:
+            cause = exc.__cause__
+            answered = getattr(cause, "status", None) is not None
+            reason = getattr(cause, "reason", None) or str(exc)
+            pretrained.remember_failure_of(info, url, path, model, reason, answered)
+            raise pretrained.WeightsUnavailable(
+                f"the {info.enum_name} weights could not be downloaded from {url} ({reason}); "
+                f"put the file at {path}, or use weights='random'",
+                short=f"download failed: {reason.split(' (')[0][:60]}",
+            ) from cause
         provenance = {"weights": info.enum_name, **found.provenance, **_versions()}
-        return _bank(model, conv, found.weights, "pretrained", {**provenance, "cached": False})
-    path = pretrained.ensure_checkpoint(info)
-    weights = pretrained.read_tensor(path, tensor_key)
+        bias = found.bias if conv.bias else None
+        return _bank(
+            model, conv, found.weights, "pretrained", {**provenance, "cached": False}, bias
+        )
+    path = pretrained.ensure_checkpoint(info, remember_failure=remember_failure, model=model)
+    keys = [tensor_key, f"{conv.name}.bias"] if conv.bias else [tensor_key]
+    weights, *rest = pretrained.read_tensors(path, keys)
+    bias = rest[0] if rest else None
     provenance = {
         "weights": info.enum_name,
         "url": info.url,
@@ -325,7 +489,7 @@ def _pretrained(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBa
         **_versions(),
         "cached": False,
     }
-    return _bank(model, conv, weights, "pretrained", provenance)
+    return _bank(model, conv, weights, "pretrained", provenance, bias)
 
 
 def _digits(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
@@ -344,42 +508,59 @@ def _digits(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
         **versions,
         "cached": False,
     }
-    return _bank(model, conv, state[tensor_key], "trained-digits", provenance)
+    bias = state.get(f"{conv.name}.bias") if conv.bias else None
+    return _bank(model, conv, state[tensor_key], "trained-digits", provenance, bias)
 
 
 # --- files ---------------------------------------------------------------------------------
 
 
-def _load_remote(text: str, layer: str | None, use_cache: bool) -> KernelBank:
+def _load_remote(
+    text: str, layer: str | None, use_cache: bool, geometry: dict[str, tuple[int, int] | None]
+) -> KernelBank:
     """A URL or ``hf://`` checkpoint: from the kernel cache, else read with Range requests."""
     source = remote.parse_source(text)
     assert source is not None
     key = cache.make_key(model=source.text, layer=layer or "first-4d", weights="checkpoint")
-    hit = _cached(key, use_cache, source.text)
-    if hit is not None:
-        return hit
-    found = remote.read_kernels(source, layer)
-    bank = KernelBank(
-        weights=found.weights,
-        model=source.text,
-        layer=found.key,
-        source="checkpoint",
-        display_name=source.display_name,
-        provenance={**found.provenance, "stride_known": False, "cached": False},
-    )
-    _store(key, use_cache, bank)
-    return bank
+    hit = _cached(key, use_cache, source.text, layer, "checkpoint")
+    if hit is None:
+        found = remote.read_kernels(source, layer)
+        hit = KernelBank(
+            weights=found.weights,
+            model=source.text,
+            layer=printable(found.key),
+            source="checkpoint",
+            bias=found.bias,
+            display_name=printable(source.display_name),
+            provenance={**found.provenance, "stride_known": False, "cached": False},
+        )
+        _store(key, use_cache, hit)
+    return _with_geometry(hit, geometry)
 
 
-def _load_file(path: Path, layer: str | None) -> KernelBank:
+def _with_geometry(bank: KernelBank, geometry: dict[str, tuple[int, int] | None]) -> KernelBank:
+    """A file's bank with the geometry the user gave (files do not record it)."""
+    given = {k: v for k, v in geometry.items() if v is not None}
+    if not given:
+        return bank
+    provenance = {**bank.provenance, "stride_known": "stride" in given}
+    return dataclasses.replace(bank, provenance=provenance, **given)
+
+
+def _load_file(
+    path: Path, layer: str | None, geometry: dict[str, tuple[int, int] | None]
+) -> KernelBank:
     found = checkpoints.read_kernels(path, layer)
+    stride, padding, dilation = (geometry[k] for k in ("stride", "padding", "dilation"))
     return KernelBank(
         weights=found.weights,
-        model=path.name,
-        layer=found.key,
+        model=printable(path.name),
+        layer=printable(found.key),
         source=found.source,
-        stride=(1, 1),
-        padding=(0, 0),
-        display_name=path.name,
-        provenance={**found.provenance, "stride_known": False},
+        stride=stride or (1, 1),
+        padding=padding or (0, 0),
+        dilation=dilation or (1, 1),
+        bias=found.bias,
+        display_name=printable(path.name),
+        provenance={**found.provenance, "stride_known": stride is not None},
     )

@@ -31,6 +31,7 @@ __all__ = [
     "conv_layers",
     "display_name",
     "first_conv",
+    "known_conv",
     "lenet5_class",
     "resolve_model",
     "torchvision_models",
@@ -75,25 +76,34 @@ class ConvLayer:
         The convolution's stride and padding (row, column).
     shape : (int, int, int, int)
         Weight shape (N, C / groups, H, W).
+    bias : bool
+        Whether the convolution adds a bias (``<name>.bias`` in the state dict).
+    dilation : (int, int)
+        The convolution's dilation (row, column).
+    groups : int
+        The convolution's groups.
     """
 
     name: str
     stride: tuple[int, int]
     padding: tuple[int, int]
     shape: tuple[int, int, int, int]
+    bias: bool = False
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
 
 
 #: First convolutions of the eight seed models, as `_first_conv_layer` finds them (a test
 #: checks that it still does). Known up front, a first load needs no architecture at all.
 SEED_FIRST_CONVS: dict[str, ConvLayer] = {
-    "alexnet": ConvLayer("features.0", (4, 4), (2, 2), (64, 3, 11, 11)),
-    "vgg16": ConvLayer("features.0", (1, 1), (1, 1), (64, 3, 3, 3)),
-    "resnet50": ConvLayer("conv1", (2, 2), (3, 3), (64, 3, 7, 7)),
-    "lenet5": ConvLayer("conv1", (1, 1), (0, 0), (6, 1, 5, 5)),
-    "densenet121": ConvLayer("features.conv0", (2, 2), (3, 3), (64, 3, 7, 7)),
-    "mobilenet_v2": ConvLayer("features.0.0", (2, 2), (1, 1), (32, 3, 3, 3)),
-    "googlenet": ConvLayer("conv1.conv", (2, 2), (3, 3), (64, 3, 7, 7)),
-    "inception_v3": ConvLayer("Conv2d_1a_3x3.conv", (2, 2), (0, 0), (32, 3, 3, 3)),
+    "alexnet": ConvLayer("features.0", (4, 4), (2, 2), (64, 3, 11, 11), bias=True),
+    "vgg16": ConvLayer("features.0", (1, 1), (1, 1), (64, 3, 3, 3), bias=True),
+    "resnet50": ConvLayer("conv1", (2, 2), (3, 3), (64, 3, 7, 7), bias=False),
+    "lenet5": ConvLayer("conv1", (1, 1), (0, 0), (6, 1, 5, 5), bias=True),
+    "densenet121": ConvLayer("features.conv0", (2, 2), (3, 3), (64, 3, 7, 7), bias=False),
+    "mobilenet_v2": ConvLayer("features.0.0", (2, 2), (1, 1), (32, 3, 3, 3), bias=False),
+    "googlenet": ConvLayer("conv1.conv", (2, 2), (3, 3), (64, 3, 7, 7), bias=False),
+    "inception_v3": ConvLayer("Conv2d_1a_3x3.conv", (2, 2), (0, 0), (32, 3, 3, 3), bias=False),
 }
 
 
@@ -334,6 +344,9 @@ def _describe(name: str, conv: Any) -> ConvLayer:
         stride=_pair(conv.stride),
         padding=_pair(conv.padding, conv.kernel_size, conv.dilation),
         shape=shape,  # type: ignore[arg-type]
+        bias=conv.bias is not None,
+        dilation=_pair(conv.dilation),
+        groups=int(conv.groups),
     )
 
 
@@ -421,6 +434,27 @@ def first_conv(
     """
     layer = conv_layer(resolve_model(model))
     return layer.name, layer.stride, layer.padding, layer.shape
+
+
+def known_conv(model: str, layer: str | None = None) -> ConvLayer | None:
+    """The seed table's entry for `model`'s `layer` if the table knows it (no torch import).
+
+    Parameters
+    ----------
+    model : str
+        Canonical model name.
+    layer : str, optional
+        None (the first convolution) or its module name.
+
+    Returns
+    -------
+    ConvLayer or None
+    """
+    conv = SEED_FIRST_CONVS.get(model)
+    if conv is None or layer is None:
+        return conv
+    name = layer.strip().removesuffix(".weight")
+    return conv if name == conv.name else None
 
 
 def conv_layer(model: str, layer: str | None = None) -> ConvLayer:

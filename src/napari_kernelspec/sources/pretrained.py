@@ -8,11 +8,14 @@ the model is never built and filled.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -20,19 +23,42 @@ import numpy as np
 from ..base.errors import KernelSpecError
 
 __all__ = [
+    "FAILURES_FILE",
+    "RETRY_DOWNLOAD_AFTER_S",
     "WeightsInfo",
     "WeightsUnavailable",
     "ensure_checkpoint",
     "hub_checkpoint_path",
     "read_tensor",
+    "read_tensors",
+    "recent_failure",
+    "remembered_unavailable",
     "weights_info",
 ]
 
 logger = logging.getLogger(__name__)
 
 
+#: Seconds a failed download is remembered: within this time ``weights="auto"`` does not try
+#: it again (it falls back on random weights at once); ``weights="pretrained"`` always tries.
+RETRY_DOWNLOAD_AFTER_S = 3600
+
+#: The file (in the kernel cache folder) that remembers failed downloads.
+FAILURES_FILE = "download-failures.json"
+
+
 class WeightsUnavailable(KernelSpecError):
-    """The pretrained weights are neither in the hub cache nor downloadable."""
+    """The pretrained weights are neither in the hub cache nor downloadable.
+
+    Attributes
+    ----------
+    short : str
+        Why, in a few words, for a one-line warning (the message has the whole story).
+    """
+
+    def __init__(self, message: str, short: str | None = None) -> None:
+        super().__init__(message)
+        self.short = short or message
 
 
 @dataclass(frozen=True)
@@ -93,17 +119,209 @@ def hub_checkpoint_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def ensure_checkpoint(info: WeightsInfo, download: bool = True) -> Path:
+def _failure_keys(url: str) -> tuple[str, str]:
+    """(server key, URL key): a network failure is remembered for the server, an HTTP one for
+    the URL."""
+    parts = urlparse(url)
+    return f"{parts.scheme}://{parts.netloc}", url
+
+
+def _failures_path() -> Path:
+    from .cache import cache_dir
+
+    return cache_dir() / FAILURES_FILE
+
+
+def _read_failures() -> dict[str, Any]:
+    try:
+        data = json.loads(_failures_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_failures(data: dict[str, Any]) -> None:
+    from ..base.atomic import atomic_write
+
+    try:
+        with atomic_write(_failures_path(), "w") as fh:
+            json.dump(data, fh, indent=1)
+    except OSError as exc:  # only an optimisation
+        logger.debug("could not remember the failed download (%s)", exc)
+
+
+def recent_failure(url: str, now: float | None = None) -> dict[str, Any] | None:
+    """The remembered failure of a download from `url`, if younger than the retry time.
+
+    Returns
+    -------
+    dict or None
+        ``{"time": epoch seconds, "reason": str}``.
+    """
+    now = time.time() if now is None else now
+    failures = _read_failures()
+    for key in _failure_keys(url):
+        entry = failures.get(key)
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("time"), int | float)
+            and 0 <= now - entry["time"] < RETRY_DOWNLOAD_AFTER_S
+        ):
+            return {"time": float(entry["time"]), "reason": str(entry.get("reason", ""))}
+    return None
+
+
+def _remember(key: str, entry: dict[str, Any]) -> None:
+    now = time.time()
+    failures = {
+        k: v
+        for k, v in _read_failures().items()
+        if isinstance(v, dict)
+        and isinstance(v.get("time"), int | float)
+        and now - v["time"] < RETRY_DOWNLOAD_AFTER_S
+    }
+    failures[key] = entry
+    _write_failures(failures)
+
+
+def _remember_model(model: str | None, info: WeightsInfo, dst: Path, failure: dict) -> None:
+    """Also remember the failure under the model's name: the next run needs no torch import."""
+    if model is not None:
+        entry = {**failure, "url": info.url, "file": str(dst), "weights": info.enum_name}
+        _remember(f"model:{model}", entry)
+
+
+def remembered_unavailable(model: str) -> WeightsUnavailable | None:
+    """The error for `model`'s pretrained weights if their download failed a short while ago.
+
+    Cheap (no torch or torchvision import): the failures file says where the hub file would
+    be; if it has appeared since (put there by hand), None is returned and it is used.
+
+    Parameters
+    ----------
+    model : str
+        Canonical model name.
+
+    Returns
+    -------
+    WeightsUnavailable or None
+    """
+    entry = _read_failures().get(f"model:{model}")
+    if not isinstance(entry, dict) or not isinstance(entry.get("time"), int | float):
+        return None
+    if not 0 <= time.time() - entry["time"] < RETRY_DOWNLOAD_AFTER_S:
+        return None
+    try:
+        if Path(str(entry.get("file", ""))).is_file():
+            return None
+    except OSError:
+        pass
+    return _offline_error(
+        str(entry.get("weights", model)),
+        str(entry.get("url", "")),
+        str(entry.get("file", "")),
+        {"time": float(entry["time"]), "reason": str(entry.get("reason", ""))},
+    )
+
+
+def _offline_error(weights: str, url: str, dst: str, failure: dict) -> WeightsUnavailable:
+    minutes = max(1, round((time.time() - failure["time"]) / 60))
+    retry = max(1, round(RETRY_DOWNLOAD_AFTER_S / 60 - minutes))
+    return WeightsUnavailable(
+        f"the {weights} weights are not in the torch hub cache and a download from "
+        f"{urlparse(url).netloc or url} failed {minutes} min ago ({failure['reason']}); it "
+        f"is retried in {retry} min (or now with weights='pretrained'); put the file at "
+        f"{dst}, or use weights='random'",
+        short=f"offline: a download failed {minutes} min ago; retried in {retry} min",
+    )
+
+
+def _forget(url: str) -> None:
+    failures = _read_failures()
+    keys = [
+        k
+        for k, v in failures.items()
+        if k in _failure_keys(url) or (isinstance(v, dict) and v.get("url") == url)
+    ]
+    if keys:
+        for key in keys:
+            del failures[key]
+        _write_failures(failures)
+
+
+def hub_file_present(dst: Path, create_folder: bool = True) -> bool:
+    """Whether the hub-cache file `dst` is there; its folder is made when `create_folder`.
+
+    Raises
+    ------
+    WeightsUnavailable
+        If the torch hub folder cannot be read or made (``TORCH_HOME`` under a file, a
+        folder this user may not read).
+    """
+    try:
+        if dst.is_file():
+            return True
+    except OSError as exc:  # e.g. TORCH_HOME in a folder this user may not read
+        raise WeightsUnavailable(
+            f"cannot look into the torch hub folder {dst.parent} ({exc.strerror}); set "
+            "TORCH_HOME to a folder you can read and write, or use weights='random'",
+            short=f"torch hub folder unreadable: {exc.strerror}",
+        ) from None
+    if create_folder:
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WeightsUnavailable(
+                f"cannot create the torch hub folder {dst.parent} ({exc.strerror}); set "
+                "TORCH_HOME to a folder you can write, or use weights='random'",
+                short=f"torch hub folder not writable: {exc.strerror}",
+            ) from None
+    return False
+
+
+def raise_if_failed_recently(info: WeightsInfo, url: str, dst: Path, model: str | None) -> None:
+    """Raise `WeightsUnavailable` if fetching `url` failed less than the retry time ago."""
+    failure = recent_failure(url)
+    if failure is not None:
+        _remember_model(model, info, dst, failure)
+        raise _offline_error(info.enum_name, url, str(dst), failure)
+
+
+def remember_failure_of(
+    info: WeightsInfo, url: str, dst: Path, model: str | None, reason: str, answered: bool
+) -> None:
+    """Remember a failed fetch of `url`: for the URL if the server `answered` (an HTTP error),
+    else for the whole server; and under the model's name."""
+    server, whole = _failure_keys(url)
+    failure = {"time": time.time(), "reason": reason.replace("\n", " ")[:200]}
+    _remember(whole if answered else server, failure)
+    _remember_model(model, info, dst, failure)
+
+
+def ensure_checkpoint(
+    info: WeightsInfo,
+    download: bool = True,
+    remember_failure: bool = False,
+    model: str | None = None,
+) -> Path:
     """The hub-cache file of `info`, downloading it (with a progress bar) if missing.
 
     The download goes to a temporary file that is renamed when complete, so an interrupted
-    download leaves no partial checkpoint behind.
+    download leaves no partial checkpoint behind. A failed download is remembered for
+    `RETRY_DOWNLOAD_AFTER_S` seconds in ``FAILURES_FILE`` of the kernel cache folder (for the
+    server if it could not be reached, for the URL if the server answered with an error).
 
     Parameters
     ----------
     info : WeightsInfo
     download : bool
         If False, only look in the hub cache.
+    remember_failure : bool
+        If True (``weights="auto"``), a download that failed less than
+        `RETRY_DOWNLOAD_AFTER_S` ago is not tried again: offline runs stay fast.
+    model : str, optional
+        The model the weights belong to: a failure is also remembered under its name (see
+        `remembered_unavailable`).
 
     Returns
     -------
@@ -118,23 +336,32 @@ def ensure_checkpoint(info: WeightsInfo, download: bool = True) -> Path:
     import torch
 
     dst = hub_checkpoint_path(info.url)
-    if dst.is_file():
-        return dst
     hint = f"put the file at {dst}, or use weights='random'"
+    if hub_file_present(dst, create_folder=download):
+        return dst
     if not download:
         raise WeightsUnavailable(
-            f"{info.enum_name} weights are not in the torch hub cache; {hint}"
+            f"{info.enum_name} weights are not in the torch hub cache; {hint}",
+            short="not in the torch hub cache",
         )
+    if remember_failure:
+        raise_if_failed_recently(info, info.url, dst, model)
     logger.info("downloading %s weights from %s to %s", info.enum_name, info.url, dst)
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(info.url, str(dst), hash_prefix=None, progress=True)
     except Exception as exc:  # URLError, HTTPError, OSError, timeouts...
+        import urllib.error
+
         reason = str(getattr(exc, "reason", exc)).replace("\n", " ")
+        remember_failure_of(
+            info, info.url, dst, model, reason, isinstance(exc, urllib.error.HTTPError)
+        )
         raise WeightsUnavailable(
             f"the {info.enum_name} weights could not be downloaded from {info.url} ({reason}); "
-            f"{hint}"
+            f"{hint}",
+            short=f"download failed: {reason[:80]}",
         ) from exc
+    _forget(info.url)
     return dst
 
 
@@ -162,7 +389,30 @@ def read_tensor(path: str | os.PathLike[str], key: str) -> np.ndarray:
     KernelSpecError
         If the file is damaged, would need code execution to unpickle, or lacks the key.
     """
-    from .checkpoints import torch_load
+    return read_tensors(path, [key])[0]
+
+
+def read_tensors(path: str | os.PathLike[str], keys: list[str]) -> list[np.ndarray]:
+    """Read some tensors of a torch checkpoint (one memory-mapped load for all of them).
+
+    Parameters
+    ----------
+    path : path-like
+        A flat state dict saved by ``torch.save``.
+    keys : list of str
+        State-dict keys, e.g. ``["features.0.weight", "features.0.bias"]``.
+
+    Returns
+    -------
+    list of ndarray of float32
+        In the order of `keys`.
+
+    Raises
+    ------
+    KernelSpecError
+        If the file is damaged, would need code execution to unpickle, or lacks a key.
+    """
+    from .checkpoints import tensor_array, torch_load
 
     path = Path(path)
     fix = f"delete {path} and load again (it will be downloaded anew)"
@@ -174,14 +424,15 @@ def read_tensor(path: str | os.PathLike[str], key: str) -> np.ndarray:
         raise KernelSpecError(f"the torch hub file {path} is truncated or damaged; {fix}") from exc
     if not isinstance(state, dict):
         raise KernelSpecError(f"{path} is not a state dict; {fix}")
-    if key not in state:
-        renamed = {_densenet_key(k): k for k in state}
-        if key in renamed:
-            key = renamed[key]
-        else:
+    import torch
+
+    renamed = {_densenet_key(str(k)): k for k in state}
+    out = []
+    for key in keys:
+        tensor = state.get(key, state.get(renamed.get(key, key)))
+        if tensor is None:
             raise KernelSpecError(f"{path} has no tensor {key!r}; {fix}")
-    tensor = state[key]
-    try:
-        return tensor.detach().to("cpu").float().numpy().copy()
-    except Exception as exc:
-        raise KernelSpecError(f"{path} entry {key!r} is not a tensor; {fix}") from exc
+        if not isinstance(tensor, torch.Tensor):
+            raise KernelSpecError(f"{path} entry {key!r} is not a tensor; {fix}")
+        out.append(tensor_array(tensor, f"{path} [{key}]"))
+    return out

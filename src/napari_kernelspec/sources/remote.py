@@ -391,8 +391,10 @@ class _NetworkError(KernelSpecError):
     readers pass it through untouched)."""
 
     def __init__(self, url: str, exc: BaseException, requested: str | None = None) -> None:
-        super().__init__(f"cannot read {url}: {failure_reason(exc, requested or url)}")
+        self.reason = failure_reason(exc, requested or url)
+        super().__init__(f"cannot read {url}: {self.reason}")
         self.url = url
+        self.status = _status(exc)  # the HTTP status if the server answered, else None
 
 
 # --- the range-reading file ----------------------------------------------------------------
@@ -715,6 +717,8 @@ class RemoteKernels:
     weights : (N, C, H, W) ndarray of float32
     key : str
         The tensor's key in the checkpoint.
+    bias : (N,) ndarray of float32 or None
+        ``<layer>.bias`` where the file holds it (not looked for across shards).
     provenance : dict
         JSON-safe: ``url``, ``format``, ``bytes_transferred``, ``requests``, ``file_size``,
         ``read`` (``"range"``, ``"download"`` or ``"local"``), ``files`` (per file).
@@ -723,6 +727,7 @@ class RemoteKernels:
     weights: np.ndarray
     key: str
     provenance: dict[str, Any]
+    bias: np.ndarray | None = None
 
 
 def _candidates(layer: str) -> list[str]:
@@ -732,8 +737,8 @@ def _candidates(layer: str) -> list[str]:
 
 def _read_location(
     loc: _Url | _Hub, layer: str | None, reads: _Reads, rename: Callable[[str], str] | None
-) -> tuple[str, np.ndarray, str]:
-    """(key, weights, format) from one file, following a shard index once.
+) -> tuple[str, _Arrays, str]:
+    """(key, (weights, bias), format) from one file, following a shard index once.
 
     A local copy (a finished full download, the Hugging Face cache) is read first; else Range
     requests; a server that turns out to ignore them gets a full download.
@@ -767,7 +772,7 @@ def _read_file(
     layer: str | None,
     reads: _Reads,
     rename: Callable[[str], str] | None,
-) -> tuple[str, np.ndarray, str]:
+) -> tuple[str, _Arrays, str]:
     size = path.stat().st_size
     reads.add(getattr(loc, "url", loc.name), size if how == "download" else 0, 0, how, size)
     try:
@@ -781,13 +786,19 @@ def _read_file(
         raise formats._damaged(loc.name, exc) from exc
 
 
+#: (weights, bias or None) of the chosen layer.
+_Arrays = tuple[np.ndarray, "np.ndarray | None"]
+
+
 def _choose(
     found: list[Any], name: str, layer: str | None, rename: Callable[[str], str] | None
-) -> tuple[str, np.ndarray]:
+) -> tuple[str, _Arrays]:
+    """(key, (weights, bias)): the bias is read too where the file holds one."""
     if rename is not None:
         for entry in found:
             entry.key = rename(entry.key)
-    return formats.select_kernels(found, name, layer)
+    key, weights = formats.select_kernels(found, name, layer)
+    return key, (weights, formats.select_bias(found, key, len(weights)))
 
 
 def _read_sharded(
@@ -796,7 +807,7 @@ def _read_sharded(
     layer: str | None,
     reads: _Reads,
     rename: Callable[[str], str] | None,
-) -> tuple[str, np.ndarray, str]:
+) -> tuple[str, _Arrays, str]:
     if layer is not None:
         for key in _candidates(layer):
             if key in index.weight_map:
@@ -886,7 +897,7 @@ def _read(
     reads = _Reads()
     started = time.perf_counter()
     try:
-        key, weights, fmt = _read_location(loc, layer, reads, rename)
+        key, (weights, bias), fmt = _read_location(loc, layer, reads, rename)
     except _NetworkError as exc:
         if unavailable is KernelSpecError:
             raise
@@ -903,7 +914,7 @@ def _read(
         "seconds": round(time.perf_counter() - started, 3),
         "files": reads.files,
     }
-    return RemoteKernels(weights=weights, key=key, provenance=provenance)
+    return RemoteKernels(weights=weights, key=key, provenance=provenance, bias=bias)
 
 
 def read_torchvision(
