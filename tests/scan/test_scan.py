@@ -293,7 +293,7 @@ def test_resume_analyses_only_the_missing_sources(external_cluster, tmp_path, ca
 
 
 def test_an_interrupted_scan_keeps_its_batches(external_cluster, tmp_path):
-    """Ctrl-C (SIGINT) in the middle: the batches that arrived are on disk, resume adds the rest."""
+    """Ctrl-C (SIGINT) mid-scan: the batches that arrived are on disk, resume adds the rest."""
     sources = write_checkpoints(tmp_path / "ckpts", 12, shape=(64, 3, 7, 7), seed=4)
     out, models_out = tmp_path / "f.parquet", tmp_path / "m.parquet"
     args = [
@@ -317,7 +317,7 @@ def test_an_interrupted_scan_keeps_its_batches(external_cluster, tmp_path):
     while not list(models_out.glob("part-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)
     first = read_dataset(models_out).to_pandas()
     if proc.returncode == 130:
         assert "--resume" in stderr
