@@ -133,6 +133,7 @@ def write_report(
     json_path: str | os.PathLike[str] | None = None,
     csv_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    history: str | os.PathLike[str] | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -151,6 +152,10 @@ def write_report(
         Default: `out` with the suffix ``.json`` / ``.csv``.
     progress : bool
         Draw a progress bar on stderr, one step per model.
+    history : path-like, optional
+        A training history (folder of checkpoints or list file): adds the section
+        ``id="history"`` (`report.history`). With an empty `sources`, the models compared
+        are the history's first and last steps.
 
     Returns
     -------
@@ -177,10 +182,21 @@ def write_report(
     check_parameters(method, threshold, min_samples)
     files = _paths(out, json_path, csv_path)
     names: list[str | os.PathLike[str]] = list(seed_models() if sources is None else sources)
-    if not names:
+    if not names and history is None:
         raise KernelSpecError("no models or files to report on; name at least one")
     for name in names:  # every name checked before the first (slow) load
         resolve_source(name)
+    steps = None
+    if history is not None:
+        from .history import load_history
+
+        steps = load_history(
+            history,
+            method=method,
+            threshold=threshold,
+            min_samples=min_samples,
+            progress=progress,
+        )
 
     bar = Progress(len(names), "kernelspec report", enabled=progress)
     results = []
@@ -199,8 +215,15 @@ def write_report(
     for w in caught:  # after the bar, so messages do not break it
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
+    if steps is not None and not names:
+        results = [steps.results[0], *steps.results[1:][-1:]]
     generated = datetime.now(timezone.utc)
-    html = render_report(results, generated=generated)
+    section = None
+    if steps is not None:
+        from .history import history_context
+
+        section = history_context(steps)
+    html = render_report(results, generated=generated, history=section)
     document = results_json(results, generated)
     table = results_csv(results)
     with ExitStack() as stack:
