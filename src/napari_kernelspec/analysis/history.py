@@ -6,6 +6,7 @@ returns per-step figures as arrays over the step axis.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -132,7 +133,7 @@ def history_drift(results: Sequence[AnalysisResult], steps: Sequence[str]) -> Hi
 
     change = [np.nan] + [
         float(np.mean(filter_change(a.bank.weights, b.bank.weights)))
-        for a, b in zip(results[:-1], results[1:], strict=True)
+        for a, b in itertools.pairwise(results)
     ]
     return HistoryDrift(
         steps=[str(s) for s in steps],
