@@ -147,7 +147,7 @@ def history_context(history: History) -> dict[str, Any]:
         rows.append(
             {
                 "step": drift.steps[t],
-                "values": [
+                "cells": [
                     _cell(drift.median_peak_frequency[t]),
                     _cell(drift.median_orientation_selectivity[t], 2),
                     _cell(drift.clustered_fraction[t], 2),
