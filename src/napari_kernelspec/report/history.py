@@ -82,7 +82,7 @@ def _chart(drift: HistoryDrift, key: str) -> str | None:
     if not np.isfinite(y).any():
         return None
     x = np.arange(drift.n_steps, dtype=float)
-    series = [svg.Series(label.split(" (")[0], _LINE, x, y)]
+    series = [svg.Series("measured", _LINE, x, y)]
     if key == "clustered_fraction":
         chance = np.asarray(drift.chance_clustered_fraction, dtype=float)
         if np.isfinite(chance).any():
@@ -92,11 +92,19 @@ def _chart(drift: HistoryDrift, key: str) -> str | None:
         title=f"{label} over training",
         xlabel="step",
         ylabel=label.split(" (")[0] if len(label) < 32 else "",
-        xlim=(0.0, float(max(drift.n_steps - 1, 1))),
+        xlim=(0.0, _integer_axis_end(drift.n_steps - 1)),
         width=460,
         height=250,
-        legend_width=120,
+        legend_width=110,
     )
+
+
+def _integer_axis_end(last: int) -> float:
+    """The smallest axis end >= `last` whose round ticks are whole steps (no "2.5")."""
+    end = max(last, 1)
+    while not all(float(t).is_integer() for t in svg.nice_ticks(0.0, float(end), 5)):
+        end += 1
+    return float(end)
 
 
 def _mosaic(result: AnalysisResult, step: str) -> dict[str, Any]:
