@@ -14,10 +14,9 @@ its own:
   the Parquet datasets.
 
 For each: wall time including start-up (imports; for scans the cluster start), sources per
-second over the whole run and over the steady part (from the first result on, for scans:
-the time after the first part file appeared), the client process's peak resident memory
-(``ru_maxrss``; for scans the scheduler runs in the client process, the workers do not), and
-for scans the size of the two datasets.
+second over the whole run (and for the loop over the steady part, after the first source),
+the client process's peak resident memory (``VmHWM``; for scans the scheduler runs in the
+client process, the workers do not), and for scans the size of the two datasets.
 """
 
 from __future__ import annotations
@@ -33,8 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 LOOP = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
+def peak_mb():  # VmHWM: unlike ru_maxrss, not inherited from the parent across fork + exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 from napari_kernelspec.analysis import analyze
 from napari_kernelspec.sources.loading import load_kernels
 paths = json.load(open(sys.argv[1]))
@@ -44,12 +47,16 @@ for p in paths:
     t1 = t1 or time.perf_counter()
 t2 = time.perf_counter()
 print(json.dumps({"wall": t2 - t0, "steady": t2 - t1, "steady_n": len(paths) - 1,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak_mb()}))
 """
 
 SCAN = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
+def peak_mb():  # VmHWM: unlike ru_maxrss, not inherited from the parent across fork + exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 from napari_kernelspec.scan.run import run_scan
 paths, out, workers = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3])
 summary = run_scan(paths, out + "/filters.parquet", out + "/models.parquet", workers=workers,
@@ -57,7 +64,7 @@ summary = run_scan(paths, out + "/filters.parquet", out + "/models.parquet", wor
 t2 = time.perf_counter()
 assert summary.failed == 0 and summary.analysed == len(paths), summary
 print(json.dumps({"wall": t2 - t0, "scan": summary.seconds,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak_mb()}))
 """
 
 

@@ -277,6 +277,12 @@ def test_resume_analyses_only_the_missing_sources(external_cluster, tmp_path, ca
     # with other parameters, too
     code, _, err = run_cli(capsys, "scan", *sources, *common, "--resume", "--threshold", "0.5")
     assert code == 2 and "same --weights" in err
+    # with another models dataset (whose absence would make every filters part look
+    # uncommitted), nothing is deleted
+    code, _, err = run_cli(
+        capsys, "scan", *sources, *common, "--resume", "--models-out", str(tmp_path / "x")
+    )
+    assert code == 2 and "does not exist" in err and orphan.exists()
     code, stdout, err = run_cli(capsys, "scan", *sources, *common, "--resume")
     assert code == 0, err
     assert "scanned 5 of 9 sources" in stdout and "4 already there" in stdout

@@ -105,7 +105,7 @@ def _client(scheduler: str | None, workers: int | None, timeout: float) -> tuple
         n_workers=n,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port (the HTTP server always runs)
         silence_logs=logging.ERROR,
     )
     return Client(cluster, set_as_default=False), cluster

@@ -180,6 +180,11 @@ class ScanStore:
                 f"{self.out} or {self.models_out} already holds a scan; pass --resume to add "
                 "the missing sources, or give new output names"
             )
+        if resume and _parts(self.out) and not self.models_out.is_dir():
+            raise KernelSpecError(
+                f"{self.out} holds a scan but {self.models_out} does not exist; pass the "
+                "--models-out of that scan to resume it"
+            )
         self.done: set[str] = set()
         self.n_removed = 0
         if resume:
