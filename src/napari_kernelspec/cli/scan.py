@@ -73,7 +73,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--weights", choices=WEIGHTS, default="auto", help="weights of models")
     parser.add_argument("--layer", help="conv layer by module name or key (default: the first)")
-    parser.add_argument("--method", choices=METHODS, default="response")
+    parser.add_argument(
+        "--method", choices=METHODS, default="response", help="spectrum and cluster method"
+    )
     parser.add_argument(
         "--threshold",
         type=threshold_or_auto,
@@ -82,7 +84,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help=f"similarity threshold in (0, 1] or 'auto' (default {DEFAULT_THRESHOLD})",
     )
     parser.add_argument(
-        "--min-samples", type=min_samples_arg, default=DEFAULT_MIN_SAMPLES, metavar="N"
+        "--min-samples",
+        type=min_samples_arg,
+        default=DEFAULT_MIN_SAMPLES,
+        metavar="N",
+        help=f"smallest cluster size (default {DEFAULT_MIN_SAMPLES})",
     )
     parser.add_argument(
         "--resume", action="store_true", help="skip the sources already in the outputs"
