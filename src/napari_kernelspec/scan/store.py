@@ -243,8 +243,14 @@ class ScanStore:
         import pyarrow.parquet as pq
 
         table = table.replace_schema_metadata({_META_KEY: self._meta.encode()})
-        with atomic_write(folder / name, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
+        try:
+            with atomic_write(folder / name, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+        except OSError as exc:
+            raise KernelSpecError(
+                f"cannot write {folder / name}: {exc.strerror or exc}; free some space or pick "
+                "another --out, then run again with --resume"
+            ) from None
 
     def write(self, results: Sequence[SourceResult]) -> None:
         """Commit one batch: its filters part, then its models part."""
