@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -93,6 +94,9 @@ def test_report_history_section(tmp_path, history_dir, capsys):
     ids = re.findall(r'<section class="card model" id="model-([^"]+)"', html)
     assert ids == ["epoch_0-pth", "epoch_4-pth"]
     assert html.index('id="history"') < html.index('id="model-epoch_0-pth"')
+    drift = json.loads(out.with_suffix(".json").read_text())["history"]
+    assert drift["steps"] == [f"epoch_{t}" for t in range(5)]
+    assert drift["mean_change"][:3] == [None, pytest.approx(0.25), pytest.approx(0.2)]
 
 
 def test_report_history_of_a_missing_folder_is_a_usage_error(tmp_path, capsys):

@@ -57,12 +57,17 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def results_json(results: Sequence[AnalysisResult], generated: datetime) -> str:
-    """The JSON document: ``{"report": metadata, "results": [AnalysisResult.to_dict(), ...]}``."""
+def results_json(
+    results: Sequence[AnalysisResult], generated: datetime, history: Any = None
+) -> str:
+    """The JSON document: ``{"report": metadata, "results": [AnalysisResult.to_dict(), ...]}``
+    (plus ``"history"``: the drift of every step, when given)."""
     document = {
         "report": report_metadata(results, generated),
         "results": [r.to_dict() for r in results],
     }
+    if history is not None:
+        document["history"] = history
     return json.dumps(_json_safe(document), indent=1, allow_nan=False) + "\n"
 
 
@@ -218,13 +223,13 @@ def write_report(
     if steps is not None and not names:
         results = [steps.results[0], *steps.results[1:][-1:]]
     generated = datetime.now(timezone.utc)
-    section = None
+    section = drift = None
     if steps is not None:
-        from .history import history_context
+        from .history import history_context, history_json
 
-        section = history_context(steps)
+        section, drift = history_context(steps), history_json(steps)
     html = render_report(results, generated=generated, history=section)
-    document = results_json(results, generated)
+    document = results_json(results, generated, drift)
     table = results_csv(results)
     with ExitStack() as stack:
         targets = ((files.html, html), (files.json, document), (files.csv, table))
