@@ -112,7 +112,8 @@ def get_reader(
     Parameters
     ----------
     path : str or list of str
-        What napari was asked to open; one file with a suffix of `READER_SUFFIXES`.
+        What napari was asked to open; one file with a suffix of `READER_SUFFIXES`, or a
+        folder of at least two such files (a training history, see `history.read_history`).
 
     Returns
     -------
@@ -122,6 +123,11 @@ def get_reader(
     if single is None:
         return None
     file = Path(single)
+    if file.is_dir():  # a folder of checkpoints of one model: a training history
+        from ..sources.history import is_history_folder
+        from .history import read_history
+
+        return read_history if is_history_folder(file) else None
     suffix = file.suffix.lower()
     if suffix not in READER_SUFFIXES or not file.is_file():
         return None

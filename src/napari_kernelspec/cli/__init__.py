@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "analyze": "analyze",
     "report": "report",
+    "scan": "scan",
 }
 
 

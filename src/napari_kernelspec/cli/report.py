@@ -30,6 +30,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", metavar="PATH", help="the JSON of all results (default: --out with .json)"
     )
+    parser.add_argument(
+        "--history",
+        metavar="DIR",
+        help="a training history (folder of checkpoints of one model, or a list file): adds "
+        "drift charts and mosaics; without --models the first and last steps are compared",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         raise KernelSpecError("--models is empty; give model names or files, or 'all'")
     sources = None if names == ["all"] else names
+    if args.history and args.models == "all":  # the default: the history's own steps
+        sources = []
     try:
         files = write_report(
             sources,
@@ -52,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             out=args.out,
             json_path=args.json,
             progress=True,
+            history=args.history,
         )
     except OSError as exc:
         where = exc.filename or args.out

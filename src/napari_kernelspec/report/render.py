@@ -431,7 +431,12 @@ def _environment() -> Any:
     return env
 
 
-def render_report(results: Sequence[AnalysisResult], *, generated: datetime | None = None) -> str:
+def render_report(
+    results: Sequence[AnalysisResult],
+    *,
+    generated: datetime | None = None,
+    history: dict[str, Any] | None = None,
+) -> str:
     """Render analysis results of one or more layers as one self-contained HTML page.
 
     Parameters
@@ -440,6 +445,8 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
         One per model, in the order they are shown.
     generated : datetime, optional
         Time stamp shown in the header (default: now, UTC).
+    history : dict, optional
+        A training-history section (`report.history.history_context`).
 
     Returns
     -------
@@ -491,6 +498,7 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
             achromatic_threshold=ACHROMATIC_THRESHOLD,
             descriptor_help=DESCRIPTOR_HELP,
             n_untrained=sum(not m["trained"] for m in models),
+            history=history,
         )
     )
 

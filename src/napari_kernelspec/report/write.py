@@ -57,12 +57,17 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def results_json(results: Sequence[AnalysisResult], generated: datetime) -> str:
-    """The JSON document: ``{"report": metadata, "results": [AnalysisResult.to_dict(), ...]}``."""
+def results_json(
+    results: Sequence[AnalysisResult], generated: datetime, history: Any = None
+) -> str:
+    """The JSON document: ``{"report": metadata, "results": [AnalysisResult.to_dict(), ...]}``
+    (plus ``"history"``: the drift of every step, when given)."""
     document = {
         "report": report_metadata(results, generated),
         "results": [r.to_dict() for r in results],
     }
+    if history is not None:
+        document["history"] = history
     return json.dumps(_json_safe(document), indent=1, allow_nan=False) + "\n"
 
 
@@ -138,6 +143,7 @@ def write_report(
     json_path: str | os.PathLike[str] | None = None,
     csv_path: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    history: str | os.PathLike[str] | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -156,8 +162,11 @@ def write_report(
     json_path, csv_path : path-like, optional
         Default: `out` with the suffix ``.json`` / ``.csv``.
     progress : bool
-        Draw a progress bar (tqdm) on stderr, one step per model. Off by default: a library
-        call stays quiet; the ``kernelspec report`` command turns it on.
+    progress: bool = False,
+    history : path-like, optional
+        A training history (folder of checkpoints or list file): adds the section
+        ``id="history"`` (`report.history`). With an empty `sources`, the models compared
+        are the history's first and last steps.
 
     Returns
     -------
@@ -190,10 +199,22 @@ def write_report(
     check_parameters(method, threshold, min_samples, alpha)
     files = _paths(out, json_path, csv_path)
     names: list[str | os.PathLike[str]] = list(seed_models() if sources is None else sources)
-    if not names:
+    if not names and history is None:
         raise KernelSpecError("no models or files to report on; name at least one")
     for name in names:  # every name checked before the first (slow) load
         resolve_source(name)
+    steps = None
+    if history is not None:
+        from .history import load_history
+
+        steps = load_history(
+            history,
+            method=method,
+            threshold=threshold,
+            min_samples=min_samples,
+            alpha=alpha,
+            progress=progress,
+        )
 
     from tqdm import tqdm
 
@@ -219,9 +240,16 @@ def write_report(
     for w in caught:  # after the bar, so messages do not break it
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
+    if steps is not None and not names:
+        results = [steps.results[0], *steps.results[1:][-1:]]
     generated = datetime.now(timezone.utc)
-    html = render_report(results, generated=generated)
-    document = results_json(results, generated)
+    section = drift = None
+    if steps is not None:
+        from .history import history_context, history_json
+
+        section, drift = history_context(steps), history_json(steps)
+    html = render_report(results, generated=generated, history=section)
+    document = results_json(results, generated, drift)
     table = results_csv(results)
     write_together([(files.json, document), (files.csv, table), (files.html, html)])
     return files

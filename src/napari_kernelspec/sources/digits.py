@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,17 @@ def _deterministic_torch(seed: int) -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
-def train_lenet5() -> tuple[dict[str, np.ndarray], float]:
+def train_lenet5(
+    on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+) -> tuple[dict[str, np.ndarray], float]:
     """Train LeNet5 on the upscaled digits following `RECIPE`.
+
+    Parameters
+    ----------
+    on_epoch : callable, optional
+        Called as ``on_epoch(epoch, state)`` with the state dict (float32 arrays) before
+        training (epoch 0) and after every epoch (1 .. ``RECIPE["epochs"]``): a training
+        history. It does not change the training.
 
     Returns
     -------
@@ -110,7 +119,9 @@ def train_lenet5() -> tuple[dict[str, np.ndarray], float]:
         gen = torch.Generator().manual_seed(seed)
         batch = int(RECIPE["batch_size"])
         net.train()
-        for _ in range(int(RECIPE["epochs"])):
+        if on_epoch is not None:
+            on_epoch(0, _state(net))
+        for epoch in range(int(RECIPE["epochs"])):
             order = torch.randperm(len(xt), generator=gen)
             for i in range(0, len(order), batch):
                 idx = order[i : i + batch]
@@ -118,15 +129,21 @@ def train_lenet5() -> tuple[dict[str, np.ndarray], float]:
                 loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
                 loss.backward()
                 opt.step()
+            if on_epoch is not None:
+                on_epoch(epoch + 1, _state(net))
         net.eval()
         with torch.no_grad():
             pred = net(torch.from_numpy(x_test)).argmax(1).numpy()
     accuracy = float((pred == y_test).mean())
-    state = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+    state = _state(net)
     logger.info(
         "LeNet5 trained in %.1f s: held-out accuracy %.3f", time.perf_counter() - start, accuracy
     )
     return state, accuracy
+
+
+def _state(net: Any) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
 
 
 def state_dict_path(cache_folder: Path) -> Path:

@@ -23,7 +23,8 @@ def test_manifest_name_is_the_distribution_name():
     patterns = set(manifest.contributions.readers[0].filename_patterns)
     assert patterns == {f"*{s}" for s in (".pth", ".pt", ".ckpt", ".safetensors", ".npy", ".npz")}
     keys = {s.key for s in manifest.contributions.sample_data}
-    assert keys == {"lenet5_digits", "alexnet"}
+    assert keys == {"lenet5_digits", "lenet5_history", "alexnet"}
+    assert manifest.contributions.readers[0].accepts_directories  # checkpoint folders
 
 
 def test_installed_distribution_provides_the_manifest():

@@ -1,0 +1,198 @@
+"""Training history in napari: the kernels, spectra and clusters layers with a leading T axis.
+
+Every step of a history is laid out on the grid of the first step (one `MosaicGeometry`),
+so filter ``i`` stays in the same tile while napari's dims slider scrubs through training.
+Pure numpy, no Qt: the reader and the widget both use `history_layer_data`.
+
+Each layer's ``metadata["kernelspec"]`` is that of the first step plus ``"history"``: the
+step names and the labels and descriptors of every step; `step_metadata` gives the
+per-step metadata that `layers.describe_position` reads, and `step_name` the name of the
+step under a dims position.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..analysis.descriptors import DESCRIPTOR_NAMES
+from .layers import (
+    LayerData,
+    clusters_layer,
+    kernels_layer,
+    result_geometry,
+    spectra_layer,
+)
+
+if TYPE_CHECKING:
+    from ..analysis.pipeline import AnalysisResult
+
+__all__ = [
+    "analyse_history",
+    "history_layer_data",
+    "read_history",
+    "sample_lenet5_history",
+    "step_metadata",
+    "step_name",
+]
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+def _stack_images(layers: Sequence[LayerData]) -> tuple[np.ndarray, dict[str, Any]]:
+    data = np.stack([layer.data for layer in layers])
+    kwargs = dict(layers[0].kwargs)
+    for key, lead in (("scale", 1.0), ("translate", 0.0)):
+        if key in kwargs:
+            kwargs[key] = (lead, *kwargs[key])
+    return data, kwargs
+
+
+def _stack_shapes(layers: Sequence[LayerData]) -> tuple[list[np.ndarray], dict[str, Any]]:
+    rects: list[np.ndarray] = []
+    colours: list[np.ndarray] = []
+    features: dict[str, list[Any]] = {}
+    for t, layer in enumerate(layers):
+        for rect in layer.data:
+            rects.append(np.column_stack([np.full(len(rect), float(t)), rect]))
+        edge = layer.kwargs["edge_color"]
+        if not isinstance(edge, str):
+            colours.append(np.asarray(edge))
+        n = len(layer.data)
+        features.setdefault("step", []).extend([t] * n)
+        for key, values in layer.kwargs["features"].items():
+            features.setdefault(key, []).extend(list(values))
+    kwargs = dict(layers[0].kwargs)
+    kwargs["edge_color"] = np.concatenate(colours) if colours else "white"
+    kwargs["features"] = {k: np.asarray(v) for k, v in features.items()}
+    kwargs["ndim"] = 3
+    text = dict(kwargs["text"])
+    text["translation"] = [0.0, *text["translation"]]
+    kwargs["text"] = text
+    return rects, kwargs
+
+
+def history_layer_data(
+    results: Sequence[AnalysisResult],
+    steps: Sequence[str],
+    view: str = "colour",
+    label: str | None = None,
+) -> list[LayerData]:
+    """The three layers of a training history, each with a leading T (step) axis.
+
+    Parameters
+    ----------
+    results : sequence of AnalysisResult
+        One per step, all of one layer shape (T steps).
+    steps : sequence of str
+        Step names, shown by `step_name`.
+    view : str
+        Kernel view (`views.VIEWS`).
+    label : str, optional
+        Start of the layer names (default: the first step's model label).
+
+    Returns
+    -------
+    list of LayerData
+        Spectra ``(T, Y, X)``, kernels ``(T, y, x, 3)`` RGB with ``scale``/``translate``
+        of 3 axes, clusters: rectangles of (4, 3) corners ``(t, row, column)``, ``features``
+        with a ``step`` column.
+    """
+    from ..analysis.history import history_drift
+
+    results = list(results)
+    drift = history_drift(results, steps)  # checks one shape and one result per step
+    geometry = result_geometry(results[0])
+    per_step = [
+        (spectra_layer(r, geometry), kernels_layer(r, view, geometry), clusters_layer(r, geometry))
+        for r in results
+    ]
+    history = {
+        "steps": list(drift.steps),
+        "labels": [r.labels.astype(int).tolist() for r in results],
+        "descriptors": [{k: r.descriptors[k].tolist() for k in DESCRIPTOR_NAMES} for r in results],
+        "n_clusters": [r.n_clusters for r in results],
+        "drift": drift.to_dict(),
+    }
+    out = []
+    for role, index in (("spectra", 0), ("kernels", 1), ("clusters", 2)):
+        layers = [step[index] for step in per_step]
+        if role == "clusters":
+            data, kwargs = _stack_shapes(layers)
+        else:
+            data, kwargs = _stack_images(layers)
+        kwargs["metadata"] = dict(kwargs["metadata"])
+        meta = dict(kwargs["metadata"]["kernelspec"])
+        meta["history"] = history
+        kwargs["metadata"]["kernelspec"] = meta
+        if label is not None:
+            kwargs["name"] = f"{label} {role}"
+        out.append(LayerData(data=data, kwargs=kwargs, layer_type=layers[0].layer_type))
+    return out
+
+
+def step_metadata(meta: dict[str, Any], step: int) -> dict[str, Any]:
+    """A history layer's metadata as for a single step (for `layers.describe_position`)."""
+    history = meta.get("history")
+    if not history:
+        return meta
+    t = int(np.clip(step, 0, len(history["steps"]) - 1))
+    return {
+        **meta,
+        "labels": history["labels"][t],
+        "descriptors": history["descriptors"][t],
+        "n_clusters": history["n_clusters"][t],
+        "step": t,
+        "step_name": history["steps"][t],
+    }
+
+
+def step_name(meta: dict[str, Any], position: Sequence[float]) -> str | None:
+    """Name of the step a dims position shows (its first coordinate), or None."""
+    history = meta.get("history")
+    if not history or not len(position):
+        return None
+    t = int(np.clip(round(float(position[0])), 0, len(history["steps"]) - 1))
+    return str(history["steps"][t])
+
+
+def analyse_history(
+    source: str | os.PathLike[str], **params: Any
+) -> tuple[list[AnalysisResult], list[str]]:
+    """Load and analyse every step of a history folder or list file (see `history_steps`)."""
+    from ..analysis.pipeline import analyze
+    from ..sources.history import history_steps, step_name
+    from ..sources.loading import load_kernels
+
+    paths = history_steps(source)
+    results = [analyze(load_kernels(p), **params) for p in paths]
+    return results, [step_name(p) for p in paths]
+
+
+def read_history(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTuple]:
+    """npe2 reader of a folder of checkpoints: the three layers with a T axis."""
+    from .commands import DEFAULT_VIEW, _single_path, preload_torch
+
+    single = _single_path(path)
+    if single is None:
+        raise ValueError(f"read_history opens one folder at a time, got {path!r}")
+    preload_torch()
+    results, steps = analyse_history(single)
+    label = f"{Path(single).name} history"
+    return [layer.as_tuple() for layer in history_layer_data(results, steps, DEFAULT_VIEW, label)]
+
+
+def sample_lenet5_history() -> list[LayerDataTuple]:
+    """LeNet5 trained on scikit-learn's digits, one checkpoint per epoch (made once, cached)."""
+    from ..sources.history import lenet5_history
+    from .commands import preload_torch
+
+    preload_torch()
+    folder = lenet5_history()
+    results, steps = analyse_history(folder)
+    layers = history_layer_data(results, steps, "colour", "LeNet5 training")
+    return [layer.as_tuple() for layer in layers]

@@ -1,0 +1,156 @@
+"""What a Dask worker runs for one source: load, analyse, and return plain rows.
+
+`analyse_source` is a module-level function so that every worker imports it by name (Dask
+pickles a reference to it, not its code). It never raises for a bad source: the error
+becomes the ``error`` of the source's row, so one damaged file never stops a scan. Only a
+worker that dies (killed, out of memory) loses a task; Dask then retries it elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..analysis.pipeline import AnalysisResult
+
+__all__ = ["ScanParameters", "SourceResult", "analyse_source", "filter_columns", "model_row"]
+
+
+@dataclass(frozen=True)
+class ScanParameters:
+    """What every source of a scan is analysed with (see `analyze` and `load_kernels`)."""
+
+    weights: str = "auto"
+    layer: str | None = None
+    method: str = "response"
+    threshold: float | str | None = None
+    min_samples: int = 2
+    alpha: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights,
+            "layer": self.layer,
+            "method": self.method,
+            "threshold": self.threshold,
+            "min_samples": self.min_samples,
+            "alpha": self.alpha,
+        }
+
+
+@dataclass
+class SourceResult:
+    """The rows of one source.
+
+    Attributes
+    ----------
+    source : str
+        The source as the scan listed it.
+    model : dict
+        The source's row of ``models.parquet`` (`store.MODEL_SCHEMA` columns).
+    filters : dict of str to list
+        Columns of its rows of ``filters.parquet`` (`store.filter_schema`), empty on error.
+    """
+
+    source: str
+    model: dict[str, Any]
+    filters: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.model.get("error")
+
+
+def model_row(source: str, result: AnalysisResult) -> dict[str, Any]:
+    """The ``models.parquet`` row of an analysed source (without time and error)."""
+    from ..analysis.summary import summary_figures
+
+    bank = result.bank.to_dict()
+    return {
+        "source": source,
+        "model": bank["model"],
+        "display_name": bank["display_name"],
+        "layer": bank["layer"],
+        "weights": bank["weights"],
+        "trained": bank["trained"],
+        "shape": bank["shape"],
+        "stride": bank["stride"],
+        "stride_known": bank["stride_known"],
+        "method": result.method,
+        "threshold": float(result.threshold),
+        "min_samples": int(result.min_samples),
+        **summary_figures(result),
+    }
+
+
+def filter_columns(source: str, result: AnalysisResult) -> dict[str, list[Any]]:
+    """The ``filters.parquet`` rows of an analysed source, as columns.
+
+    Per filter: ``source``, ``model``, ``layer``, ``shape``, ``stride``, ``weights``, then
+    `AnalysisResult.filter_rows` (``index``, ``cluster`` and every descriptor).
+    """
+    from ..analysis.descriptors import DESCRIPTOR_NAMES
+
+    bank = result.bank
+    n = bank.n_filters
+    columns: dict[str, list[Any]] = {
+        "source": [source] * n,
+        "model": [bank.model] * n,
+        "layer": [bank.layer] * n,
+        "shape": [list(bank.weights.shape)] * n,
+        "stride": [list(bank.stride)] * n,
+        "weights": [bank.source] * n,
+        "index": list(range(n)),
+        "cluster": result.labels.astype(int).tolist(),
+    }
+    for name in DESCRIPTOR_NAMES:
+        columns[name] = result.descriptors[name].astype(float).tolist()
+    return columns
+
+
+def _error_text(exc: BaseException) -> str:
+    from ..base.errors import KernelSpecError
+
+    text = str(exc).strip() or "no message"
+    return text if isinstance(exc, KernelSpecError) else f"{type(exc).__name__}: {text}"
+
+
+def analyse_source(source: str, params: ScanParameters) -> SourceResult:
+    """Load and analyse one source; a failure becomes the row's ``error``.
+
+    Parameters
+    ----------
+    source : str
+        A model name or a weights file (anything `load_kernels` takes).
+    params : ScanParameters
+
+    Returns
+    -------
+    SourceResult
+        On success ``model["error"]`` is None; on failure it is one line and ``filters``
+        is empty. ``model["seconds"]`` is the time taken either way.
+    """
+    from ..analysis.pipeline import analyze
+    from ..sources.loading import load_kernels
+
+    start = time.perf_counter()
+    caught: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            bank = load_kernels(source, weights=params.weights, layer=params.layer)
+            result = analyze(
+                bank, params.method, params.threshold, params.min_samples, alpha=params.alpha
+            )
+        caught = list(dict.fromkeys(str(w.message) for w in seen))
+        row = model_row(source, result)
+        filters = filter_columns(source, result)
+    except Exception as exc:  # a bad source is a row, never the end of the scan
+        row, filters = {"source": source, "error": _error_text(exc)}, {}
+    row["seconds"] = time.perf_counter() - start
+    row["warnings"] = " | ".join(caught) or None
+    row.setdefault("error", None)
+    return SourceResult(source=source, model=row, filters=filters)

@@ -1,0 +1,82 @@
+"""History layers: a leading T axis in step order, one grid for every step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_kernelspec._napari.history import history_layer_data, step_metadata, step_name
+from napari_kernelspec._napari.layers import MosaicGeometry, describe_position, layer_data
+from napari_kernelspec.analysis import analyze
+from napari_kernelspec.base.bank import KernelBank
+
+
+def steps_with_a_growing_cluster(make_gabor) -> tuple[list, list[str]]:
+    """Six Gabors of different orientations; at step t filters 1..t+1 become scaled copies
+    of filter 0 (a cluster that grows: 2, 3, 4 members)."""
+    rng = np.random.default_rng(0)
+    base = np.stack([make_gabor(11, 0.25, 30.0 * k, sigma=2.5)[None] for k in range(6)])
+    results = []
+    for t in range(3):
+        w = base.copy()
+        for k in range(1, t + 2):
+            w[k] = base[0] * (1 + 0.1 * k) + 0.01 * rng.standard_normal(base[0].shape)
+        results.append(
+            analyze(
+                KernelBank(
+                    weights=w.astype(np.float32), model=f"e{t}", layer="c", source="checkpoint"
+                )
+            )
+        )
+    return results, ["epoch_0", "epoch_1", "epoch_2"]
+
+
+def test_every_layer_gets_a_leading_step_axis_in_step_order(gabor):
+    results, steps = steps_with_a_growing_cluster(gabor)
+    spectra, kernels, clusters = history_layer_data(results, steps, "colour", "run")
+    single = [layer_data(r, "colour") for r in results]
+    assert spectra.data.shape[0] == kernels.data.shape[0] == 3
+    for t in range(3):  # step t of the stack is exactly the single-step layer of step t
+        np.testing.assert_array_equal(spectra.data[t], single[t][0].data)
+        np.testing.assert_array_equal(kernels.data[t], single[t][1].data)
+    assert kernels.kwargs["scale"] == (1.0, *single[0][1].kwargs["scale"])
+    assert kernels.kwargs["translate"] == (0.0, *single[0][1].kwargs["translate"])
+    assert [spectra.kwargs["name"], kernels.kwargs["name"]] == ["run spectra", "run kernels"]
+    # clusters: rectangles carry their step as the first coordinate
+    sizes = [int((r.labels >= 0).sum()) for r in results]
+    assert sizes == [2, 3, 4]
+    steps_of_rects = [int(rect[0, 0]) for rect in clusters.data]
+    assert steps_of_rects == [0] * 2 + [1] * 3 + [2] * 4
+    assert clusters.kwargs["features"]["step"].tolist() == steps_of_rects
+    assert all(rect.shape == (4, 3) for rect in clusters.data)
+    np.testing.assert_array_equal(clusters.data[2][:, 1:], single[1][2].data[0])
+
+
+def test_step_metadata_and_names_follow_the_slider(gabor):
+    results, steps = steps_with_a_growing_cluster(gabor)
+    meta = history_layer_data(results, steps)[0].kwargs["metadata"]["kernelspec"]
+    assert meta["history"]["steps"] == steps
+    assert step_name(meta, (2.0, 10.0, 10.0)) == "epoch_2"
+    assert step_name(meta, (7.0, 0.0, 0.0)) == "epoch_2"  # clipped
+    last = step_metadata(meta, 2)
+    assert last["labels"] == results[2].labels.tolist() and last["step_name"] == "epoch_2"
+    r, c = MosaicGeometry.from_dict(meta["geometry"]).centre(3)  # filter 3 joins at step 2
+    assert describe_position(step_metadata(meta, 0), (0.0, r, c)).startswith("filter 3 · uncl")
+    assert describe_position(last, (2.0, r, c)).startswith("filter 3 · cluster 0")
+
+
+def test_a_history_of_different_shapes_is_refused(gabor):
+    results, steps = steps_with_a_growing_cluster(gabor)
+    other = analyze(
+        KernelBank(
+            weights=np.ones((4, 1, 3, 3), np.float32)
+            * np.arange(1, 5, dtype=np.float32)[:, None, None, None],
+            model="x",
+            layer="c",
+            source="array",
+        )
+    )
+    from napari_kernelspec.base.errors import KernelSpecError
+
+    with pytest.raises(KernelSpecError):
+        history_layer_data([*results, other], [*steps, "x"])
