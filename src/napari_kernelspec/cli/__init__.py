@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "analyze": "analyze",
     "report": "report",
+    "explain": "explain",
 }
 
 
