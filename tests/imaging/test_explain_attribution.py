@@ -75,7 +75,7 @@ def test_occlusion_is_exactly_zero_farther_than_the_window_from_the_receptive_fi
 
 
 def test_mean_objective_attribution_covers_the_whole_image(gabor_file):
-    path, weights = gabor_file
+    path, _ = gabor_file
     model = explain_model(path, device="cpu")
     image = np.random.default_rng(3).uniform(0, 1, (40, 40, 3)).astype(np.float32)
     res = attribute(model, "conv", [0, 3], image, "gradient")
@@ -170,7 +170,7 @@ def test_bad_inputs_are_one_line_errors(gabor_file):
         attribute(model, "conv", [4], image, "guided")
     with pytest.raises(KernelSpecError, match=r"outside the 30x30 map"):
         attribute(model, "conv", [0], image, "guided", at=(30, 0))
-    with pytest.raises(KernelSpecError, match="is a ReLU, not a convolution.*give one of: conv"):
+    with pytest.raises(KernelSpecError, match=r"is a ReLU, not a convolution.*give one of: conv"):
         attribute(model, "relu", [0], image, "guided")
     with pytest.raises(KernelSpecError, match="--window is 99"):
         attribute(model, "conv", [0], image, "occlusion", window=99)

@@ -106,7 +106,7 @@ def test_parse_filters():
     assert parse_filters("0,3,5-7", 10) == [0, 3, 5, 6, 7]
     assert parse_filters("2,2,1", 10) == [2, 1]
     assert parse_filters([4, 1], 5) == [4, 1]
-    with pytest.raises(KernelSpecError, match="filter index 10 is out of range.*0..9"):
+    with pytest.raises(KernelSpecError, match=r"filter index 10 is out of range.*0\.\.9"):
         parse_filters("8-10", 10)
     with pytest.raises(KernelSpecError, match="bad filter list"):
         parse_filters("a-b", 10)
