@@ -30,6 +30,22 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", metavar="PATH", help="the JSON of all results (default: --out with .json)"
     )
+    from ..report.explain import DEFAULT_SIZE, DEFAULT_STEPS
+
+    parser.add_argument(
+        "--explain",
+        metavar="LAYER",
+        help="add the images that maximise the first 16 filters of the first layer and of "
+        "LAYER (a conv name, or middle / last) to each model's section",
+    )
+    parser.add_argument(
+        "--explain-steps", type=int, default=DEFAULT_STEPS, metavar="N",
+        help=f"Adam steps of those images (default {DEFAULT_STEPS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--explain-size", type=int, default=DEFAULT_SIZE, metavar="PX",
+        help=f"their size in pixels (default {DEFAULT_SIZE})",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
             min_samples=args.min_samples,
             out=args.out,
             json_path=args.json,
+            explain=args.explain,
+            explain_options={"steps": args.explain_steps, "size": args.explain_size},
         )
     except OSError as exc:
         where = exc.filename or args.out

@@ -341,7 +341,12 @@ def _environment() -> Any:
     return env
 
 
-def render_report(results: Sequence[AnalysisResult], *, generated: datetime | None = None) -> str:
+def render_report(
+    results: Sequence[AnalysisResult],
+    *,
+    generated: datetime | None = None,
+    explain: Sequence[dict[str, Any]] | None = None,
+) -> str:
     """Render analysis results of one or more layers as one self-contained HTML page.
 
     Parameters
@@ -350,6 +355,8 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
         One per model, in the order they are shown.
     generated : datetime, optional
         Time stamp shown in the header (default: now, UTC).
+    explain : sequence of dict, optional
+        One `report.explain.explain_sections` context per result (maximising images).
 
     Returns
     -------
@@ -381,6 +388,8 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
         _model_context(r, slug, color)
         for r, slug, color in zip(results, slugs, model_colors, strict=True)
     ]
+    for m, e in zip(models, explain or [None] * len(models), strict=True):
+        m["explain"] = e
     charts = {k: Markup(v) for k, v in _charts(results, names, model_colors).items()}
     for m in models:  # our own SVG: every text inside was escaped by svg.py
         m["spectrum"]["overlay"] = Markup(m["spectrum"]["overlay"])

@@ -133,6 +133,8 @@ def write_report(
     json_path: str | os.PathLike[str] | None = None,
     csv_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    explain: str | None = None,
+    explain_options: dict[str, Any] | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -151,6 +153,11 @@ def write_report(
         Default: `out` with the suffix ``.json`` / ``.csv``.
     progress : bool
         Draw a progress bar on stderr, one step per model.
+    explain : str, optional
+        Add each model's maximising images of its first layer and of this layer (a name,
+        ``"middle"`` or ``"last"``); see `report.explain`.
+    explain_options : dict, optional
+        ``steps``, ``size``, ``seed``, ``device`` for those images.
 
     Returns
     -------
@@ -199,8 +206,13 @@ def write_report(
     for w in caught:  # after the bar, so messages do not break it
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
+    sections = None
+    if explain is not None:
+        from .explain import explain_sections
+
+        sections = explain_sections(results, explain, **(explain_options or {}))
     generated = datetime.now(timezone.utc)
-    html = render_report(results, generated=generated)
+    html = render_report(results, generated=generated, explain=sections)
     document = results_json(results, generated)
     table = results_csv(results)
     with ExitStack() as stack:
