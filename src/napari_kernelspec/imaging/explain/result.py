@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,8 @@ import numpy as np
 from ...analysis.views import mosaic, tile_origins
 from ...base.atomic import atomic_write
 from ...base.errors import KernelSpecError
-from .attribution import METHODS, attribute
-from .maximize import maximize
+from .attribution import METHODS, iter_attribute
+from .maximize import iter_maximize
 from .model import ExplainModel, parse_filters
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "attribution_rgb",
     "diverging",
     "explain",
+    "iter_explain",
     "read_image",
     "save_npz",
     "save_png",
@@ -65,48 +66,31 @@ class Explanation:
     meta: dict[str, Any]
 
 
-def explain(
+def iter_explain(
     model: ExplainModel,
     layer: str | None,
     filters: Any,
     method: str = "maximize",
     *,
     image: Any = None,
-    progress: Callable[[int, int], None] | None = None,
     **options: Any,
-) -> Explanation:
-    """Explain filters of one layer with one method.
+) -> Generator[tuple[int, int], None, Explanation]:
+    """`explain` as a generator: yields ``(done, total)`` and returns the `Explanation`.
 
-    Parameters
-    ----------
-    model : ExplainModel
-    layer : str or None
-        A convolution name, ``"first"`` (None), ``"middle"`` or ``"last"``.
-    filters : str or sequence of int
-        ``"0,3,5-9"`` or indices.
-    method : {"maximize", "deconvnet", "guided", "gradient", "occlusion"}
-    image : (H, W[, C]) array_like
-        Needed by every method but ``maximize``.
-    **options
-        Passed on to `maximize` (size, steps, seed, at, ...) or `attribute` (at, window,
-        window_stride, ...).
-
-    Raises
-    ------
-    KernelSpecError
-        Unknown method, missing image, bad layer or filter.
+    Front ends drive it from a worker thread (``yield from``) to show progress and to stop
+    between steps.
     """
     if method not in METHODS:
         raise KernelSpecError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     name = model.resolve_layer(layer)
     chosen = parse_filters(filters, model.n_filters(name))
     if method == "maximize":
-        res = maximize(model, name, chosen, progress=progress, **options)
+        res = yield from iter_maximize(model, name, chosen, **options)
         caveats: list[str] = []
     else:
         if image is None:
             raise KernelSpecError(f"--method {method} explains a filter on an image: give --image")
-        res = attribute(model, name, chosen, image, method, progress=progress, **options)
+        res = yield from iter_attribute(model, name, chosen, image, method, **options)
         caveats = res["caveats"]
     meta = {
         **model.describe(),
@@ -130,6 +114,49 @@ def explain(
         image=res.get("image"),
         meta=meta,
     )
+
+
+def explain(
+    model: ExplainModel,
+    layer: str | None,
+    filters: Any,
+    method: str = "maximize",
+    *,
+    image: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> Explanation:
+    """Explain filters of one layer with one method.
+
+    Parameters
+    ----------
+    model : ExplainModel
+    layer : str or None
+        A convolution name, ``"first"`` (None), ``"middle"`` or ``"last"``.
+    filters : str or sequence of int
+        ``"0,3,5-9"`` or indices.
+    method : {"maximize", "deconvnet", "guided", "gradient", "occlusion"}
+    image : (H, W[, C]) array_like
+        Needed by every method but ``maximize``.
+    progress : callable, optional
+        Called with ``(done, total)`` (steps for ``maximize``, filters otherwise).
+    **options
+        Passed on to `maximize` (size, steps, seed, at, ...) or `attribute` (at, window,
+        window_stride, ...).
+
+    Raises
+    ------
+    KernelSpecError
+        Unknown method, missing image, bad layer or filter.
+    """
+    it = iter_explain(model, layer, filters, method, image=image, **options)
+    while True:
+        try:
+            done, total = next(it)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)
 
 
 # --- files ---------------------------------------------------------------------------------
