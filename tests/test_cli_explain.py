@@ -12,6 +12,8 @@ from PIL import Image
 
 from napari_kernelspec.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     try:

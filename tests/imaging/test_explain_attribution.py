@@ -9,6 +9,8 @@ from napari_kernelspec.base.errors import KernelSpecError
 from napari_kernelspec.imaging.explain.attribution import activation_audit, attribute
 from napari_kernelspec.imaging.explain.model import explain_model, wrap_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIZE = 11
 UNIT = (9, 13)  # (y, x) in the 30x30 map of a 40x40 image
 

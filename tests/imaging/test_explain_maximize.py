@@ -9,6 +9,8 @@ from napari_kernelspec.base.errors import KernelSpecError
 from napari_kernelspec.imaging.explain.maximize import maximize
 from napari_kernelspec.imaging.explain.model import explain_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 #: (cycles/pixel, degrees) of the planted filters; 15 px, sigma 5: tuning narrow enough that
 #: the preferred frequency is well defined.
 GABORS = [(0.16, 20), (0.22, 75), (0.27, 130), (0.30, 165)]

@@ -14,6 +14,8 @@ from napari_kernelspec.imaging.explain.model import (
 )
 from napari_kernelspec.sources.loading import UntrainedWeightsWarning
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_model_name_lists_its_convolutions_and_flags_random_weights():
     with pytest.warns(UntrainedWeightsWarning):

@@ -12,6 +12,8 @@ from napari_kernelspec.base.errors import KernelSpecError
 from napari_kernelspec.report.images import decode_png
 from napari_kernelspec.report.write import write_report
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _figures(html: str) -> list[tuple[str, np.ndarray]]:
     """(layer, decoded mosaic) of every explain figure, in page order."""
