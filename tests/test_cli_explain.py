@@ -83,7 +83,7 @@ def test_guided_on_an_image_writes_attributions(capsys, tmp_path, layer_file):
             "'relu' is a ReLU, not a convolution of conv.npy; give one of: conv",
         ),
         (["--layer", "nope"], "'nope' is not a layer of it"),
-        (["--filters", "0-5"], "filter index 3 is out of range: the layer has 3 filters (0..2)"),
+        (["--filters", "0-5"], "filter index 3 is out of range: conv has 3 filters (0..2)"),
         (
             ["--method", "occlusion"],
             "--method occlusion explains a filter on an image: give --image",

@@ -32,6 +32,7 @@ import numpy as np
 
 from ...base.errors import KernelSpecError
 from .maximize import _Stop, channel_objective, check_at, layer_output
+from .model import drive
 
 if TYPE_CHECKING:
     import torch
@@ -382,14 +383,7 @@ def iter_attribute(
             f"method must be one of {', '.join(ATTRIBUTION_METHODS)}, got {method!r}"
         )
     layer = model.resolve_layer(layer)
-    n = model.n_filters(layer)
-    filters = [int(f) for f in filters]
-    bad = [f for f in filters if not 0 <= f < n]
-    if bad or not filters:
-        raise KernelSpecError(
-            f"filter index {bad[0] if bad else '(none)'} is out of range: {layer} has {n} "
-            f"filters (0..{n - 1})"
-        )
+    filters = model.check_filters(layer, filters)
     pixels, notes = prepare_image(image, model)
     c, h, w = pixels.shape
     unit = check_at(model, layer, (h, w), at)
@@ -518,22 +512,18 @@ def attribute(
         (C, H, W) the model input; ``layer``; ``filters``; ``at``; ``parameters``;
         ``activations`` (see `activation_audit`); ``caveats`` (list of str).
     """
-    it = iter_attribute(
-        model,
-        layer,
-        filters,
-        image,
-        method,
-        at=at,
-        window=window,
-        window_stride=window_stride,
-        baseline=baseline,
-        batch=batch,
+    return drive(
+        iter_attribute(
+            model,
+            layer,
+            filters,
+            image,
+            method,
+            at=at,
+            window=window,
+            window_stride=window_stride,
+            baseline=baseline,
+            batch=batch,
+        ),
+        progress,
     )
-    while True:
-        try:
-            done, total = next(it)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(done, total)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...base.errors import KernelSpecError
+from .model import drive
 
 if TYPE_CHECKING:
     import torch
@@ -249,14 +250,7 @@ def iter_maximize(
     if not 1 <= int(steps) <= 100_000:
         raise KernelSpecError(f"steps is {steps}; give 1..100000")
     layer = model.resolve_layer(layer)
-    n = model.n_filters(layer)
-    filters = [int(f) for f in filters]
-    bad = [f for f in filters if not 0 <= f < n]
-    if bad or not filters:
-        raise KernelSpecError(
-            f"filter index {bad[0] if bad else '(none)'} is out of range: {layer} has {n} "
-            f"filters (0..{n - 1})"
-        )
+    filters = model.check_filters(layer, filters)
     hw = (int(size), int(size))
     unit = check_at(model, layer, hw, at)
     c = model.channels
@@ -361,22 +355,18 @@ def maximize(
         ``images`` (F, H, W, C) float32 in [0, 1]; ``objective`` (F,) the final objective of
         each image; ``layer``; ``filters``; ``at``; ``parameters`` (JSON-safe).
     """
-    it = iter_maximize(
-        model,
-        layer,
-        filters,
-        size=size,
-        steps=steps,
-        seed=seed,
-        at=at,
-        lr=lr,
-        batch=batch,
-        transforms=transforms,
+    return drive(
+        iter_maximize(
+            model,
+            layer,
+            filters,
+            size=size,
+            steps=steps,
+            seed=seed,
+            at=at,
+            lr=lr,
+            batch=batch,
+            transforms=transforms,
+        ),
+        progress,
     )
-    while True:
-        try:
-            done, total = next(it)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(done, total)

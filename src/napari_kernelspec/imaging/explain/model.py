@@ -28,9 +28,10 @@ import difflib
 import functools
 import os
 import warnings
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -47,11 +48,14 @@ __all__ = [
     "IMAGENET_STD",
     "ExplainModel",
     "clamped_relu_class",
+    "drive",
     "explain_model",
     "parse_filters",
     "resolve_device",
     "wrap_model",
 ]
+
+T = TypeVar("T")
 
 #: Accepted values of ``device``.
 DEVICES = ("auto", "cpu", "cuda")
@@ -169,6 +173,10 @@ class ExplainModel:
         """Output channels of the convolution `layer`."""
         return int(self.conv(layer).out_channels)
 
+    def check_filters(self, layer: str, filters: Any) -> list[int]:
+        """`filters` (a ``"0,3,5-9"`` string or ints) checked against `layer`'s filters."""
+        return parse_filters(filters, self.n_filters(layer), layer)
+
     def describe(self) -> dict[str, Any]:
         """JSON-safe summary: model, name, weights source, device, provenance, caveats."""
         return {
@@ -180,6 +188,20 @@ class ExplainModel:
             "provenance": self.provenance,
             "caveats": list(self.caveats),
         }
+
+
+def drive(steps: Generator[tuple[int, int], None, T], progress: Any = None) -> T:
+    """Run a generator of ``(done, total)`` to its end; return what it returns.
+
+    `progress`, if given, is called with each ``(done, total)``.
+    """
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -202,7 +224,7 @@ def resolve_device(device: str = "auto") -> str:
     return key
 
 
-def parse_filters(text: str | Any, n_filters: int) -> list[int]:
+def parse_filters(text: str | Any, n_filters: int, layer: str = "the layer") -> list[int]:
     """Filter indices from ``"0,3,5-9"`` (or a sequence of ints), checked against `n_filters`.
 
     Returns
@@ -238,7 +260,7 @@ def parse_filters(text: str | Any, n_filters: int) -> list[int]:
     bad = [i for i in out if not 0 <= i < n_filters]
     if bad:
         raise KernelSpecError(
-            f"filter index {bad[0]} is out of range: the layer has {n_filters} filters "
+            f"filter index {bad[0]} is out of range: {layer} has {n_filters} filters "
             f"(0..{n_filters - 1})"
         )
     if len(out) > 4096:

@@ -21,7 +21,7 @@ from ...base.atomic import atomic_write
 from ...base.errors import KernelSpecError
 from .attribution import METHODS, iter_attribute
 from .maximize import iter_maximize
-from .model import ExplainModel, parse_filters
+from .model import ExplainModel, drive
 
 __all__ = [
     "Explanation",
@@ -83,7 +83,7 @@ def iter_explain(
     if method not in METHODS:
         raise KernelSpecError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     name = model.resolve_layer(layer)
-    chosen = parse_filters(filters, model.n_filters(name))
+    chosen = model.check_filters(name, filters)
     if method == "maximize":
         res = yield from iter_maximize(model, name, chosen, **options)
         caveats: list[str] = []
@@ -149,14 +149,7 @@ def explain(
     KernelSpecError
         Unknown method, missing image, bad layer or filter.
     """
-    it = iter_explain(model, layer, filters, method, image=image, **options)
-    while True:
-        try:
-            done, total = next(it)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(done, total)
+    return drive(iter_explain(model, layer, filters, method, image=image, **options), progress)
 
 
 # --- files ---------------------------------------------------------------------------------
