@@ -129,3 +129,20 @@ def test_checkpoint_with_arch_in_a_subprocess(tmp_path):
         assert data["images"].shape == (2, 32, 32, 3)
     assert meta["weights"] == "checkpoint" and meta["provenance"]["arch"] == "resnet18"
     assert meta["layer"] == "layer1.0.conv1"
+
+
+def test_untrained_weights_are_flagged_in_the_npz_and_the_png(capsys, tmp_path):
+    out, png = tmp_path / "l.npz", tmp_path / "l.png"
+    code, stdout, err = run(
+        capsys, "explain", "lenet5", "--weights", "random", "--layer", "conv2", "--filters",
+        "0-1", "--steps", "2", "--size", "16", "--out", str(out), "--png", str(png),
+    )  # fmt: skip
+    assert code == 0, err
+    with np.load(out, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+    assert meta["weights"] == "random" and meta["trained"] is False
+    assert meta["caveats"][0].startswith("UNTRAINED")
+    assert "random (UNTRAINED)" in stdout
+    caption = np.asarray(Image.open(png).convert("RGB"))[12:24]
+    red = (caption[..., 0] > 150) & (caption[..., 1] < 80) & (caption[..., 2] < 80)
+    assert red.sum() > 20  # the red UNTRAINED line is drawn

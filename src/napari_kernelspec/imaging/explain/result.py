@@ -249,6 +249,9 @@ def tiles(result: Explanation) -> np.ndarray:
 def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 64) -> Path:
     """A mosaic of the result, one tile per filter labelled with its index, written atomically.
 
+    A two-line caption names the model, layer and method, and says UNTRAINED (in red) for
+    random weights.
+
     Tiles smaller than `min_tile` pixels are enlarged (nearest neighbour).
     """
     from PIL import Image, ImageDraw
@@ -262,12 +265,21 @@ def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 
     label = 12
     framed = np.ones((len(stack), tile_h + label, tile_w, 3), np.float32)
     framed[:, label:] = stack
-    pixels = (mosaic(framed, gap=2, fill=1.0) * 255).round().astype(np.uint8)
+    body = (mosaic(framed, gap=2, fill=1.0) * 255).round().astype(np.uint8)
+    header = 2 * label  # caption: model, layer, method; UNTRAINED in red when it is
+    pixels = np.full((body.shape[0] + header, max(body.shape[1], 320), 3), 255, np.uint8)
+    pixels[header:, : body.shape[1]] = body
     img = Image.fromarray(pixels)
     draw = ImageDraw.Draw(img)
+    meta = result.meta
+    draw.text((1, 0), f"{meta.get('name', '')} {result.layer}: {result.method}", fill=(0, 0, 0))
+    if meta.get("trained", True):
+        draw.text((1, label), f"weights: {meta.get('weights', '')}", fill=(0, 0, 0))
+    else:
+        draw.text((1, label), "UNTRAINED: random weights", fill=(200, 0, 0))
     origins = tile_origins(len(stack), (tile_h + label, tile_w), gap=2)
     for (row, col), f in zip(origins, result.filters, strict=True):
-        draw.text((int(col) + 1, int(row)), str(f), fill=(0, 0, 0))
+        draw.text((int(col) + 1, int(row) + header), str(f), fill=(0, 0, 0))
     path = Path(path)
     try:
         with atomic_write(path, "wb") as fh:
