@@ -134,13 +134,14 @@ def test_checkpoint_with_arch_in_a_subprocess(tmp_path):
 def test_untrained_weights_are_flagged_in_the_npz_and_the_png(capsys, tmp_path):
     out, png = tmp_path / "l.npz", tmp_path / "l.png"
     code, stdout, err = run(
-        capsys, "explain", "lenet5", "--weights", "random", "--layer", "conv2", "--filters",
-        "0-1", "--steps", "2", "--size", "16", "--out", str(out), "--png", str(png),
+        capsys, "explain", "lenet5", "--weights", "random", "--layer", "conv1",
+        "--steps", "2", "--size", "16", "--out", str(out), "--png", str(png),
     )  # fmt: skip
     assert code == 0, err
     with np.load(out, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
     assert meta["weights"] == "random" and meta["trained"] is False
+    assert meta["filters"] == [0, 1, 2, 3, 4, 5]  # no --filters: all 6 of conv1 (<= 16)
     assert meta["caveats"][0].startswith("UNTRAINED")
     assert "random (UNTRAINED)" in stdout
     caption = np.asarray(Image.open(png).convert("RGB"))[12:24]

@@ -59,7 +59,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="conv layer by module name, or first (default) / middle / last",
     )
     parser.add_argument(
-        "--filters", default="0-15", help="indices and ranges, e.g. 0,3,5-9 (default 0-15)"
+        "--filters",
+        help="indices and ranges, e.g. 0,3,5-9 (default: the first 16, or all if fewer)",
     )
     parser.add_argument("--method", choices=METHODS, default="maximize")
     parser.add_argument("--image", metavar="PATH", help="the image (deconvnet, guided, ...)")
@@ -125,7 +126,10 @@ def run(args: argparse.Namespace) -> int:
         options.update(size=args.size, steps=args.steps, seed=args.seed)
     elif args.method == "occlusion":
         options.update(window=args.window, window_stride=args.window_stride)
-    result = explain(model, args.layer, args.filters, args.method, image=image, **options)
+    filters = args.filters
+    if filters is None:
+        filters = list(range(min(16, model.n_filters(model.resolve_layer(args.layer)))))
+    result = explain(model, args.layer, filters, args.method, image=image, **options)
     result.meta["parameters"]["image_file"] = args.image if image is not None else None
     out = save_npz(result, args.out)
     lines = [

@@ -77,7 +77,9 @@ class ExplainWidget(Container):
         self.arch = LineEdit(label="arch (state dict)", value="")
         self.load_button = PushButton(text="Load model")
         self.layer = ComboBox(label="layer", choices=self._conv_choices)
-        self.filters = LineEdit(label="filters", value="0-7")
+        self.filters = LineEdit(
+            label="filters", value="", tooltip="e.g. 0,3,5-9; empty: the first 8"
+        )
         self.method = ComboBox(label="method", choices=list(METHODS), value="maximize")
         self.image_layer = ComboBox(label="image layer", choices=self._image_choices)
         self.at = LineEdit(label="unit y,x", value="")
@@ -279,7 +281,8 @@ class ExplainWidget(Container):
         method = self.method.value
         try:
             layer = self.model.resolve_layer(self.layer.value)
-            filters = parse_filters(self.filters.value, self.model.n_filters(layer))
+            n = self.model.n_filters(layer)
+            filters = parse_filters(self.filters.value.strip() or f"0-{min(8, n) - 1}", n, layer)
             options: dict[str, Any] = {"at": self._at()}
             image, source_layer = (None, None)
             if method == "maximize":
