@@ -7,6 +7,8 @@ import pytest
 
 from napari_kernelspec._napari._qt.explain import WIDGET_NAME, ExplainWidget
 
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
+
 TIMEOUT_MS = 180_000
 
 
