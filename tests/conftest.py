@@ -33,3 +33,15 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("caches")
     monkeypatch.setenv("KERNELSPEC_CACHE", str(root / "kernelspec"))
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: on a shared 2-core machine, OpenMP's second thread
+    waits for a busy core and made a ResNet50 forward 10-40x slower (measured here)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

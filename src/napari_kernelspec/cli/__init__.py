@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "report": "report",
     "scan": "scan",
+    "explain": "explain",
 }
 
 

@@ -36,6 +36,22 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="a training history (folder of checkpoints of one model, or a list file): adds "
         "drift charts and mosaics; without --models the first and last steps are compared",
     )
+    from ..report.explain import DEFAULT_SIZE, DEFAULT_STEPS
+
+    parser.add_argument(
+        "--explain",
+        metavar="LAYER",
+        help="add the images that maximise the first 16 filters of the first layer and of "
+        "LAYER (a conv name, or middle / last) to each model's section",
+    )
+    parser.add_argument(
+        "--explain-steps", type=int, default=DEFAULT_STEPS, metavar="N",
+        help=f"Adam steps of those images (default {DEFAULT_STEPS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--explain-size", type=int, default=DEFAULT_SIZE, metavar="PX",
+        help=f"their size in pixels (default {DEFAULT_SIZE})",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             json_path=args.json,
             progress=True,
             history=args.history,
+            explain=args.explain,
+            explain_options={"steps": args.explain_steps, "size": args.explain_size},
         )
     except OSError as exc:
         where = exc.filename or args.out

@@ -436,6 +436,7 @@ def render_report(
     *,
     generated: datetime | None = None,
     history: dict[str, Any] | None = None,
+    explain: Sequence[dict[str, Any]] | None = None,
 ) -> str:
     """Render analysis results of one or more layers as one self-contained HTML page.
 
@@ -447,6 +448,8 @@ def render_report(
         Time stamp shown in the header (default: now, UTC).
     history : dict, optional
         A training-history section (`report.history.history_context`).
+    explain : sequence of dict, optional
+        One `report.explain.explain_sections` context per result (maximising images).
 
     Returns
     -------
@@ -479,6 +482,8 @@ def render_report(
         _model_context(r, slug, color, vmin)
         for r, slug, color in zip(results, slugs, model_colors, strict=True)
     ]
+    for m, e in zip(models, explain or [None] * len(models), strict=True):
+        m["explain"] = e
     charts = {k: Markup(v) for k, v in _charts(results, names, model_colors).items()}
     for m in models:  # our own SVG: every text inside was escaped by svg.py
         for mosaic in m["mosaics"]:

@@ -144,6 +144,8 @@ def write_report(
     csv_path: str | os.PathLike[str] | None = None,
     progress: bool = False,
     history: str | os.PathLike[str] | None = None,
+    explain: str | None = None,
+    explain_options: dict[str, Any] | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -162,11 +164,17 @@ def write_report(
     json_path, csv_path : path-like, optional
         Default: `out` with the suffix ``.json`` / ``.csv``.
     progress : bool
-    progress: bool = False,
+        Draw a progress bar (tqdm) on stderr, one step per model. Off by default: a library
+        call stays quiet; the ``kernelspec report`` command turns it on.
     history : path-like, optional
         A training history (folder of checkpoints or list file): adds the section
         ``id="history"`` (`report.history`). With an empty `sources`, the models compared
         are the history's first and last steps.
+    explain : str, optional
+        Add each model's maximising images of its first layer and of this layer (a name,
+        ``"middle"`` or ``"last"``); see `report.explain`.
+    explain_options : dict, optional
+        ``steps``, ``size``, ``seed``, ``device`` for those images.
 
     Returns
     -------
@@ -242,13 +250,18 @@ def write_report(
 
     if steps is not None and not names:
         results = [steps.results[0], *steps.results[1:][-1:]]
+    sections = None
+    if explain is not None:
+        from .explain import explain_sections
+
+        sections = explain_sections(results, explain, **(explain_options or {}))
     generated = datetime.now(timezone.utc)
     section = drift = None
     if steps is not None:
         from .history import history_context, history_json
 
         section, drift = history_context(steps), history_json(steps)
-    html = render_report(results, generated=generated, history=section)
+    html = render_report(results, generated=generated, history=section, explain=sections)
     document = results_json(results, generated, drift)
     table = results_csv(results)
     write_together([(files.json, document), (files.csv, table), (files.html, html)])

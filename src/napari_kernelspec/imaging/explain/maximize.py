@@ -1,0 +1,372 @@
+"""Activation maximisation: the input image that most excites a filter, for many filters at once.
+
+Ours, not a library's: no maintained package does this for current torch (``captum.optim`` is
+in no Captum release, 0.9 included; Lucent 0.1.8 pins kornia <= 0.4.1 from 2020 and hard-codes
+CUDA). It follows Olah et al., "Feature Visualization" (Distill, 2017):
+
+- the image is parameterised by its Fourier coefficients, scaled by 1/f so that every spatial
+  frequency starts with about the same energy as in natural images (plain pixel ascent fills
+  in high frequencies first and needs far more steps);
+- three-channel images are drawn in a decorrelated colour space (ImageNet's colour covariance,
+  square-rooted) and squashed into [0, 1] with a sigmoid;
+- each step sees a randomly jittered, scaled and rotated copy (one affine warp per image), so
+  that only patterns robust to small shifts survive;
+- Adam ascends the objective. The filters are a batch: image ``i`` maximises filter
+  ``filters[i]`` and, since the loss is a sum of per-image terms and Adam is element-wise,
+  the images never influence each other.
+
+The objective of a filter is the mean of its rectified map (the channel objective), or the
+pre-activation of one unit ``at=(y, x)`` of the map. The forward pass stops at the layer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...base.errors import KernelSpecError
+from .model import drive
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import ExplainModel
+
+__all__ = [
+    "COLOR_CORRELATION_SQRT",
+    "DEFAULT_SIZE",
+    "DEFAULT_STEPS",
+    "channel_objective",
+    "iter_maximize",
+    "layer_output",
+    "maximize",
+    "objective",
+]
+
+DEFAULT_SIZE = 128
+DEFAULT_STEPS = 256
+DEFAULT_LR = 0.05
+#: Images optimised together (more need more memory, not more steps).
+DEFAULT_BATCH = 32
+
+#: Square root of ImageNet's RGB colour covariance, columns = decorrelated axes (the numbers
+#: Lucid measured and publishes as ``color_correlation_svd_sqrt``).
+COLOR_CORRELATION_SQRT = np.array(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
+)
+
+#: Random transform of each step: jitter in pixels, scale range, rotation in degrees.
+JITTER_PX = 8
+SCALE_RANGE = (0.9, 1.1)
+ROTATE_DEG = 10.0
+
+
+class _Stop(Exception):
+    """Raised by a forward hook once the explained layer has run: the rest is not needed."""
+
+
+def layer_output(model: ExplainModel, layer: str, x: torch.Tensor) -> torch.Tensor:
+    """The output of convolution `layer` for pixels `x`, without running the rest of the net.
+
+    Parameters
+    ----------
+    x : (B, C, H, W) tensor
+        Pixels in [0, 1] on the model's device.
+
+    Returns
+    -------
+    (B, N, h, w) tensor
+        Differentiable with respect to `x`.
+    """
+    store: list[torch.Tensor] = []
+
+    def hook(module: Any, args: Any, out: torch.Tensor) -> None:
+        store.append(out)
+        raise _Stop
+
+    handle = model.conv(layer).register_forward_hook(hook)
+    try:
+        model.net(x)
+    except _Stop:
+        pass
+    except RuntimeError as exc:
+        if not store:
+            raise KernelSpecError(
+                f"{model.name} cannot run on a {tuple(x.shape[-2:])} input "
+                f"({str(exc).splitlines()[0][:120]}); use a larger image size"
+            ) from None
+    finally:
+        handle.remove()
+    return store[0]
+
+
+def objective(
+    out: torch.Tensor, filters: torch.Tensor, at: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Per-image objective: image ``b`` scores filter ``filters[b]``.
+
+    Parameters
+    ----------
+    out : (B, N, h, w) tensor
+        The layer's output.
+    filters : (B,) long tensor
+    at : (y, x), optional
+        One unit of the map (its pre-activation); default the mean of the rectified map.
+
+    Returns
+    -------
+    (B,) tensor
+    """
+    import torch
+
+    maps = out[torch.arange(out.shape[0], device=out.device), filters]
+    if at is not None:
+        return maps[:, at[0], at[1]]
+    return channel_objective(maps)
+
+
+def channel_objective(maps: torch.Tensor) -> torch.Tensor:
+    """Mean of each rectified map, (B, h, w) -> (B,), with a gradient even when all are < 0.
+
+    The mean of a rectified map has no gradient while the whole map is negative (a filter
+    with a negative sum on a grey image, a deep unit that is off): the second term, zero as
+    soon as one unit is positive, lifts the largest unit until then.
+    """
+    flat = maps.flatten(1)
+    return flat.clamp(min=0).mean(dim=1) + flat.amax(dim=1).clamp(max=0) / flat.shape[1]
+
+
+def map_shape(model: ExplainModel, layer: str, size: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of `layer`'s output map for an input of `size` (H, W) pixels."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.zeros(1, model.channels, *size, device=model.device)
+        out = layer_output(model, layer, x)
+    return int(out.shape[-2]), int(out.shape[-1])
+
+
+def check_at(
+    model: ExplainModel, layer: str, size: tuple[int, int], at: Any
+) -> tuple[int, int] | None:
+    """`at` as a unit (y, x) inside `layer`'s map; ``"centre"`` is the middle unit.
+
+    Raises
+    ------
+    KernelSpecError
+        If the unit lies outside the map.
+    """
+    if at is None:
+        return None
+    h, w = map_shape(model, layer, size)
+    if isinstance(at, str):
+        if at.strip().lower() not in ("centre", "center", "c"):
+            raise KernelSpecError(f"--at must be Y,X or 'centre', got {at!r}")
+        return (h - 1) // 2, (w - 1) // 2
+    y, x = (int(v) for v in at)
+    if not (0 <= y < h and 0 <= x < w):
+        raise KernelSpecError(
+            f"unit ({y}, {x}) is outside the {h}x{w} map of {layer} for a "
+            f"{size[0]}x{size[1]} input; give 0 <= Y < {h} and 0 <= X < {w}"
+        )
+    return y, x
+
+
+# --- the image parameterisation ------------------------------------------------------------
+
+
+def _spectrum_scale(h: int, w: int, device: Any) -> torch.Tensor:
+    """(h, w // 2 + 1) weights 1 / f (f in cycles/pixel, floored at 1 / max(h, w))."""
+    import torch
+
+    fy = torch.fft.fftfreq(h, device=device)[:, None]
+    fx = torch.fft.rfftfreq(w, device=device)[None, :]
+    f = torch.sqrt(fy**2 + fx**2)
+    return 1.0 / torch.clamp(f, min=1.0 / max(h, w)) * math.sqrt(h * w)
+
+
+def _to_pixels(spectrum: torch.Tensor, scale: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, h, w//2+1, 2) real coefficients -> (B, C, h, w) pixels in (0, 1)."""
+    import torch
+
+    coeffs = torch.view_as_complex(spectrum) * scale
+    image = torch.fft.irfft2(coeffs, s=size) / 4.0
+    if image.shape[1] == 3:
+        corr = torch.as_tensor(COLOR_CORRELATION_SQRT, device=image.device)
+        corr = corr / corr.norm(dim=0).max()
+        image = torch.einsum("ij,bjhw->bihw", corr, image)
+    return torch.sigmoid(image)
+
+
+def _random_warp(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One random jitter + scale + rotation per image (bilinear, reflected borders)."""
+    import torch
+    import torch.nn.functional as F
+
+    b, _, h, w = x.shape
+    r = torch.rand(b, 4, generator=gen).to(x.device)
+    angle = torch.deg2rad((r[:, 0] * 2 - 1) * ROTATE_DEG)
+    scale = SCALE_RANGE[0] + r[:, 1] * (SCALE_RANGE[1] - SCALE_RANGE[0])
+    shift = (r[:, 2:] * 2 - 1) * JITTER_PX
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, shift[:, 0] * 2 / w], dim=1),
+            torch.stack([sin, cos, shift[:, 1] * 2 / h], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+# --- the optimisation ----------------------------------------------------------------------
+
+
+def iter_maximize(
+    model: ExplainModel,
+    layer: str,
+    filters: Sequence[int],
+    *,
+    size: int = DEFAULT_SIZE,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    at: Any = None,
+    lr: float = DEFAULT_LR,
+    batch: int = DEFAULT_BATCH,
+    transforms: bool = True,
+) -> Generator[tuple[int, int], None, dict[str, Any]]:
+    """`maximize` as a generator: yields ``(done, total)`` steps, returns its result.
+
+    For front ends that show progress or cancel between steps (``yield from`` in a worker).
+    """
+    import torch
+
+    if not 8 <= int(size) <= 2048:
+        raise KernelSpecError(f"image size {size} is outside 8..2048 pixels")
+    if not 1 <= int(steps) <= 100_000:
+        raise KernelSpecError(f"steps is {steps}; give 1..100000")
+    layer = model.resolve_layer(layer)
+    filters = model.check_filters(layer, filters)
+    hw = (int(size), int(size))
+    unit = check_at(model, layer, hw, at)
+    c = model.channels
+    scale = _spectrum_scale(*hw, model.device)
+    images = np.empty((len(filters), *hw, c), dtype=np.float32)
+    values = np.empty(len(filters), dtype=np.float64)
+    chunks = [filters[i : i + batch] for i in range(0, len(filters), batch)]
+    total = steps * len(chunks)
+    done = 0
+    for k, chunk in enumerate(chunks):
+        # One generator per chunk, seeded from (seed, chunk): same seed, same images.
+        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + k)
+        shape = (len(chunk), c, hw[0], hw[1] // 2 + 1, 2)
+        spectrum = (torch.randn(shape, generator=gen) * 0.01).to(model.device)
+        spectrum.requires_grad_(True)
+        which = torch.as_tensor(chunk, device=model.device)
+        opt = torch.optim.Adam([spectrum], lr=lr)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            pixels = _to_pixels(spectrum, scale, hw)
+            seen = _random_warp(pixels, gen) if transforms else pixels
+            score = objective(layer_output(model, layer, seen), which, unit)
+            (-score.sum()).backward()
+            opt.step()
+            done += 1
+            yield done, total
+        with torch.no_grad():
+            pixels = _to_pixels(spectrum, scale, hw)
+            final = objective(layer_output(model, layer, pixels), which, unit)
+        start = k * batch
+        images[start : start + len(chunk)] = pixels.permute(0, 2, 3, 1).cpu().numpy()
+        values[start : start + len(chunk)] = final.cpu().numpy()
+    return {
+        "images": images,
+        "objective": values,
+        "layer": layer,
+        "filters": filters,
+        "at": list(unit) if unit is not None else None,
+        "parameters": {
+            "size": hw[0],
+            "steps": int(steps),
+            "seed": int(seed),
+            "lr": lr,
+            "optimizer": "adam",
+            "parameterisation": "fourier 1/f" + (" + decorrelated colour" if c == 3 else ""),
+            "transforms": (
+                f"jitter +-{JITTER_PX} px, scale {SCALE_RANGE[0]}-{SCALE_RANGE[1]}, "
+                f"rotate +-{ROTATE_DEG:g} deg"
+                if transforms
+                else "none"
+            ),
+            "objective": (
+                f"unit ({unit[0]}, {unit[1]}) pre-activation"
+                if unit is not None
+                else "mean of the rectified map"
+            ),
+        },
+    }
+
+
+def maximize(
+    model: ExplainModel,
+    layer: str,
+    filters: Sequence[int],
+    *,
+    size: int = DEFAULT_SIZE,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    at: Any = None,
+    lr: float = DEFAULT_LR,
+    batch: int = DEFAULT_BATCH,
+    transforms: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The images that maximise each filter's activation.
+
+    Parameters
+    ----------
+    model : ExplainModel
+    layer : str
+        A convolution of the model (or ``"first"`` / ``"middle"`` / ``"last"``).
+    filters : sequence of int
+        Filter indices; optimised together in batches of `batch`.
+    size : int
+        Image side in pixels (default 128).
+    steps : int
+        Adam steps (default 256).
+    seed : int
+        Same seed, same images (on the CPU).
+    at : (int, int) or "centre", optional
+        Maximise one unit of the map instead of the mean of the rectified map.
+    lr : float
+        Adam's learning rate on the Fourier coefficients.
+    transforms : bool
+        Random jitter / scale / rotation each step (on by default).
+    progress : callable, optional
+        Called with ``(done, total)`` steps.
+
+    Returns
+    -------
+    dict
+        ``images`` (F, H, W, C) float32 in [0, 1]; ``objective`` (F,) the final objective of
+        each image; ``layer``; ``filters``; ``at``; ``parameters`` (JSON-safe).
+    """
+    return drive(
+        iter_maximize(
+            model,
+            layer,
+            filters,
+            size=size,
+            steps=steps,
+            seed=seed,
+            at=at,
+            lr=lr,
+            batch=batch,
+            transforms=transforms,
+        ),
+        progress,
+    )

@@ -1,0 +1,289 @@
+"""`explain`: one call for every method, and the files it writes (npz, PNG mosaic).
+
+>>> res = explain("vgg16", "features.2", "0-3", "maximize", steps=64)   # doctest: +SKIP
+>>> res.images.shape, res.meta["caveats"]                                # doctest: +SKIP
+((4, 128, 128, 3), ['UNTRAINED: ...'])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...analysis.views import mosaic, tile_origins
+from ...base.atomic import atomic_write
+from ...base.errors import KernelSpecError
+from .attribution import METHODS, iter_attribute
+from .maximize import iter_maximize
+from .model import ExplainModel, drive
+
+__all__ = [
+    "Explanation",
+    "attribution_rgb",
+    "diverging",
+    "explain",
+    "iter_explain",
+    "read_image",
+    "save_npz",
+    "save_png",
+]
+
+#: Ends of the diverging colormap (negative, zero, positive), RGB in [0, 1].
+DIVERGING = np.array([[0.23, 0.30, 0.75], [0.97, 0.97, 0.97], [0.71, 0.02, 0.15]])
+
+
+@dataclass
+class Explanation:
+    """The result of one `explain` call.
+
+    Attributes
+    ----------
+    method : str
+    layer : str
+    filters : list of int
+    images : (F, H, W, C) ndarray of float32 in [0, 1], or None
+        Maximising images (``method="maximize"``).
+    attributions : (F, C, H, W) ndarray of float32, or None
+        Per-pixel attributions (the other methods), in the model input's pixel grid.
+    image : (C, H, W) ndarray of float32, or None
+        The model input the attributions are about.
+    meta : dict
+        JSON-safe: model, layer, method, filters, parameters, weights source, caveats.
+    """
+
+    method: str
+    layer: str
+    filters: list[int]
+    images: np.ndarray | None
+    attributions: np.ndarray | None
+    image: np.ndarray | None
+    meta: dict[str, Any]
+
+
+def iter_explain(
+    model: ExplainModel,
+    layer: str | None,
+    filters: Any,
+    method: str = "maximize",
+    *,
+    image: Any = None,
+    **options: Any,
+) -> Generator[tuple[int, int], None, Explanation]:
+    """`explain` as a generator: yields ``(done, total)`` and returns the `Explanation`.
+
+    Front ends drive it from a worker thread (``yield from``) to show progress and to stop
+    between steps.
+    """
+    if method not in METHODS:
+        raise KernelSpecError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    name = model.resolve_layer(layer)
+    chosen = model.check_filters(name, filters)
+    if method == "maximize":
+        res = yield from iter_maximize(model, name, chosen, **options)
+        caveats: list[str] = []
+    else:
+        if image is None:
+            raise KernelSpecError(f"--method {method} explains a filter on an image: give --image")
+        res = yield from iter_attribute(model, name, chosen, image, method, **options)
+        caveats = res["caveats"]
+    meta = {
+        **model.describe(),
+        "layer": name,
+        "method": method,
+        "filters": chosen,
+        "at": res["at"],
+        "parameters": res["parameters"],
+        "caveats": model.caveats + caveats,
+    }
+    if method == "maximize":
+        meta["objective"] = [float(v) for v in res["objective"]]
+    else:
+        meta["activations"] = res["activations"]
+    return Explanation(
+        method=method,
+        layer=name,
+        filters=chosen,
+        images=res.get("images"),
+        attributions=res.get("attributions"),
+        image=res.get("image"),
+        meta=meta,
+    )
+
+
+def explain(
+    model: ExplainModel,
+    layer: str | None,
+    filters: Any,
+    method: str = "maximize",
+    *,
+    image: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> Explanation:
+    """Explain filters of one layer with one method.
+
+    Parameters
+    ----------
+    model : ExplainModel
+    layer : str or None
+        A convolution name, ``"first"`` (None), ``"middle"`` or ``"last"``.
+    filters : str or sequence of int
+        ``"0,3,5-9"`` or indices.
+    method : {"maximize", "deconvnet", "guided", "gradient", "occlusion"}
+    image : (H, W[, C]) array_like
+        Needed by every method but ``maximize``.
+    progress : callable, optional
+        Called with ``(done, total)`` (steps for ``maximize``, filters otherwise).
+    **options
+        Passed on to `maximize` (size, steps, seed, at, ...) or `attribute` (at, window,
+        window_stride, ...).
+
+    Raises
+    ------
+    KernelSpecError
+        Unknown method, missing image, bad layer or filter.
+    """
+    return drive(iter_explain(model, layer, filters, method, image=image, **options), progress)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def read_image(path: str | os.PathLike[str], max_side: int = 4096) -> np.ndarray:
+    """An image file as (H, W) or (H, W, 3) uint8, read with Pillow.
+
+    Raises
+    ------
+    KernelSpecError
+        Missing or unreadable file, or larger than `max_side` on a side (checked before the
+        pixels are decoded).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise KernelSpecError(f"no such image: {path}; give a PNG, JPEG or TIFF file")
+    try:
+        with Image.open(path) as img:
+            if max(img.size) > max_side:
+                raise KernelSpecError(
+                    f"{path.name} is {img.size[0]}x{img.size[1]} pixels; resize it to at most "
+                    f"{max_side} on a side"
+                )
+            img = img.convert("L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+            return np.asarray(img).copy()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise KernelSpecError(
+            f"cannot read {path.name} as an image ({str(exc).splitlines()[0][:100]}); "
+            "give a PNG, JPEG or TIFF file"
+        ) from None
+
+
+def save_npz(result: Explanation, path: str | os.PathLike[str]) -> Path:
+    """Write `result` atomically: ``images`` or ``attributions``, ``filters``, ``meta`` (JSON).
+
+    For attributions the model input is stored as ``image`` (C, H, W) too.
+    """
+    arrays: dict[str, np.ndarray] = {
+        "filters": np.asarray(result.filters, dtype=np.int64),
+        "meta": np.array(json.dumps(result.meta, allow_nan=False)),
+    }
+    if result.images is not None:
+        arrays["images"] = np.asarray(result.images, dtype=np.float32)
+    if result.attributions is not None:
+        arrays["attributions"] = np.asarray(result.attributions, dtype=np.float32)
+        assert result.image is not None
+        arrays["image"] = np.asarray(result.image, dtype=np.float32)
+    path = Path(path)
+    try:
+        with atomic_write(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    except OSError as exc:
+        raise KernelSpecError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def diverging(values: np.ndarray, limit: float | None = None) -> np.ndarray:
+    """Blue - white - red colours for signed values, white at 0.
+
+    Parameters
+    ----------
+    values : (...) ndarray
+    limit : float, optional
+        The value shown fully red (and -limit fully blue); default the largest |value|.
+
+    Returns
+    -------
+    (..., 3) ndarray of float32 in [0, 1]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    limit = float(np.abs(values).max()) if limit is None else float(limit)
+    t = np.clip(values / limit, -1, 1) if limit > 0 else np.zeros_like(values)
+    lo, mid, hi = DIVERGING
+    neg = mid + (lo - mid) * (-np.minimum(t, 0))[..., None]
+    pos = mid + (hi - mid) * np.maximum(t, 0)[..., None]
+    return np.where((t < 0)[..., None], neg, pos).astype(np.float32)
+
+
+def attribution_rgb(attributions: np.ndarray) -> np.ndarray:
+    """(F, C, H, W) attributions -> (F, H, W, 3) colours: channel sum, one scale per filter."""
+    summed = np.asarray(attributions, dtype=np.float64).sum(axis=1)
+    return np.stack([diverging(a) for a in summed])
+
+
+def tiles(result: Explanation) -> np.ndarray:
+    """(F, H, W, 3) float32 tiles of a result: the images, or the attributions' colours."""
+    if result.images is not None:
+        imgs = np.asarray(result.images, dtype=np.float32)
+        return np.repeat(imgs, 3, axis=-1) if imgs.shape[-1] == 1 else imgs
+    assert result.attributions is not None
+    return attribution_rgb(result.attributions)
+
+
+def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 64) -> Path:
+    """A mosaic of the result, one tile per filter labelled with its index, written atomically.
+
+    A two-line caption names the model, layer and method, and says UNTRAINED (in red) for
+    random weights.
+
+    Tiles smaller than `min_tile` pixels are enlarged (nearest neighbour).
+    """
+    from PIL import Image, ImageDraw
+
+    stack = tiles(result)
+    h = stack.shape[1]
+    zoom = max(1, -(-min_tile // h))
+    if zoom > 1:
+        stack = stack.repeat(zoom, axis=1).repeat(zoom, axis=2)
+    tile_h, tile_w = stack.shape[1:3]
+    label = 12
+    framed = np.ones((len(stack), tile_h + label, tile_w, 3), np.float32)
+    framed[:, label:] = stack
+    body = (mosaic(framed, gap=2, fill=1.0) * 255).round().astype(np.uint8)
+    header = 2 * label  # caption: model, layer, method; UNTRAINED in red when it is
+    pixels = np.full((body.shape[0] + header, max(body.shape[1], 320), 3), 255, np.uint8)
+    pixels[header:, : body.shape[1]] = body
+    img = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(img)
+    meta = result.meta
+    draw.text((1, 0), f"{meta.get('name', '')} {result.layer}: {result.method}", fill=(0, 0, 0))
+    if meta.get("trained", True):
+        draw.text((1, label), f"weights: {meta.get('weights', '')}", fill=(0, 0, 0))
+    else:
+        draw.text((1, label), "UNTRAINED: random weights", fill=(200, 0, 0))
+    origins = tile_origins(len(stack), (tile_h + label, tile_w), gap=2)
+    for (row, col), f in zip(origins, result.filters, strict=True):
+        draw.text((int(col) + 1, int(row) + header), str(f), fill=(0, 0, 0))
+    path = Path(path)
+    try:
+        with atomic_write(path, "wb") as fh:
+            img.save(fh, format="PNG")
+    except OSError as exc:
+        raise KernelSpecError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
