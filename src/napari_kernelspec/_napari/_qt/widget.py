@@ -19,7 +19,7 @@ Responsiveness
 Lifetime
 --------
 When the widget leaves its dock (closed, or the viewer closes) it shuts down: workers are
-asked to quit and detached (their late signals reach nothing), progress bars in napari's
+detached (daemon threads whose late results reach nothing), progress bars in napari's
 activity panel are closed, and every viewer, camera and layer callback is disconnected. A
 new widget adopts the layers a previous one left in the viewer instead of adding copies.
 
@@ -40,6 +40,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,8 @@ _VIEW_CHOICE_LABELS = {"raw": "raw weights (channel 0)"}
 #: Metadata key marking layers the widget manages (a reopened widget adopts them).
 _OWNER_KEY = "widget"
 _HOVER_MARK = "  ▸ "
+#: Share of the canvas the fitted mosaic fills (the rest is margin around the frames).
+_FIT_FILL = 0.92
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,45 @@ class _Latest:
         return self.closed or generation < self.generation
 
 
+class _Job:
+    """One `compute` call on a daemon thread, reported back through a Qt signal.
+
+    A daemon thread, not a Qt thread pool: a load cannot be interrupted, and a pool thread
+    still running when the viewer closes reported into deleted Qt objects and aborted the
+    process (exit 134). A daemon thread never keeps the process alive, and once the widget
+    closed it reports nothing.
+    """
+
+    def __init__(
+        self, request: Request, run: Callable[[], Outcome], latest: _Latest, bridge: Any
+    ) -> None:
+        self.request = request
+        self._run = run
+        self._latest = latest
+        self._bridge = bridge
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+        self.warnings: list[str] = []
+
+    def start(self) -> None:
+        threading.Thread(target=self._main, name="kernelspec-worker", daemon=True).start()
+
+    def _main(self) -> None:
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                self.outcome = self._run()
+            except Exception as exc:  # reported on the main thread with its traceback
+                self.error = exc
+        self.warnings = [str(w.message) for w in caught]
+        if self._latest.closed:
+            return
+        with contextlib.suppress(RuntimeError):  # the widget was deleted meanwhile
+            self._bridge.done.emit(self)
+
+
 class _NullFile:
     """A file that drops what is written: napari's progress must never print to a terminal."""
 
@@ -280,7 +322,9 @@ class KernelSpectrumWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, autostart: bool = True) -> None:
         super().__init__(labels=True)
-        self.viewer = napari_viewer
+        # napari hands plugins a proxy that makes a new wrapper object on every attribute
+        # access, so layers could not be told apart by identity: keep the viewer itself.
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self._latest = _Latest()
         self._applied = 0
         self._worker: Any = None
@@ -297,6 +341,7 @@ class KernelSpectrumWidget(Container):
         self._current_filter: int | None = None
         self._highlight: list[int] = []
         self._closed = False
+        self._syncing = False
         self._connections: list[tuple[Any, Callable[..., Any]]] = []
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -428,8 +473,15 @@ class KernelSpectrumWidget(Container):
 
     def _setup_qt(self) -> None:
         from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+        from qtpy.QtCore import Signal as QtSignal
         from qtpy.QtGui import QKeySequence, QShortcut
         from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy
+
+        class _Bridge(QObject):
+            done = QtSignal(object)
+
+        self._bridge = _Bridge(self.native)
+        self._bridge.done.connect(self._on_done)
 
         self._debounce = QTimer()
         self._debounce.setSingleShot(True)
@@ -578,8 +630,6 @@ class KernelSpectrumWidget(Container):
         return request
 
     def _start(self, request: Request) -> None:
-        from superqt.utils import create_worker
-
         bank = self._banks.get(request.bank_key)
         result = self._result if analysis_matches(self._result, request) else None
         shown = None
@@ -588,23 +638,28 @@ class KernelSpectrumWidget(Container):
         what = "Loading" if bank is None else "Analysing" if result is None else "Rendering"
         desc = f"{what} {Path(request.source).name if bank is None else bank.display_name}"
         latest, generation = self._latest, request.generation
-        worker = create_worker(
-            compute,
-            request,
-            bank,
-            result,
-            shown,
-            lambda: latest.stale(generation),
-            _start_thread=False,
+        job = _Job(
+            request=request,
+            run=lambda: compute(request, bank, result, shown, lambda: latest.stale(generation)),
+            latest=latest,
+            bridge=self._bridge,
         )
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda exc, g=generation: self._on_errored(g, exc))
-        worker.warned.connect(self._on_warned)
-        worker.finished.connect(lambda w=worker: self._on_finished(w))
-        self._worker = worker
+        self._worker = job
         self._open_progress(desc)
         self.hover.value = f"{desc}…"
-        worker.start()
+        job.start()
+
+    def _on_done(self, job: _Job) -> None:
+        """A job finished (main thread): warnings, then its result or error, then the next."""
+        if self._closed or job is not self._worker:
+            return
+        for message in job.warnings:
+            self._on_warned((message,))
+        if job.error is not None:
+            self._on_errored(job.request.generation, job.error)
+        elif job.outcome is not None:
+            self._on_returned(job.outcome)
+        self._on_finished(job)
 
     def _open_progress(self, desc: str) -> None:
         """An indeterminate bar in napari's activity panel (never printed to a terminal)."""
@@ -708,7 +763,8 @@ class KernelSpectrumWidget(Container):
                 self._watch_layer(lay)
 
     def _watch_layer(self, layer: Any) -> None:
-        self._connect(layer.events.visible, self._on_layer_visible)
+        # The layer itself is bound in (a napari event's `source` is not always the layer).
+        self._connect(layer.events.visible, partial(self._on_layer_visible, layer))
 
     def _apply(self, outcome: Outcome) -> None:
         from ..layers import MosaicGeometry, spectrum_colormap
@@ -787,23 +843,22 @@ class KernelSpectrumWidget(Container):
     def _apply_visibility(self) -> None:
         show = self.show_.value
         layers = self.layers
-        for role in SHOW:
-            if role in layers:
-                with layers[role].events.visible.blocker(self._on_layer_visible):
+        self._syncing = True
+        try:
+            for role in SHOW:
+                if role in layers:
                     layers[role].visible = show == role
+        finally:
+            self._syncing = False
 
-    def _on_layer_visible(self, event: Any = None) -> None:
+    def _on_layer_visible(self, layer: Any, event: Any = None) -> None:
         """Keep the "show" control in step with the layer list's eye buttons."""
+        if self._closed or self._syncing or not layer.visible:
+            return
         layers = self.layers
-        source = getattr(event, "source", None)
         for role in SHOW:
-            if role in layers and layers[role] is source and source.visible:
-                other = SHOW[1 - SHOW.index(role)]
-                with self.show_.changed.blocked():
-                    self.show_.value = role
-                if other in layers:
-                    with layers[other].events.visible.blocker(self._on_layer_visible):
-                        layers[other].visible = False
+            if layers.get(role) is layer and self.show_.value != role:
+                self.show_.value = role  # -> _apply_visibility hides the other one
         self._refresh_hover()
 
     def toggle_show(self) -> None:
@@ -819,7 +874,7 @@ class KernelSpectrumWidget(Container):
     def _disconnect_layer(self, layer: Any) -> None:
         keep = []
         for emitter, callback in self._connections:
-            if getattr(emitter, "source", None) is layer:
+            if getattr(callback, "args", (None,))[:1] == (layer,):
                 with contextlib.suppress(Exception):
                     emitter.disconnect(callback)
             else:
@@ -975,8 +1030,24 @@ class KernelSpectrumWidget(Container):
         self.focus_filter(int(np.clip(current + step, 0, self._result.n_filters - 1)))
 
     def _fit(self) -> None:
-        """Fit the camera to the mosaic, frames included, with a margin."""
-        self.viewer.reset_view()
+        """Fit the camera to the mosaic, frames included, with a margin on every side.
+
+        From the mosaic's own bounds: napari's layer extents can lag behind a data change
+        within the same event-loop turn (seen after switching to the seed method).
+        """
+        from ..layers import MosaicGeometry
+
+        layer = self.layers.get("clusters")
+        if layer is None:
+            self.viewer.reset_view()
+            return
+        geometry = MosaicGeometry.from_dict(layer.metadata["kernelspec"]["geometry"])
+        (y0, x0), (y1, x1) = geometry.bounds()
+        height, width = (float(v) for v in self.viewer.canvas.size)
+        camera = self.camera
+        camera.center = ((y0 + y1) / 2, (x0 + x1) / 2)
+        if height > 0 and width > 0:
+            camera.zoom = _FIT_FILL * min(height / (y1 - y0), width / (x1 - x0))
 
     @property
     def camera(self) -> Any:
@@ -1175,13 +1246,7 @@ class KernelSpectrumWidget(Container):
         with contextlib.suppress(RuntimeError):
             self._debounce.stop()
         self._pending = None
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            with contextlib.suppress(Exception):
-                worker.quit()
-            for signal in (worker.returned, worker.errored, worker.warned, worker.finished):
-                with contextlib.suppress(Exception):
-                    signal.disconnect()
+        self._worker = None  # a running job sees `closed` and reports nothing
         self._close_progress()
         for emitter, callback in self._connections:
             with contextlib.suppress(Exception):
@@ -1232,9 +1297,13 @@ def _update_layer(layer: Any, data: LayerData) -> None:
         layer.data = data.data
         if "contrast_limits" in kwargs:
             layer.contrast_limits = kwargs["contrast_limits"]
-    if data.data is not None or data.layer_type == "points":
-        layer.scale = kwargs.get("scale", (1.0, 1.0))
-        layer.translate = kwargs.get("translate", (0.0, 0.0))
+    # The grid can change without new pixels (the seed method's smaller spectra).
+    scale = tuple(kwargs.get("scale", (1.0, 1.0)))
+    translate = tuple(kwargs.get("translate", (0.0, 0.0)))
+    if tuple(layer.scale) != scale:
+        layer.scale = scale
+    if tuple(layer.translate) != translate:
+        layer.translate = translate
     layer.metadata = dict(kwargs["metadata"])
 
 
