@@ -79,12 +79,15 @@ GAP_FILL = 0.5
 #: Colour of the gaps between tiles on both mosaics.
 GAP_RGBA = (0.5, 0.5, 0.5, 1.0)
 
-#: Frame width as a fraction of the tile (inside the tile, scaled with it).
-FRAME_WIDTH = 0.09
+#: Frame width as a fraction of the marker (scaled with the tile).
+FRAME_WIDTH = 0.1
+
+#: Outer side of a frame as a fraction of the tile: frames stay inside their tile.
+FRAME_OUTER = 0.97
 
 #: Text size of the filter index as a fraction of the tile's size on screen, and the smallest
 #: readable size in screen pixels (below it the indices are hidden until zoomed in).
-INDEX_TEXT_FRACTION = 0.26
+INDEX_TEXT_FRACTION = 0.2
 INDEX_TEXT_MIN_PX = 7.0
 
 #: Canvas side (screen pixels) assumed for the initial index text size, before any zoom.
@@ -523,14 +526,19 @@ def clusters_layer(result: AnalysisResult, geometry: MosaicGeometry | None = Non
         / max(geometry.bounds()[1][1] - geometry.bounds()[0][1], 1.0)
     )
     size, shown = index_text_size(tile_px)
-    offset = -0.5 * geometry.tile + FRAME_WIDTH * geometry.tile
+    # vispy draws a marker's border outside its size: size the marker so that the border's
+    # outer edge is FRAME_OUTER of the tile, and put the index just inside the frame's
+    # top-left corner (the text hangs above its anchor, hence the text height added).
+    marker = FRAME_OUTER * geometry.tile / (1 + 2 * FRAME_WIDTH)
+    inner = -0.5 * marker + 0.04 * geometry.tile
+    translation = [inner + INDEX_TEXT_FRACTION * geometry.tile, inner]
     meta = _common(result, geometry, "clusters")
     return LayerData(
         data=geometry.centres(),
         kwargs={
             "name": layer_names(model_label(result.bank))["clusters"],
             "symbol": "square",
-            "size": float(geometry.tile),
+            "size": float(marker),
             "face_color": "transparent",
             "border_color": cluster_edge_colors(result.labels),
             "border_width": FRAME_WIDTH,
@@ -542,7 +550,7 @@ def clusters_layer(result: AnalysisResult, geometry: MosaicGeometry | None = Non
                 "size": size,
                 "visible": shown,
                 "color": "white",
-                "translation": [offset, offset],
+                "translation": translation,
             },
             "metadata": {"kernelspec": meta},
         },

@@ -373,7 +373,7 @@ def test_visibility_renames_and_refit(docked, qtbot, wait_idle):
 def test_index_text_follows_zoom(docked, qtbot, wait_idle):
     _viewer, widget = docked
     clusters = widget.layers["clusters"]
-    tile = float(clusters.size[0])
+    tile = float(clusters.metadata["kernelspec"]["geometry"]["tile"])
     widget.camera.zoom = 8.0 / tile  # tiles 8 px wide: unreadable
     assert not clusters.text.visible
     widget.camera.zoom = 200.0 / tile

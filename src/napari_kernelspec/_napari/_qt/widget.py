@@ -1062,7 +1062,8 @@ class KernelSpectrumWidget(Container):
         layer = self.layers.get("clusters")
         if self._closed or layer is None:
             return
-        tile = float(layer.size[0]) if len(layer.size) else 0.0
+        meta = layer.metadata["kernelspec"]["geometry"]
+        tile = float(meta["tile"])
         size, shown = index_text_size(tile * float(self.camera.zoom))
         key = (round(size), shown)
         if key == self._text_size:
