@@ -302,6 +302,11 @@ def test_features_table_rows_and_frames_are_linked(docked, qtbot, wait_idle):
     assert result.n_clusters >= 3
     focused: list[int] = []
     widget.filter_focused.connect(focused.append)
+    # The table fits: no row numbers, no sideways scrolling; swatches survive selection.
+    native = widget.table.native
+    assert not native.verticalHeader().isVisible()
+    assert native.horizontalScrollBar().maximum() == 0
+    assert not native.item(1, 0).icon().isNull()
     # A row selects its cluster's members in the canvas.
     widget.table.native.selectRow(1)
     assert widget.highlighted == result.clusters[1]
@@ -343,7 +348,7 @@ def test_keyboard_steps_filters_and_toggles_view(docked, qtbot, wait_idle):
 
 
 def test_visibility_renames_and_refit(docked, qtbot, wait_idle):
-    _viewer, widget = docked
+    viewer, widget = docked
     layers = widget.layers
     # The eye button and the "show" control stay in step.
     layers["spectra"].visible = True
@@ -364,8 +369,16 @@ def test_visibility_renames_and_refit(docked, qtbot, wait_idle):
     height, width = layers["spectra"].data.shape
     centre = np.asarray(widget.camera.center[-2:])
     np.testing.assert_allclose(centre, (np.array([height, width]) - 1) / 2, atol=1.0)
+    # Hover text in the status bar about AlexNet's filter 60 ...
+    viewer.mouse_over_canvas = True
+    position = tuple(layers["clusters"].data[60])
+    viewer.cursor.position = position
+    viewer.status = layers["kernels"].get_status(position, world=True)
+    assert "filter 60 ·" in str(viewer.status["coordinates"])
     widget.model.value = "lenet5"
     wait_idle(widget)
+    # ... is gone once LeNet5 (6 filters) is shown.
+    assert "filter 60" not in str(viewer.status), viewer.status
     assert layers["kernels"].name == "my kernels"
     assert layers["spectra"].name == "LeNet5 (untrained) spectra"
 
