@@ -414,3 +414,48 @@ def test_exports(docked, qtbot, wait_idle, tmp_path):
     png = Image.open(widget.export_view(tmp_path / "view.png"))
     assert png.format == "PNG" and np.asarray(png).std() > 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["filters.csv", "kernels.npy", "view.png"]
+
+
+def test_auto_threshold_starts_the_slider_at_the_chosen_value(
+    make_napari_viewer, qtbot, wait_idle, monkeypatch
+):
+    """Where `analyze` accepts threshold="auto", the widget asks for it and shows its choice."""
+    import dataclasses
+
+    import napari_kernelspec.analysis.pipeline as pipeline
+    from napari_kernelspec._napari._qt.widget import KernelSpectrumWidget
+
+    chosen = 0.912
+    real_check, real_analyze = pipeline.check_parameters, pipeline.analyze
+    asked: list[object] = []
+
+    def check(method, threshold, min_samples):
+        real_check(method, chosen if threshold == "auto" else threshold, min_samples)
+
+    def analyze(bank, method="response", threshold="auto", min_samples=2, **kwargs):
+        asked.append(threshold)
+        value = chosen if threshold == "auto" else threshold
+        result = real_analyze(bank, method, value, min_samples, **kwargs)
+        return dataclasses.replace(result, threshold=value)
+
+    monkeypatch.setattr(pipeline, "check_parameters", check)
+    monkeypatch.setattr(pipeline, "analyze", analyze)
+    viewer = make_napari_viewer(show=True)
+    widget = KernelSpectrumWidget(viewer, autostart=False)
+    viewer.window.add_dock_widget(widget)
+    assert widget.auto_threshold.value and widget.auto_threshold.enabled
+    widget.weights.value = "random"
+    wait_idle(widget)
+    assert asked == ["auto"]
+    assert widget.threshold.value == pytest.approx(chosen)
+    # Another model keeps asking for "auto"; moving the slider switches it off.
+    widget.model.value = "lenet5"
+    wait_idle(widget)
+    assert asked[-1] == "auto"
+    widget.threshold.value = 0.8
+    wait_idle(widget)
+    assert not widget.auto_threshold.value
+    assert asked[-1] == pytest.approx(0.8)
+    widget.auto_threshold.value = True
+    wait_idle(widget)
+    assert asked[-1] == "auto" and widget.threshold.value == pytest.approx(chosen)

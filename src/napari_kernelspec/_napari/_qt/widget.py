@@ -161,16 +161,20 @@ class Outcome:
     cancelled: bool = False
 
 
-def analysis_matches(result: AnalysisResult | None, request: Request) -> bool:
-    """True if `result` is the analysis `request` asks for (bank aside)."""
+def analysis_matches(
+    result: AnalysisResult | None, request: Request, asked: float | str | None = None
+) -> bool:
+    """True if `result` is the analysis `request` asks for (bank aside).
+
+    `asked` is the threshold of the request that produced `result` ("auto" or a number):
+    an automatic threshold matches only another automatic one, whatever value it chose.
+    """
     if result is None:
         return False
     if (result.method, result.min_samples) != (request.method, request.min_samples):
         return False
-    if request.threshold == AUTO:
-        return getattr(result, "threshold_rule", None) == AUTO
-    if getattr(result, "threshold_rule", None) == AUTO:
-        return False
+    if AUTO in (request.threshold, asked):
+        return request.threshold == asked
     return math.isclose(float(result.threshold), float(request.threshold), abs_tol=5e-7)
 
 
@@ -332,6 +336,7 @@ class KernelSpectrumWidget(Container):
         self._progress: Any = None
         self._banks: OrderedDict[tuple[str, str], KernelBank] = OrderedDict()
         self._result: AnalysisResult | None = None
+        self._asked: float | str | None = None  # threshold asked for `_result`
         self._bank: KernelBank | None = None
         self._view_of_layers: str | None = None
         self._layers: dict[str, Any] = {}
@@ -616,7 +621,7 @@ class KernelSpectrumWidget(Container):
             and len(self.layers) == 3
             and self._result is not None
             and self._result.bank is bank
-            and analysis_matches(self._result, request)
+            and analysis_matches(self._result, request, self._asked)
             and request.view == self._view_of_layers
         ):
             # Nothing to recompute (e.g. a slider moved back): it is what is shown.
@@ -631,7 +636,7 @@ class KernelSpectrumWidget(Container):
 
     def _start(self, request: Request) -> None:
         bank = self._banks.get(request.bank_key)
-        result = self._result if analysis_matches(self._result, request) else None
+        result = self._result if analysis_matches(self._result, request, self._asked) else None
         shown = None
         if len(self.layers) == 3 and self._result is not None and self._view_of_layers:
             shown = (self._result, self._view_of_layers)
@@ -817,7 +822,8 @@ class KernelSpectrumWidget(Container):
         self._bank = result.bank
         self._result = result
         self._view_of_layers = outcome.request.view
-        if self._auto_supported and getattr(result, "threshold_rule", None) == AUTO:
+        self._asked = outcome.request.threshold
+        if outcome.request.threshold == AUTO:
             with self.threshold.changed.blocked():
                 self.threshold.value = float(np.clip(result.threshold, 0.5, 0.999))
         with self.focus.changed.blocked():
