@@ -526,11 +526,11 @@ def clusters_layer(result: AnalysisResult, geometry: MosaicGeometry | None = Non
         / max(geometry.bounds()[1][1] - geometry.bounds()[0][1], 1.0)
     )
     size, shown = index_text_size(tile_px)
-    # vispy draws a marker's border outside its size: size the marker so that the border's
-    # outer edge is FRAME_OUTER of the tile, and put the index just inside the frame's
+    # vispy centres a marker's border on its edge (half outside): size the marker so the
+    # border's outer edge is FRAME_OUTER of the tile; the index goes inside the frame's
     # top-left corner (the text hangs above its anchor, hence the text height added).
-    marker = FRAME_OUTER * geometry.tile / (1 + 2 * FRAME_WIDTH)
-    inner = -0.5 * marker + 0.04 * geometry.tile
+    marker = FRAME_OUTER * geometry.tile / (1 + FRAME_WIDTH)
+    inner = -0.5 * marker + 0.08 * geometry.tile
     translation = [inner + INDEX_TEXT_FRACTION * geometry.tile, inner]
     meta = _common(result, geometry, "clusters")
     return LayerData(

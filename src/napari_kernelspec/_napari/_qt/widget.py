@@ -856,6 +856,7 @@ class KernelSpectrumWidget(Container):
                     layers[role].visible = show == role
         finally:
             self._syncing = False
+        self._refresh_hover()  # the hover text of the layer now hidden must go
 
     def _on_layer_visible(self, layer: Any, event: Any = None) -> None:
         """Keep the "show" control in step with the layer list's eye buttons."""
