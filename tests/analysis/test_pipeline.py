@@ -142,3 +142,23 @@ def test_bank_is_read_only_and_reports_provenance():
         bank.weights[0, 0, 0, 0] = 5
     with pytest.raises(ValueError, match="source"):
         KernelBank(np.ones((1, 1, 1, 1)), "m", "l", "imagenet")
+
+
+@pytest.mark.parametrize("method", ["response", "seed"])
+def test_rethreshold_equals_a_new_analysis(method):
+    from napari_kernelspec.analysis.pipeline import rethreshold
+
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(40, 3, 7, 7)).astype(np.float32)
+    weights[7] = weights[3]
+    weights[9] = -weights[3]
+    bank = KernelBank(weights, model="toy", layer="conv1", source="array")
+    first = analyze(bank, method=method, threshold=0.93)
+    for threshold in (0.5, 0.8, 0.97):
+        fast = rethreshold(first, threshold)
+        full = analyze(bank, method=method, threshold=threshold)
+        assert fast is not None and fast.threshold == threshold
+        np.testing.assert_array_equal(fast.labels, full.labels)
+        assert fast.duplicates == full.duplicates and fast.sign_pairs == full.sign_pairs
+    with pytest.raises(KernelSpecError):
+        rethreshold(first, 1.5)

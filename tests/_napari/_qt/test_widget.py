@@ -220,13 +220,18 @@ def test_thirty_quick_slider_changes_end_on_the_last_value(docked, qtbot, wait_i
 
     viewer, widget = docked
     analysed: list[float] = []
-    real = pipeline.analyze
+    real, real_fast = pipeline.analyze, pipeline.rethreshold
 
     def counting(bank, *args, **kwargs):
         analysed.append(kwargs.get("threshold"))
         return real(bank, *args, **kwargs)
 
+    def counting_fast(result, threshold):
+        analysed.append(threshold)
+        return real_fast(result, threshold)
+
     monkeypatch.setattr(pipeline, "analyze", counting)
+    monkeypatch.setattr(pipeline, "rethreshold", counting_fast)
     values = np.linspace(0.6, 0.97, 30).round(3)
     for value in values:
         widget.threshold.value = float(value)
@@ -438,8 +443,15 @@ def test_auto_threshold_starts_the_slider_at_the_chosen_value(
         result = real_analyze(bank, method, value, min_samples, **kwargs)
         return dataclasses.replace(result, threshold=value)
 
+    real_fast = pipeline.rethreshold
+
+    def rethreshold(result, threshold):
+        asked.append(threshold)
+        return real_fast(result, threshold)
+
     monkeypatch.setattr(pipeline, "check_parameters", check)
     monkeypatch.setattr(pipeline, "analyze", analyze)
+    monkeypatch.setattr(pipeline, "rethreshold", rethreshold)
     viewer = make_napari_viewer(show=True)
     widget = KernelSpectrumWidget(viewer, autostart=False)
     viewer.window.add_dock_widget(widget)

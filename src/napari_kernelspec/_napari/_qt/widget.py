@@ -205,7 +205,6 @@ def compute(
     Outcome
         With ``error`` set instead of raising for a `KernelSpecError`.
     """
-    from ...analysis.pipeline import analyze
     from .. import layers as _layers
 
     try:
@@ -217,7 +216,16 @@ def compute(
             bank = load_kernels(request.source, weights=request.weights)
         if is_stale():
             return Outcome(request, bank=bank, cancelled=True)
+        old = shown[0] if shown is not None else None
+        if (result is None or result.bank is not bank) and _can_rethreshold(old, bank, request):
+            # A threshold change: clusters and pairs from the shown analysis' similarity
+            # matrices (milliseconds, not the whole analysis). None for a newer result type.
+            from ...analysis import pipeline
+
+            result = pipeline.rethreshold(old, float(request.threshold))  # type: ignore[arg-type]
         if result is None or result.bank is not bank:
+            from ...analysis.pipeline import analyze
+
             result = analyze(
                 bank,
                 method=request.method,
@@ -238,6 +246,17 @@ def compute(
     except KernelSpecError as exc:
         return Outcome(request, bank=bank, error=str(exc))
     return Outcome(request, bank=bank, result=result, layers=built)
+
+
+def _can_rethreshold(
+    old: AnalysisResult | None, bank: KernelBank | None, request: Request
+) -> bool:
+    return (
+        old is not None
+        and old.bank is bank
+        and request.threshold != AUTO
+        and (old.method, old.min_samples) == (request.method, request.min_samples)
+    )
 
 
 class _Latest:
