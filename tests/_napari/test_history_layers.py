@@ -42,14 +42,19 @@ def test_every_layer_gets_a_leading_step_axis_in_step_order(gabor):
     assert kernels.kwargs["scale"] == (1.0, *single[0][1].kwargs["scale"])
     assert kernels.kwargs["translate"] == (0.0, *single[0][1].kwargs["translate"])
     assert [spectra.kwargs["name"], kernels.kwargs["name"]] == ["run spectra", "run kernels"]
-    # clusters: rectangles carry their step as the first coordinate
+    # clusters: one frame marker per filter and step, the step as the first coordinate
     sizes = [int((r.labels >= 0).sum()) for r in results]
     assert sizes == [2, 3, 4]
-    steps_of_rects = [int(rect[0, 0]) for rect in clusters.data]
-    assert steps_of_rects == [0] * 2 + [1] * 3 + [2] * 4
-    assert clusters.kwargs["features"]["step"].tolist() == steps_of_rects
-    assert all(rect.shape == (4, 3) for rect in clusters.data)
-    np.testing.assert_array_equal(clusters.data[2][:, 1:], single[1][2].data[0])
+    n = results[0].n_filters
+    assert clusters.data.shape == (3 * n, 3)
+    assert clusters.data[:, 0].tolist() == [0.0] * n + [1.0] * n + [2.0] * n
+    assert clusters.kwargs["features"]["step"].tolist() == [0] * n + [1] * n + [2] * n
+    np.testing.assert_array_equal(clusters.data[n : 2 * n, 1:], single[1][2].data)
+    clustered = [
+        int((clusters.kwargs["features"]["cluster"][t * n : (t + 1) * n] >= 0).sum())
+        for t in range(3)
+    ]
+    assert clustered == sizes  # the table says which filters are clustered at each step
 
 
 def test_step_metadata_and_names_follow_the_slider(gabor):

@@ -9,8 +9,10 @@ from napari_kernelspec._napari.layers import (
     MosaicGeometry,
     clusters_layer,
     describe_position,
+    filter_table_csv,
     geometry_for,
     layer_data,
+    place_beside,
 )
 from napari_kernelspec.analysis import analyze
 from napari_kernelspec.base.bank import KernelBank
@@ -62,24 +64,80 @@ def test_layer_data_shapes_and_metadata():
     np.testing.assert_array_equal(spectra.kwargs["metadata"]["frequencies"], result.frequencies)
     members = np.flatnonzero(result.labels >= 0)
     assert {2, 5, 9} <= set(members.tolist())
-    assert len(clusters.data) == members.size
-    np.testing.assert_array_equal(clusters.kwargs["features"]["filter"], members)
-    assert clusters.kwargs["text"]["string"] == "{filter}"
-    edge = clusters.kwargs["edge_color"]
-    assert edge.shape == (members.size, 4)
-    assert len(np.unique(edge.round(6), axis=0)) == result.n_clusters
+    # One point per filter, at its tile's centre, point i = filter i.
+    assert clusters.layer_type == "points"
+    np.testing.assert_allclose(clusters.data, [g.centre(i) for i in range(g.n)])
+    features = clusters.kwargs["features"]
+    np.testing.assert_array_equal(features["index"], np.arange(g.n))
+    np.testing.assert_array_equal(features["cluster"], result.labels)
+    np.testing.assert_array_equal(features["peak_frequency"], result.descriptors["peak_frequency"])
+    assert clusters.kwargs["text"]["string"] == "{index}"
+    # Frames: the cluster's colour on members, none (transparent) on unclustered filters.
+    border = clusters.kwargs["border_color"]
+    assert border.shape == (g.n, 4)
+    np.testing.assert_array_equal(border[:, 3] > 0, result.labels >= 0)
+    assert len(np.unique(border[members].round(6), axis=0)) == result.n_clusters
+    np.testing.assert_array_equal(border[2], border[5])  # planted duplicates share a colour
+    assert clusters.kwargs["border_width_is_relative"]
     assert [d.role for d in (spectra, kernels, clusters)] == ["spectra", "kernels", "clusters"]
 
 
-def test_no_cluster_gives_an_empty_shapes_layer():
+def test_gaps_are_mid_grey_and_spectrum_gaps_nan():
+    result = analyze(_bank(), threshold=0.9)
+    spectra, kernels, _ = layer_data(result, "colour")
+    g = MosaicGeometry.from_dict(kernels.kwargs["metadata"]["kernelspec"]["geometry"])
+    k = g.kernel_shape[0]
+    np.testing.assert_array_equal(kernels.data[k, :, :], 0.5)  # gap row between tile rows
+    assert np.isnan(spectra.data[g.tile : g.tile + g.gap]).all()
+    assert not np.isnan(spectra.data[: g.tile, : g.tile]).any()
+
+
+def test_no_cluster_gives_no_frames_but_every_index():
     import dataclasses
 
     result = analyze(_bank(), threshold=0.9)
     result = dataclasses.replace(result, labels=np.full(result.n_filters, -1))
-    shapes = clusters_layer(result)
-    assert shapes.data == []
-    assert isinstance(shapes.kwargs["edge_color"], str)
-    assert shapes.kwargs["features"]["filter"].size == 0
+    points = clusters_layer(result)
+    assert len(points.data) == result.n_filters
+    assert (points.kwargs["border_color"][:, 3] == 0).all()
+    np.testing.assert_array_equal(points.kwargs["features"]["cluster"], -1)
+
+
+def test_filter_table_csv_neutralises_formulas():
+    import csv
+    import io
+
+    bank = KernelBank(_bank().weights, model="=cmd|' /C calc'!A0", layer="@SUM(1)", source="array")
+    result = analyze(bank, threshold=0.9)
+    rows = list(csv.reader(io.StringIO(filter_table_csv(result))))
+    header, body = rows[0], rows[1:]
+    assert header[:5] == ["model", "layer", "weights", "index", "cluster"]
+    assert len(body) == result.n_filters
+    assert body[0][0] == "'=cmd|' /C calc'!A0" and body[0][1] == "'@SUM(1)"
+    assert [int(r[3]) for r in body] == list(range(result.n_filters))
+    assert [int(r[4]) for r in body] == result.labels.tolist()
+    peak = header.index("peak_frequency")
+    np.testing.assert_allclose(
+        [float(r[peak]) for r in body], result.descriptors["peak_frequency"], rtol=1e-12
+    )
+
+
+def test_origin_moves_every_layer_and_hover_follows():
+    result = analyze(_bank(), threshold=0.9)
+    at_zero = layer_data(result)
+    moved = layer_data(result, origin=(0.0, 500.0))
+    g0 = MosaicGeometry.from_dict(at_zero[0].kwargs["metadata"]["kernelspec"]["geometry"])
+    g1 = MosaicGeometry.from_dict(moved[0].kwargs["metadata"]["kernelspec"]["geometry"])
+    assert g1.origin == (0.0, 500.0)
+    np.testing.assert_allclose(np.array(g1.centre(3)) - g0.centre(3), (0.0, 500.0))
+    np.testing.assert_allclose(moved[2].data - at_zero[2].data, [[0.0, 500.0]] * g0.n)
+    assert moved[0].kwargs["translate"] == (0.0, 500.0)
+    assert moved[1].kwargs["translate"][1] - at_zero[1].kwargs["translate"][1] == 500.0
+    meta = moved[0].kwargs["metadata"]["kernelspec"]
+    assert describe_position(meta, g1.centre(3)).startswith("filter 3 ·")
+    assert describe_position(meta, g0.centre(3)) is None
+    assert place_beside([]) == (0.0, 0.0)
+    assert place_beside([100.0, 40.0])[1] > 100.0
 
 
 def test_describe_position():

@@ -165,3 +165,27 @@ def test_seed_method_without_a_threshold_is_the_seed_tool(gabor):
     same = (result.labels[:, None] == result.labels[None]) == (labels[:, None] == labels[None])
     assert same.all() and ((result.labels < 0) == (labels < 0)).all()
     assert result.n_clusters >= 1
+
+
+@pytest.mark.parametrize("method", ["response", "seed"])
+def test_rethreshold_equals_a_new_analysis(method):
+    from napari_kernelspec.analysis.pipeline import rethreshold
+
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(40, 3, 7, 7)).astype(np.float32)
+    weights[7] = weights[3]
+    weights[9] = -weights[3]
+    bank = KernelBank(weights, model="toy", layer="conv1", source="array")
+    first = analyze(bank, method=method)  # the default rule (auto for response)
+    for threshold in (0.5, 0.8, 0.97):
+        fast = rethreshold(first, threshold)
+        full = analyze(bank, method=method, threshold=threshold)
+        assert fast is not None and fast.threshold == threshold
+        np.testing.assert_array_equal(fast.labels, full.labels)
+        assert fast.duplicates == full.duplicates and fast.sign_pairs == full.sign_pairs
+        assert fast.threshold_rule == full.threshold_rule == "fixed"
+        assert fast.redundancy_threshold == full.redundancy_threshold
+        assert fast.chance_clustered_fraction == full.chance_clustered_fraction
+        assert fast.chance_similarity == full.chance_similarity
+    with pytest.raises(KernelSpecError):
+        rethreshold(first, 1.5)

@@ -151,14 +151,49 @@ def read_weights(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTupl
 
 
 def _layers_of(source: str | Path) -> list[LayerDataTuple]:
-    """Load, analyse with the defaults, and lay out the three layers of `source`."""
+    """Load, analyse with the defaults, and lay out the three layers of `source`.
+
+    The kernels are shown and the spectra hidden (the two mosaics share one grid, so one
+    would cover the other). The new mosaic is placed to the right of any kernelspec layers
+    already in the current viewer, so files opened one after another do not pile up.
+    """
     from ..analysis.pipeline import analyze
     from ..sources.loading import load_kernels
-    from .layers import layer_data
+    from .layers import layer_data, place_beside, spectrum_colormap
 
     preload_torch()
     bank = load_kernels(source, weights="auto")
-    return [layer.as_tuple() for layer in layer_data(analyze(bank), DEFAULT_VIEW)]
+    origin = place_beside(_right_edges())
+    out = []
+    for layer in layer_data(
+        analyze(bank), DEFAULT_VIEW, origin=origin, colormap=spectrum_colormap()
+    ):
+        data, kwargs, layer_type = layer.as_tuple()
+        if layer.role == "spectra":
+            kwargs = {**kwargs, "visible": False}
+        out.append((data, kwargs, layer_type))
+    return out
+
+
+def _right_edges() -> list[float]:
+    """Right world edge of every layer in the current viewer (none without a viewer)."""
+    try:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+    except Exception:  # no Qt / no viewer: nothing to avoid
+        return []
+    if viewer is None:
+        return []
+    edges = []
+    for layer in viewer.layers:
+        try:
+            extent = layer.extent.world
+        except Exception:
+            continue
+        if extent is not None and len(extent[1]) and float("-inf") < float(extent[1][-1]):
+            edges.append(float(extent[1][-1]))
+    return edges
 
 
 def sample_lenet5() -> list[LayerDataTuple]:

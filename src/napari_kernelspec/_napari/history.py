@@ -52,28 +52,24 @@ def _stack_images(layers: Sequence[LayerData]) -> tuple[np.ndarray, dict[str, An
     return data, kwargs
 
 
-def _stack_shapes(layers: Sequence[LayerData]) -> tuple[list[np.ndarray], dict[str, Any]]:
-    rects: list[np.ndarray] = []
-    colours: list[np.ndarray] = []
+def _stack_points(layers: Sequence[LayerData]) -> tuple[np.ndarray, dict[str, Any]]:
+    """One frame marker per filter and step: points ``(t, row, column)``, a ``step`` column."""
+    points = [
+        np.column_stack([np.full(len(layer.data), float(t)), layer.data])
+        for t, layer in enumerate(layers)
+    ]
     features: dict[str, list[Any]] = {}
     for t, layer in enumerate(layers):
-        for rect in layer.data:
-            rects.append(np.column_stack([np.full(len(rect), float(t)), rect]))
-        edge = layer.kwargs["edge_color"]
-        if not isinstance(edge, str):
-            colours.append(np.asarray(edge))
-        n = len(layer.data)
-        features.setdefault("step", []).extend([t] * n)
-        for key, values in layer.kwargs["features"].items():
+        features.setdefault("step", []).extend([t] * len(layer.data))
+        for key, values in dict(layer.kwargs["features"]).items():
             features.setdefault(key, []).extend(list(values))
     kwargs = dict(layers[0].kwargs)
-    kwargs["edge_color"] = np.concatenate(colours) if colours else "white"
+    kwargs["border_color"] = np.concatenate([np.asarray(x.kwargs["border_color"]) for x in layers])
     kwargs["features"] = {k: np.asarray(v) for k, v in features.items()}
-    kwargs["ndim"] = 3
     text = dict(kwargs["text"])
     text["translation"] = [0.0, *text["translation"]]
     kwargs["text"] = text
-    return rects, kwargs
+    return np.concatenate(points), kwargs
 
 
 def history_layer_data(
@@ -99,8 +95,8 @@ def history_layer_data(
     -------
     list of LayerData
         Spectra ``(T, Y, X)``, kernels ``(T, y, x, 3)`` RGB with ``scale``/``translate``
-        of 3 axes, clusters: rectangles of (4, 3) corners ``(t, row, column)``, ``features``
-        with a ``step`` column.
+        of 3 axes, clusters: a frame marker per filter and step ``(t, row, column)``,
+        ``features`` with a ``step`` column.
     """
     from ..analysis.history import history_drift
 
@@ -122,7 +118,7 @@ def history_layer_data(
     for role, index in (("spectra", 0), ("kernels", 1), ("clusters", 2)):
         layers = [step[index] for step in per_step]
         if role == "clusters":
-            data, kwargs = _stack_shapes(layers)
+            data, kwargs = _stack_points(layers)
         else:
             data, kwargs = _stack_images(layers)
         kwargs["metadata"] = dict(kwargs["metadata"])

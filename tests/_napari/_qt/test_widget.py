@@ -57,13 +57,15 @@ def _check_layers(viewer, widget, model: str) -> None:
     kernel_corner = kernels.data_to_world((r0 * (k + 1) - 0.5, c0 * (k + 1) - 0.5))
     spectrum_corner = np.array(geometry.origins()[last], dtype=float) - 0.5
     np.testing.assert_allclose(kernel_corner, spectrum_corner, atol=1.0)
-    # One rectangle per clustered filter, coloured by cluster.
-    clustered = np.flatnonzero(result.labels >= 0)
-    assert len(clusters.data) == clustered.size
-    np.testing.assert_array_equal(clusters.features["filter"], clustered)
-    np.testing.assert_array_equal(clusters.features["cluster"], result.labels[clustered])
+    # One point per filter (point i = filter i), framed in its cluster's colour.
+    assert len(clusters.data) == n
+    np.testing.assert_array_equal(clusters.features["index"], np.arange(n))
+    np.testing.assert_array_equal(clusters.features["cluster"], result.labels)
     assert "peak_frequency" in clusters.features
-    assert list(clusters.text.values) == [str(i) for i in clustered]
+    np.testing.assert_array_equal(clusters.border_color[:, 3] > 0, result.labels >= 0)
+    # Every tile carries its index, clustered or not.
+    assert list(clusters.text.values) == [str(i) for i in range(n)]
+    assert not clusters.editable
 
 
 def test_eight_models_produce_three_layers_each(docked, qtbot, wait_idle):
@@ -93,19 +95,19 @@ def test_threshold_changes_clusters_in_place(docked, qtbot, wait_idle):
     clusters = widget.layers["clusters"]
     widget.threshold.value = 0.999
     wait_idle(widget)
-    tight = (len(clusters.data), clusters.edge_color.copy(), list(clusters.text.values))
+    tight = (clusters.border_color[:, 3] > 0).sum(), clusters.features["cluster"].to_numpy()
     widget.threshold.value = 0.5
     wait_idle(widget)
-    loose = (len(clusters.data), clusters.edge_color.copy(), list(clusters.text.values))
+    loose = (clusters.border_color[:, 3] > 0).sum(), clusters.features["cluster"].to_numpy()
     assert list(viewer.layers) == layers_before, "a threshold change adds no layer"
     assert widget.layers["clusters"] is clusters
     assert loose[0] > tight[0]
-    assert loose[2] != tight[2]
-    assert loose[1].shape != tight[1].shape or not np.allclose(loose[1], tight[1])
+    np.testing.assert_array_equal(loose[1], widget.result.labels)
     assert clusters.metadata["kernelspec"]["threshold"] == pytest.approx(0.5)
     # A colour per cluster: as many distinct edge colours as clusters.
     n_clusters = widget.result.n_clusters
-    assert len(np.unique(np.round(clusters.edge_color, 4), axis=0)) == n_clusters
+    framed = clusters.border_color[clusters.border_color[:, 3] > 0]
+    assert len(np.unique(np.round(framed, 4), axis=0)) == n_clusters
 
 
 def test_view_and_method_changes_do_not_reload(docked, qtbot, wait_idle, monkeypatch):
@@ -186,6 +188,14 @@ def test_hover_and_focus(docked, qtbot, wait_idle):
     viewer.status = viewer.layers[0].get_status(centre, world=True)
     assert f"filter {k} ·" in viewer.status["coordinates"]
     assert f"filter {k} ·" in widget.hover.value
+    # Over the kernels: the raw weight of every input channel at the pixel under the cursor.
+    kernels = widget.layers["kernels"]
+    ky, kx = divmod(k, geometry.ncols)
+    h, w = geometry.kernel_shape
+    pixel = (ky * (h + 1) + 2, kx * (w + 1) + 3)
+    world = kernels.data_to_world(pixel)
+    raw = result.bank.weights[k, :, 2, 3]
+    assert f"raw w(y 2, x 3) = ({', '.join(f'{v:+.4g}' for v in raw)})" in widget.hover_text(world)
     # Over the spectra it also reports the frequency under the cursor.
     widget.show_.value = "spectra"
     assert "c/px" in widget.hover_text(centre).split("f=")[-1]
@@ -206,3 +216,257 @@ def test_screenshot_is_not_blank(docked, qtbot, wait_idle):
     differs = np.abs(rgb - background).sum(axis=-1) > 30
     assert rgb.std() > 10
     assert differs.mean() > 0.05
+
+
+def test_thirty_quick_slider_changes_end_on_the_last_value(docked, qtbot, wait_idle, monkeypatch):
+    """A drag: 30 values 20 ms apart. Superseded values are never analysed; the last is shown."""
+    import napari_kernelspec.analysis.pipeline as pipeline
+
+    viewer, widget = docked
+    analysed: list[float] = []
+    real, real_fast = pipeline.analyze, pipeline.rethreshold
+
+    def counting(bank, *args, **kwargs):
+        analysed.append(kwargs.get("threshold"))
+        return real(bank, *args, **kwargs)
+
+    def counting_fast(result, threshold):
+        analysed.append(threshold)
+        return real_fast(result, threshold)
+
+    monkeypatch.setattr(pipeline, "analyze", counting)
+    monkeypatch.setattr(pipeline, "rethreshold", counting_fast)
+    values = np.linspace(0.6, 0.97, 30).round(3)
+    for value in values:
+        widget.threshold.value = float(value)
+        qtbot.wait(20)
+    wait_idle(widget)
+    last = float(values[-1])
+    assert widget.result.threshold == pytest.approx(last)
+    clusters = widget.layers["clusters"]
+    assert clusters.metadata["kernelspec"]["threshold"] == pytest.approx(last)
+    expected = pipeline.analyze(widget.bank, threshold=last).labels
+    np.testing.assert_array_equal(clusters.features["cluster"], expected)
+    assert analysed[-2] == pytest.approx(last)  # [-1] is the check just above
+    assert len(analysed) - 1 <= 3, f"superseded values were analysed: {analysed}"
+    assert len(_kernelspec_layers(viewer)) == 3
+
+
+def test_close_disconnects_and_reopen_adopts_layers(docked, qtbot, wait_idle):
+    from napari_kernelspec._napari._qt.widget import WIDGET_NAME
+
+    viewer, widget = docked
+    layers = dict(widget.layers)
+    names = sorted(lay.name for lay in viewer.layers)
+    viewer.window.remove_dock_widget(widget.native)
+    assert widget.closed
+    # Nothing reaches a closed widget: no request, no hover text, no status text.
+    assert widget.request_update() is None
+    widget.hover.value = ""
+    centre = layers["clusters"].data[3]
+    viewer.cursor.position = tuple(centre)
+    assert widget.hover.value == ""
+    viewer.mouse_over_canvas = True
+    viewer.status = "plain"
+    assert viewer.status == "plain"
+    _, again = viewer.window.add_plugin_dock_widget("napari-kernelspec", WIDGET_NAME)
+    assert again is not widget
+    wait_idle(again)
+    assert again.layers == layers, "the reopened widget adopts the layers left behind"
+    assert sorted(lay.name for lay in viewer.layers) == names
+    assert not any("[1]" in lay.name for lay in viewer.layers)
+    again.weights.value = "random"
+    again.model.value = "lenet5"
+    wait_idle(again)
+    assert len(viewer.layers) == 3 and again.layers["kernels"] is layers["kernels"]
+
+
+def test_untrained_warning_is_a_notification(make_napari_viewer, qtbot, wait_idle):
+    from napari.utils.notifications import notification_manager
+
+    from napari_kernelspec._napari._qt.widget import WIDGET_NAME
+
+    viewer = make_napari_viewer(show=True)
+    before = len(notification_manager.records)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-kernelspec", WIDGET_NAME)
+    wait_idle(widget)  # alexnet, auto: no download here, so untrained weights with a warning
+    new = notification_manager.records[before:]
+    assert any("UNTRAINED" in n.message and n.severity == "warning" for n in new), [
+        n.message for n in new
+    ]
+    assert widget.layers["kernels"].name.endswith("(untrained) kernels")
+
+
+def test_features_table_rows_and_frames_are_linked(docked, qtbot, wait_idle):
+    _viewer, widget = docked
+    from napari_kernelspec.analysis.pipeline import analyze
+
+    # A threshold with at least three clusters for this bank.
+    threshold = next(
+        t
+        for t in np.arange(0.99, 0.05, -0.01)
+        if analyze(widget.bank, threshold=t).n_clusters >= 3
+    )
+    widget.threshold.value = float(threshold)
+    wait_idle(widget)
+    result = widget.result
+    assert result.n_clusters >= 3
+    focused: list[int] = []
+    widget.filter_focused.connect(focused.append)
+    # The table fits: no row numbers, no sideways scrolling; swatches survive selection.
+    native = widget.table.native
+    assert not native.verticalHeader().isVisible()
+    assert native.horizontalScrollBar().maximum() == 0
+    assert not native.item(1, 0).icon().isNull()
+    # A row selects its cluster's members in the canvas.
+    widget.table.native.selectRow(1)
+    assert widget.highlighted == result.clusters[1]
+    border = widget.layers["clusters"].border_width
+    others = np.flatnonzero(result.labels != 1)
+    assert border[result.clusters[1]].min() > border[others].max()
+    # Choosing a filter in the canvas selects its cluster's row (or none for unclustered).
+    member = result.clusters[2][0]
+    widget.choose_filter(member)
+    assert focused[-1] == member
+    rows = {i.row() for i in widget.table.native.selectedIndexes()}
+    assert rows == {2}
+    assert widget.highlighted == result.clusters[2]
+    loners = np.flatnonzero(result.labels < 0)
+    if loners.size:
+        widget.choose_filter(int(loners[0]))
+        assert not widget.table.native.selectedIndexes()
+        assert widget.highlighted == [int(loners[0])]
+
+
+def test_keyboard_steps_filters_and_toggles_view(docked, qtbot, wait_idle):
+    from qtpy.QtCore import Qt
+
+    viewer, widget = docked
+    window = viewer.window._qt_window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    widget.focus_button.native.setFocus()
+    widget.focus_filter(4)
+    qtbot.keyClick(widget.focus_button.native, Qt.Key.Key_BracketRight)
+    assert widget.current_filter == 5
+    qtbot.keyClick(widget.focus_button.native, Qt.Key.Key_BracketLeft)
+    qtbot.keyClick(widget.focus_button.native, Qt.Key.Key_BracketLeft)
+    assert widget.current_filter == 3
+    assert widget.focus.value == 3
+    qtbot.keyClick(widget.focus_button.native, Qt.Key.Key_Backslash)
+    assert widget.show_.value == "spectra"
+    assert widget.layers["spectra"].visible and not widget.layers["kernels"].visible
+
+
+def test_visibility_renames_and_refit(docked, qtbot, wait_idle):
+    viewer, widget = docked
+    layers = widget.layers
+    # The eye button and the "show" control stay in step.
+    layers["spectra"].visible = True
+    assert widget.show_.value == "spectra" and not layers["kernels"].visible
+    layers["kernels"].visible = True
+    assert widget.show_.value == "kernels" and not layers["spectra"].visible
+    # A name the user gave survives updates; the others follow the model.
+    layers["kernels"].name = "my kernels"
+    widget.view.value = "high_contrast"
+    widget.threshold.value = 0.8
+    wait_idle(widget)
+    assert layers["kernels"].name == "my kernels"
+    # The seed method halves the mosaic: the camera refits to it.
+    zoom = widget.camera.zoom
+    widget.method.value = "seed"
+    wait_idle(widget)
+    assert widget.camera.zoom > 1.5 * zoom
+    height, width = layers["spectra"].data.shape
+    centre = np.asarray(widget.camera.center[-2:])
+    np.testing.assert_allclose(centre, (np.array([height, width]) - 1) / 2, atol=1.0)
+    # Hover text in the status bar about AlexNet's filter 60 ...
+    viewer.mouse_over_canvas = True
+    position = tuple(layers["clusters"].data[60])
+    viewer.cursor.position = position
+    viewer.status = layers["kernels"].get_status(position, world=True)
+    assert "filter 60 ·" in str(viewer.status["coordinates"])
+    widget.model.value = "lenet5"
+    wait_idle(widget)
+    # ... is gone once LeNet5 (6 filters) is shown.
+    assert "filter 60" not in str(viewer.status), viewer.status
+    assert layers["kernels"].name == "my kernels"
+    assert layers["spectra"].name == "LeNet5 (untrained) spectra"
+
+
+def test_index_text_follows_zoom(docked, qtbot, wait_idle):
+    _viewer, widget = docked
+    clusters = widget.layers["clusters"]
+    tile = float(clusters.metadata["kernelspec"]["geometry"]["tile"])
+    widget.camera.zoom = 8.0 / tile  # tiles 8 px wide: unreadable
+    assert not clusters.text.visible
+    widget.camera.zoom = 200.0 / tile
+    assert clusters.text.visible
+    big = clusters.text.size
+    widget.camera.zoom = 80.0 / tile
+    assert clusters.text.visible and clusters.text.size < big
+
+
+def test_exports(docked, qtbot, wait_idle, tmp_path):
+    import csv
+
+    from PIL import Image
+
+    _viewer, widget = docked
+    table = widget.export_table(tmp_path / "filters.csv")
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    result = widget.result
+    assert [int(r["index"]) for r in rows] == list(range(result.n_filters))
+    assert [int(r["cluster"]) for r in rows] == result.labels.tolist()
+    kernels = np.load(widget.export_kernels(tmp_path / "kernels.npy"))
+    assert kernels.dtype == np.float32
+    np.testing.assert_array_equal(kernels, result.bank.weights)
+    png = Image.open(widget.export_view(tmp_path / "view.png"))
+    assert png.format == "PNG" and np.asarray(png).std() > 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["filters.csv", "kernels.npy", "view.png"]
+
+
+def test_auto_threshold_starts_the_slider_at_the_chosen_value(
+    make_napari_viewer, qtbot, wait_idle, monkeypatch
+):
+    """The widget asks `analyze` for threshold="auto" and shows the value chance chose."""
+    import napari_kernelspec.analysis.pipeline as pipeline
+    from napari_kernelspec._napari._qt.widget import KernelSpectrumWidget
+
+    real_analyze, real_fast = pipeline.analyze, pipeline.rethreshold
+    asked: list[object] = []
+
+    def analyze(bank, method="response", threshold=None, min_samples=2, **kwargs):
+        asked.append(threshold)
+        return real_analyze(bank, method, threshold, min_samples, **kwargs)
+
+    def rethreshold(result, threshold):
+        asked.append(threshold)
+        return real_fast(result, threshold)
+
+    monkeypatch.setattr(pipeline, "analyze", analyze)
+    monkeypatch.setattr(pipeline, "rethreshold", rethreshold)
+    viewer = make_napari_viewer(show=True)
+    widget = KernelSpectrumWidget(viewer, autostart=False)
+    viewer.window.add_dock_widget(widget)
+    assert widget.auto_threshold.value and widget.auto_threshold.enabled
+    widget.weights.value = "random"
+    wait_idle(widget)
+    assert asked == ["auto"]
+    chosen = widget.result.threshold
+    assert widget.result.threshold_rule == "auto"
+    assert widget.threshold.value == pytest.approx(chosen, abs=1e-3)  # the slider's step
+    # Another model keeps asking for "auto"; moving the slider switches it off.
+    widget.model.value = "lenet5"
+    wait_idle(widget)
+    assert asked[-1] == "auto"
+    lenet_auto = widget.result.threshold
+    widget.threshold.value = 0.8
+    wait_idle(widget)
+    assert not widget.auto_threshold.value
+    assert asked[-1] == pytest.approx(0.8) and widget.result.threshold_rule == "fixed"
+    widget.auto_threshold.value = True
+    wait_idle(widget)
+    assert asked[-1] == "auto"
+    assert widget.threshold.value == pytest.approx(lenet_auto, abs=1e-3)

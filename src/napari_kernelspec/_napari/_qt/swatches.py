@@ -20,14 +20,19 @@ def paint_swatches(table: Table, column: int, colours: list[str]) -> None:
     colours : list of str
         ``#rrggbb`` per row.
     """
-    from qtpy.QtGui import QBrush, QColor
+    from qtpy.QtGui import QBrush, QColor, QIcon, QPixmap
 
     native = table.native
+    side = max(8, native.fontMetrics().height() - 4)
     for row, colour in enumerate(colours):
         item = native.item(row, column)
         if item is None:
             continue
         qcolour = QColor(colour)
         item.setBackground(QBrush(qcolour))
+        # A selected row paints over the background: the icon keeps the colour visible.
+        pixmap = QPixmap(side, side)
+        pixmap.fill(qcolour)
+        item.setIcon(QIcon(pixmap))
         # Readable text on any swatch: black on light colours, white on dark ones.
         item.setForeground(QBrush(QColor("black" if qcolour.lightness() > 140 else "white")))
