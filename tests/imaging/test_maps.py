@@ -225,7 +225,7 @@ def test_image_smaller_than_the_kernel():
 
 
 def test_a_layer_that_is_not_a_convolution_lists_valid_names():
-    with pytest.raises(KernelSpecError, match="give one of: .*layer1.0.conv1") as info:
+    with pytest.raises(KernelSpecError, match=r"give one of: .*layer1\.0\.conv1") as info:
         feature_maps("resnet18", np.ones((64, 64, 3)), "layer1.0.bn1", weights="random")
     assert "\n" not in str(info.value)
 
