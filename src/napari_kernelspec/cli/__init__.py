@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "analyze": "analyze",
     "report": "report",
+    "maps": "maps",
+    "patches": "patches",
 }
 
 
