@@ -49,7 +49,8 @@ def test_page_renders_without_errors(browser, report):
     broken = browser.evaluate(
         "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length"
     )
-    assert broken == 0 and browser.evaluate("document.images.length") == 8 * 6
+    # per model: 4 kernel views, spectra, heatmap, feature maps and top patches
+    assert broken == 0 and browser.evaluate("document.images.length") == 8 * 8
     # the screenshot is not blank: real structure in the pixels of the top of the page
     pixels = decode_png(browser.screenshot(clip=(0, 0, 1280, 500)))[..., :3].astype(float)
     assert pixels.shape[:2] == (500, 1280)
@@ -68,7 +69,7 @@ def test_page_reads_fine_without_javascript(browser, report):
         "Array.from(document.querySelectorAll('section.model img')).filter("
         "i => i.getBoundingClientRect().width > 100).length"
     )
-    assert visible == 8 * 6
+    assert visible == 8 * 8
 
 
 def test_click_enlarges_images_and_headings_sort(browser, report):

@@ -30,6 +30,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", metavar="PATH", help="the JSON of all results (default: --out with .json)"
     )
+    parser.add_argument(
+        "--image",
+        action="append",
+        metavar="PATH",
+        help="an image for the feature maps (the first) and top patches (all); repeat for "
+        "more (default: scikit-image's photo of Chelsea the cat)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             min_samples=args.min_samples,
             out=args.out,
             json_path=args.json,
+            images=args.image,
         )
     except OSError as exc:
         where = exc.filename or args.out

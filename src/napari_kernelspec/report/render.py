@@ -341,7 +341,12 @@ def _environment() -> Any:
     return env
 
 
-def render_report(results: Sequence[AnalysisResult], *, generated: datetime | None = None) -> str:
+def render_report(
+    results: Sequence[AnalysisResult],
+    *,
+    generated: datetime | None = None,
+    images: Sequence[Any] | None = None,
+) -> str:
     """Render analysis results of one or more layers as one self-contained HTML page.
 
     Parameters
@@ -350,6 +355,8 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
         One per model, in the order they are shown.
     generated : datetime, optional
         Time stamp shown in the header (default: now, UTC).
+    images : sequence of report.maps.ReportImage, optional
+        Images to run through every layer (feature maps, top patches; `report.maps`).
 
     Returns
     -------
@@ -386,6 +393,11 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
         m["spectrum"]["overlay"] = Markup(m["spectrum"]["overlay"])
         m["heatmap"]["overlay"] = Markup(m["heatmap"]["overlay"])
         m["heatmap"]["scale"] = Markup(m["heatmap"]["scale"])
+    image_facts = None
+    if images:
+        from .maps import add_image_sections
+
+        image_facts = add_image_sections(results, models, images)
     stamp = datetime.fromisoformat(meta["generated"])
     return (
         _environment()
@@ -398,6 +410,7 @@ def render_report(results: Sequence[AnalysisResult], *, generated: datetime | No
             achromatic_threshold=ACHROMATIC_THRESHOLD,
             descriptor_help=DESCRIPTOR_HELP,
             n_untrained=sum(not m["trained"] for m in models),
+            images=image_facts,
         )
     )
 

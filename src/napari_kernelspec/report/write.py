@@ -133,6 +133,7 @@ def write_report(
     json_path: str | os.PathLike[str] | None = None,
     csv_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    images: Sequence[str | os.PathLike[str]] | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -151,6 +152,9 @@ def write_report(
         Default: `out` with the suffix ``.json`` / ``.csv``.
     progress : bool
         Draw a progress bar on stderr, one step per model.
+    images : sequence of path-like, optional
+        Images for the feature maps (the first) and top patches (all) of every model;
+        default scikit-image's photo of Chelsea the cat (credited in the report).
 
     Returns
     -------
@@ -181,6 +185,9 @@ def write_report(
         raise KernelSpecError("no models or files to report on; name at least one")
     for name in names:  # every name checked before the first (slow) load
         resolve_source(name)
+    from .maps import load_report_images
+
+    report_images = load_report_images(images)  # a bad image fails before any model loads
 
     bar = Progress(len(names), "kernelspec report", enabled=progress)
     results = []
@@ -200,7 +207,7 @@ def write_report(
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     generated = datetime.now(timezone.utc)
-    html = render_report(results, generated=generated)
+    html = render_report(results, generated=generated, images=report_images)
     document = results_json(results, generated)
     table = results_csv(results)
     with ExitStack() as stack:
