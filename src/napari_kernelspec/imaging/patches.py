@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from ..base.errors import KernelSpecError
 from .images import as_image, read_image
 from .maps import FeatureMaps, feature_maps, resolve_bank
 
-__all__ = ["Patch", "TopPatches", "top_patches"]
+__all__ = ["Patch", "TopPatches", "patches_from_maps", "top_patches"]
 
 ImageLike = Any  # an (H, W[, C]) array or the path of an image file
 
@@ -230,29 +230,52 @@ def top_patches(
         raise KernelSpecError(f"k must be a whole number >= 1, got {k!r}")
     k = int(k)
     bank = resolve_bank(source, weights, layer)
-    n = bank.n_filters
-    best_val = np.full((n, k), -np.inf)
-    best_img = np.full((n, k), -1, np.int64)
-    best_box = np.zeros((n, k, 4), np.int64)
-    best_start = np.zeros((n, k, 2), np.int64)
+
+    def maps_of_images() -> Iterator[FeatureMaps]:
+        for index, image in enumerate(images):
+            try:
+                yield feature_maps(
+                    bank,
+                    _load(image, index),
+                    relu=False,
+                    normalize=normalize,
+                    stride=stride,
+                    padding=padding,
+                    dilation=dilation,
+                )
+            except KernelSpecError as exc:
+                name = (
+                    os.fspath(image) if isinstance(image, str | os.PathLike) else f"image {index}"
+                )
+                raise KernelSpecError(f"{name}: {exc}") from None
+
+    return patches_from_maps(maps_of_images(), k)
+
+
+def patches_from_maps(results: Iterable[FeatureMaps], k: int = 9) -> TopPatches:
+    """`top_patches` from feature maps already computed (signed: ``relu=False``).
+
+    Parameters
+    ----------
+    results : iterable of FeatureMaps
+        One per image, in image order, all of the same layer; consumed one at a time.
+    k : int
+        Patches per filter.
+    """
+    best_val = best_img = best_box = best_start = every = None
     meta: dict[str, Any] = {}
     rf = np.zeros(2, np.int64)
-    every = np.arange(n)[:, None]
-    for index, image in enumerate(images):
-        try:
-            result = feature_maps(
-                bank,
-                _load(image, index),
-                relu=False,
-                normalize=normalize,
-                stride=stride,
-                padding=padding,
-                dilation=dilation,
-            )
-        except KernelSpecError as exc:
-            name = os.fspath(image) if isinstance(image, str | os.PathLike) else f"image {index}"
-            raise KernelSpecError(f"{name}: {exc}") from None
-        if not meta:
+    count = 0
+    result = None
+    for index, result in enumerate(results):
+        count += 1
+        if best_val is None:
+            n = result.n_filters
+            best_val = np.full((n, k), -np.inf)
+            best_img = np.full((n, k), -1, np.int64)
+            best_box = np.zeros((n, k, 4), np.int64)
+            best_start = np.zeros((n, k, 2), np.int64)
+            every = np.arange(n)[:, None]
             meta = dict(result.meta)
             rf = result.receptive_field
         values, rows, cols = _best_in_image(result.maps, k, suppression_radius(result))
@@ -265,11 +288,13 @@ def top_patches(
         best_img = np.concatenate([best_img, np.full((n, k), index)], axis=1)[every, keep]
         best_box = np.concatenate([best_box, boxes], axis=1)[every, keep]
         best_start = np.concatenate([best_start, starts], axis=1)[every, keep]
+    if result is None or best_val is None:
+        raise KernelSpecError("no images given; give at least one image")
     missing = ~np.isfinite(best_val)
     best_img[missing] = -1
     meta.update(
         k=k,
-        n_images=len(images),
+        n_images=count,
         activation="the layer's response before ReLU",
         suppression="greedy per image: a pick removes map pixels whose receptive fields "
         "overlap it by half or more along both axes",
@@ -282,7 +307,7 @@ def top_patches(
         activations=np.where(missing, np.nan, best_val),
         receptive_field=np.asarray(rf, np.int64),
         starts=best_start,
-        n_images=len(images),
+        n_images=count,
         meta=meta,
         bank=result.bank,
     )

@@ -12,7 +12,11 @@ take the main widget's bank and clusters, and filter focus goes both ways.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,23 +89,41 @@ class MapsOutcome:
     error: str | None = None
 
 
+#: Cluster labels and filter map of recent banks: (weights digest, method) -> (labels, xy).
+_embeddings: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
 def compute_maps(request: MapsRequest) -> MapsOutcome:
     """Feature maps, top patches and filter map for `request` (worker thread, no Qt)."""
-    from ...imaging import feature_maps, filter_embedding, top_patches
+    from ...imaging import feature_maps, filter_embedding
     from ...imaging.maps import resolve_bank
+    from ...imaging.patches import patches_from_maps
     from ..commands import preload_torch
 
     preload_torch()
     try:
         bank = resolve_bank(request.source, request.weights, request.layer)
-        maps = feature_maps(bank, request.image, relu=request.relu, normalize=request.normalize)
-        top = top_patches(bank, [request.image], k=request.k, normalize=request.normalize)
-        labels = request.labels
-        if labels is None or len(labels) != bank.n_filters:
+        signed = feature_maps(bank, request.image, relu=False, normalize=request.normalize)
+        top = patches_from_maps([signed], k=request.k)  # the same maps: one convolution
+        maps = signed
+        if request.relu:
+            np.maximum(signed.maps, 0, out=signed.maps)
+            maps = dataclasses.replace(signed, meta={**signed.meta, "relu": True})
+        key = (hashlib.sha1(bank.weights.tobytes()).hexdigest(), request.method)
+        with _cache_lock:
+            cached = _embeddings.get(key)
+        if cached is None:  # the bank's own: computed once, not on every image edit
             from ...analysis.pipeline import analyze
 
-            labels = analyze(bank).labels
-        xy = filter_embedding(bank, method=request.method)
+            cached = (analyze(bank).labels, filter_embedding(bank, method=request.method))
+            with _cache_lock:
+                _embeddings[key] = cached
+                while len(_embeddings) > 8:
+                    _embeddings.popitem(last=False)
+        labels, xy = cached
+        if request.labels is not None and len(request.labels) == bank.n_filters:
+            labels = request.labels
         crops = {0: top.crops([request.image], 0)}
     except KernelSpecError as exc:
         return MapsOutcome(request, error=str(exc))
@@ -133,6 +155,7 @@ class FeatureMapsWidget(Container):
         self._main_labels: np.ndarray | None = None
         self._focusing = False
         self._shown: int | None = None  # the filter whose patches are shown
+        self._map_of: tuple[Any, Any] | None = None  # (xy, labels) of the filter map layer
         self._watched: Any = None
         self.last_error: str | None = None
 
@@ -407,7 +430,16 @@ class FeatureMapsWidget(Container):
         self._shown = None
         scale, translate, _ = self._image_frame()
         self._put("feature_maps", maps_layer(maps, scale, translate))
-        self._show_filter_map(outcome, outcome.labels)
+        shown = self._layers.get("filter_map")
+        previous = self._map_of
+        if (
+            shown is None
+            or shown not in self.viewer.layers
+            or previous is None
+            or previous[0] is not outcome.xy
+            or not np.array_equal(previous[1], outcome.labels)
+        ):  # an image edit leaves the filter map as it is
+            self._show_filter_map(outcome, outcome.labels)
         n = maps.n_filters
         self.focus.max = max(0, n - 1)
         index = min(int(self.focus.value), n - 1)
@@ -430,6 +462,7 @@ class FeatureMapsWidget(Container):
             outcome.xy, labels, outcome.maps, shape, scale, translate, outcome.request.method
         )
         self._put("filter_map", data)
+        self._map_of = (outcome.xy, labels)
 
     @property
     def layers(self) -> dict[str, Any]:
