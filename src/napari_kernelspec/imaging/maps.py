@@ -372,7 +372,7 @@ def _run_tiles(
             if band.shape[1] != o1 - o0 or band.shape[2] != shape[2]:
                 raise RuntimeError(f"band {o0}:{o1} came out {tuple(band.shape)}")  # a bug
             if relu:
-                band = torch.relu(band)
+                band.clamp_(min=0)  # in place: y is this band's own
             target[:, o0:o1].copy_(band)
             bands += 1
     return bands
