@@ -22,6 +22,7 @@ from ..analysis import palette, views
 from ..base.errors import KernelSpecError
 from . import images as _images
 from . import svg
+from .render import _image  # the same picture context as the kernel mosaics
 
 if TYPE_CHECKING:
     from ..analysis.pipeline import AnalysisResult
@@ -133,18 +134,6 @@ def scatter_svg(
         'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif">'
         f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
     )
-
-
-def _image(pixels: np.ndarray, alt: str, overlay: str | None = None) -> dict[str, Any]:
-    h, w = pixels.shape[:2]
-    return {
-        "uri": _images.png_data_uri(pixels),
-        "width": w,
-        "height": h,
-        "aspect": f"{w / h:.5f}",
-        "alt": alt,
-        "overlay": overlay,
-    }
 
 
 def _map_mosaic(maps: np.ndarray, borders: list[str | None], alt: str) -> dict[str, Any]:
