@@ -94,8 +94,8 @@ def test_section_top_patch_grid_shows_the_planted_patch():
     image[10:15, 20:25] = 0.5 + 0.5 * weights[1, 0] / np.abs(weights[1, 0]).max()
     section = image_section(analyze(bank), [ReportImage("planted", image)], k=2)
     grid = decode_png(base64.b64decode(section["patches"]["uri"].split(",", 1)[1]))
-    # rows of 2 tiles of 5 px upscaled x6 = 30 px, gap 3: filter 1's first tile
-    tile = grid[33:63, 0:30, 0].astype(float) / 255
+    # one row: 3 filters x 2 tiles of 5 px upscaled x6 = 30 px, gap 3; filter 1's first tile
+    tile = grid[0:30, 66:96, 0].astype(float) / 255
     expected = np.repeat(np.repeat(image[10:15, 20:25], 6, 0), 6, 1)
     np.testing.assert_allclose(tile, expected, atol=1 / 255 + 1e-6)
 

@@ -44,6 +44,7 @@ DEFAULT_IMAGE_CREDIT = (
 REPORT_K = 5
 _MAP_TILE_PX = 72  # longest side of one feature-map tile in the mosaic
 _PATCH_TILE_PX = 30
+_FILTERS_PER_ROW = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,7 +155,7 @@ def _map_mosaic(maps: np.ndarray, borders: list[str | None], alt: str) -> dict[s
 
 
 def _patch_grid(found: Any, pictures: list[np.ndarray], borders: list[str | None], alt: str):
-    """Rows = filters, columns = their top patches (blank where fewer were found)."""
+    """Each filter's top patches side by side, `_FILTERS_PER_ROW` filters per row."""
     n, k = found.image_index.shape
     rh, rw = (int(v) for v in found.receptive_field)
     factor = _images.upscale_factor(max(rh, rw), _PATCH_TILE_PX, most=16)
@@ -166,8 +167,9 @@ def _patch_grid(found: Any, pictures: list[np.ndarray], borders: list[str | None
         tiles[f * k : f * k + len(crops)] = crops
     tiles = _images.upscale(tiles, factor, axes=(1, 2))
     gap = 3
-    picture = views.mosaic(tiles, ncols=k, gap=gap, fill=1.0)
-    origins = views.tile_origins(len(tiles), tiles.shape[1:3], ncols=k, gap=gap)
+    ncols = k * min(n, _FILTERS_PER_ROW)
+    picture = views.mosaic(tiles, ncols=ncols, gap=gap, fill=1.0)
+    origins = views.tile_origins(len(tiles), tiles.shape[1:3], ncols=ncols, gap=gap)
     colors = [borders[i // k] for i in range(n * k)]
     labels = [str(i // k) if i % k == 0 else "" for i in range(n * k)]
     overlay = svg.mosaic_overlay(
