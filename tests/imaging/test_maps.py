@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import signal
@@ -276,7 +278,9 @@ def test_network_geometry_matches_the_gradient(model, layer):
     geo = layer_geometry(model, layer)
     torch.manual_seed(0)
     net = build_model(model, "cpu")
-    gm = create_feature_extractor(net, return_nodes={layer: "out"})
+    with warnings.catch_warnings():  # "eval-mode nodes are a subsequence of train mode"
+        warnings.simplefilter("ignore", UserWarning)
+        gm = create_feature_extractor(net, return_nodes={layer: "out"})
     half = (geo.receptive_field[0] - 1) / 2
     i0 = int(np.ceil((half - geo.translate[0]) / geo.scale[0])) + 1  # first interior pixel
     points = [(i0, i0), (i0 + 1, i0 + 2)]
