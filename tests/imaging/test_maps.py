@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from scipy import signal
@@ -96,13 +94,16 @@ def test_tiled_equals_untiled(s, p, k):
     np.testing.assert_allclose(tiled.maps, whole.maps, rtol=1e-5, atol=1e-5)
 
 
-def test_tiled_equals_untiled_inside_a_network(monkeypatch):
+@pytest.mark.parametrize(
+    ("model", "layer"), [("resnet18", "layer2.0.conv1"), ("mobilenet_v2", "features.4.conv.1.0")]
+)
+def test_tiled_equals_untiled_inside_a_network(monkeypatch, model, layer):
     from napari_kernelspec.imaging import maps
 
     image = (np.random.default_rng(2).random((150, 90, 3)) * 255).astype(np.uint8)
-    whole = feature_maps("resnet18", image, "layer2.0.conv1", weights="random")
+    whole = feature_maps(model, image, layer, weights="random")
     monkeypatch.setattr(maps, "_NETWORK_TILE_PIXELS", 90 * 24)
-    tiled = feature_maps("resnet18", image, "layer2.0.conv1", weights="random")
+    tiled = feature_maps(model, image, layer, weights="random")
     assert whole.meta["tiles"] == 1 and tiled.meta["tiles"] > 4
     np.testing.assert_allclose(tiled.maps, whole.maps, rtol=1e-5, atol=1e-5)
 
@@ -266,21 +267,20 @@ def _gradient_boxes(gm, size, points):
         ("resnet18", "layer2.0.conv1"),
         ("vgg11", "features.6"),
         ("googlenet", "inception3a.branch3.1.conv"),
+        ("mobilenet_v2", "features.4.conv.1.0"),  # inside torchvision's Conv2dNormActivation
     ],
 )
 def test_network_geometry_matches_the_gradient(model, layer):
     """The analytic receptive field of interior output pixels = where the gradient reaches."""
     import torch
-    from torchvision.models.feature_extraction import create_feature_extractor
 
+    from napari_kernelspec.imaging.network import _extractor
     from napari_kernelspec.sources.models import build_model
 
     geo = layer_geometry(model, layer)
     torch.manual_seed(0)
     net = build_model(model, "cpu")
-    with warnings.catch_warnings():  # "eval-mode nodes are a subsequence of train mode"
-        warnings.simplefilter("ignore", UserWarning)
-        gm = create_feature_extractor(net, return_nodes={layer: "out"})
+    gm = _extractor(net, layer)  # torchvision's extractor, or the plain trace it falls back on
     half = (geo.receptive_field[0] - 1) / 2
     i0 = int(np.ceil((half - geo.translate[0]) / geo.scale[0])) + 1  # first interior pixel
     points = [(i0, i0), (i0 + 1, i0 + 2)]
@@ -291,7 +291,8 @@ def test_network_geometry_matches_the_gradient(model, layer):
         half = (np.array(geo.receptive_field) - 1) / 2
         np.testing.assert_allclose(box[:2], centre - half)
         np.testing.assert_allclose(box[2:], centre + half + 1)
-    assert graph_geometry(gm, layer.replace(".", "_")) == geo
+    out = next(n for n in gm.graph.nodes if n.op == "output").args[0]["out"]
+    assert graph_geometry(gm, out.name) == geo
 
 
 def test_tiny_network_geometry_through_layers():

@@ -261,17 +261,51 @@ def _size_op_types() -> tuple[type, ...]:
 
 
 def _extractor(net: nn.Module, layer: str) -> Any:
+    """A GraphModule computing ``{"out": <output of module layer>}`` and nothing after it.
+
+    torchvision's ``create_feature_extractor`` first; it keeps torchvision's own blocks
+    (``Conv2dNormActivation``, ...) as leaves, so a convolution inside one (MobileNet,
+    EfficientNet) is not a node there: then a plain FX trace that goes into them.
+    """
     from torchvision.models.feature_extraction import create_feature_extractor
 
     try:
         with warnings.catch_warnings():  # "nodes in eval mode are a subsequence of train mode"
             warnings.simplefilter("ignore", UserWarning)
             return create_feature_extractor(net, return_nodes={layer: "out"})
-    except Exception as exc:  # tracing failure: say so in one line
+    except Exception as exc:  # tracing failure or not a node: try the plain trace
+        first = exc
+    try:
+        return _trace_to(net, layer)
+    except Exception:
         raise KernelSpecError(
-            f"cannot trace the network up to {layer!r} ({type(exc).__name__}: {exc}); "
-            "pick another layer"
+            f"cannot trace the network up to {layer!r} ({type(first).__name__}: "
+            f"{str(first).splitlines()[0]}); pick another layer"
         ) from None
+
+
+def _trace_to(net: nn.Module, layer: str) -> Any:
+    import torchvision
+    from torch import fx
+
+    graph = fx.Tracer(autowrap_modules=(math, torchvision.ops)).trace(net.eval())
+    cut = fx.Graph()
+    env: dict[Any, Any] = {}
+    for node in graph.nodes:
+        if node.op == "output":
+            break
+        env[node] = cut.node_copy(node, lambda n: env[n])
+        if node.op == "call_module" and node.target == layer:
+            cut.output({"out": env[node]})
+            break
+    else:
+        raise ValueError(f"no call of {layer!r} in the traced graph")
+    if not any(n.op == "output" for n in cut.nodes):
+        raise ValueError(f"no call of {layer!r} in the traced graph")
+    module = fx.GraphModule(net, cut)
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    return module
 
 
 @functools.lru_cache(maxsize=64)
