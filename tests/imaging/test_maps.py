@@ -302,3 +302,27 @@ def test_tiny_network_geometry_through_layers():
     assert geo.receptive_field == (14, 14)
     assert geo.scale == (2.0, 2.0)
     assert geo.translate == (6.5, 6.5)
+
+
+def test_functional_pools_and_convs_in_the_graph():
+    """F.max_pool2d / F.avg_pool2d calls compose like their modules (avg's 5th arg is ceil)."""
+    import torch.nn.functional as F
+    from torch import fx, nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 2, 3, padding=1)
+            self.d = nn.Conv2d(2, 2, 3)
+
+        def forward(self, x):
+            x = F.max_pool2d(self.c(x), 2)
+            x = F.avg_pool2d(x, 3, 1, 1, True)  # ceil_mode=True, not a dilation
+            return self.d(x)
+
+    geo = graph_geometry(fx.symbolic_trace(Net()), "d")
+    # conv 3 p1 -> rf 3; max 2 s2 -> rf 4, jump 2, centre 0.5; avg 3 s1 p1 -> rf 8;
+    # conv 3 -> rf 12, centre 0.5 + 1 * 2
+    assert geo.receptive_field == (12, 12)
+    assert geo.scale == (2.0, 2.0)
+    assert geo.translate == (2.5, 2.5)

@@ -229,15 +229,17 @@ def graph_geometry(graph_module: Any, node_name: str) -> Geometry:
                     opts.get("padding", 0),
                     opts.get("dilation", 1),
                 )
-            else:  # pool(input, kernel_size, stride, padding, dilation, ...)
-                names = ("kernel_size", "stride", "padding", "dilation")
+            else:  # max_pool2d(input, k, stride, padding, dilation, ...), avg_pool2d(.., ceil)
+                names = ("kernel_size", "stride", "padding")
+                if node.target is F.max_pool2d:
+                    names += ("dilation",)
                 opts = dict(zip(names, args[1:], strict=False)) | kwargs
                 g = _compose(
                     g,
                     opts["kernel_size"],
                     opts.get("stride") or opts["kernel_size"],
                     opts.get("padding", 0),
-                    opts.get("dilation", 1) if functions[node.target] == "pool" else 1,
+                    opts.get("dilation", 1),
                 )
         elif node.op in ("call_function", "call_method"):
             name = getattr(node.target, "__name__", str(node.target))
