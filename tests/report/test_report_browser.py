@@ -38,7 +38,8 @@ def test_page_renders_without_errors(open_page, report):
     broken = opened.evaluate(
         "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length"
     )
-    assert broken == 0 and opened.evaluate("document.images.length") == 8 * 6
+    # per model: 4 kernel views, spectra, heatmap, feature maps and top patches
+    assert broken == 0 and opened.evaluate("document.images.length") == 8 * 8
     # the screenshot is not blank: real structure in the pixels of the top of the page
     png = opened.page.screenshot(clip={"x": 0, "y": 0, "width": 1280, "height": 500})
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
@@ -58,7 +59,7 @@ def test_page_reads_fine_without_javascript(open_page, report):
         "Array.from(document.querySelectorAll('section.model img')).filter("
         "i => i.getBoundingClientRect().width > 100).length"
     )
-    assert visible == 8 * 6
+    assert visible == 8 * 8
 
 
 def test_click_enlarges_images_and_headings_sort(open_page, report):

@@ -29,8 +29,10 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "analyze": "analyze",
     "report": "report",
-    "scan": "scan",
+    "maps": "maps",
+    "patches": "patches",
     "explain": "explain",
+    "scan": "scan",
 }
 
 

@@ -52,6 +52,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--explain-size", type=int, default=DEFAULT_SIZE, metavar="PX",
         help=f"their size in pixels (default {DEFAULT_SIZE})",
     )  # fmt: skip
+    parser.add_argument(
+        "--image",
+        action="append",
+        metavar="PATH",
+        help="an image for the feature maps (the first) and top patches (all); repeat for "
+        "more (default: scikit-image's photo of Chelsea the cat)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             history=args.history,
             explain=args.explain,
             explain_options={"steps": args.explain_steps, "size": args.explain_size},
+            images=args.image,
         )
     except OSError as exc:
         where = exc.filename or args.out

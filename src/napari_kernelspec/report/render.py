@@ -437,6 +437,7 @@ def render_report(
     generated: datetime | None = None,
     history: dict[str, Any] | None = None,
     explain: Sequence[dict[str, Any]] | None = None,
+    images: Sequence[Any] | None = None,
 ) -> str:
     """Render analysis results of one or more layers as one self-contained HTML page.
 
@@ -450,6 +451,8 @@ def render_report(
         A training-history section (`report.history.history_context`).
     explain : sequence of dict, optional
         One `report.explain.explain_sections` context per result (maximising images).
+    images : sequence of report.maps.ReportImage, optional
+        Images to run through every layer (feature maps, top patches; `report.maps`).
 
     Returns
     -------
@@ -491,6 +494,11 @@ def render_report(
         m["spectrum"]["overlay"] = Markup(m["spectrum"]["overlay"])
         m["heatmap"]["overlay"] = Markup(m["heatmap"]["overlay"])
         m["heatmap"]["scale"] = Markup(m["heatmap"]["scale"])
+    image_facts = None
+    if images:
+        from .maps import add_image_sections
+
+        image_facts = add_image_sections(results, models, images)
     stamp = datetime.fromisoformat(meta["generated"])
     return (
         _environment()
@@ -504,6 +512,7 @@ def render_report(
             descriptor_help=DESCRIPTOR_HELP,
             n_untrained=sum(not m["trained"] for m in models),
             history=history,
+            images=image_facts,
         )
     )
 

@@ -146,6 +146,7 @@ def write_report(
     history: str | os.PathLike[str] | None = None,
     explain: str | None = None,
     explain_options: dict[str, Any] | None = None,
+    images: Sequence[str | os.PathLike[str]] | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -175,6 +176,9 @@ def write_report(
         ``"middle"`` or ``"last"``); see `report.explain`.
     explain_options : dict, optional
         ``steps``, ``size``, ``seed``, ``device`` for those images.
+    images : sequence of path-like, optional
+        Images for the feature maps (the first) and top patches (all) of every model;
+        default scikit-image's photo of Chelsea the cat (credited in the report).
 
     Returns
     -------
@@ -211,6 +215,9 @@ def write_report(
         raise KernelSpecError("no models or files to report on; name at least one")
     for name in names:  # every name checked before the first (slow) load
         resolve_source(name)
+    from .maps import load_report_images
+
+    report_images = load_report_images(images)  # a bad image fails before any model loads
     steps = None
     if history is not None:
         from .history import load_history
@@ -261,7 +268,13 @@ def write_report(
         from .history import history_context, history_json
 
         section, drift = history_context(steps), history_json(steps)
-    html = render_report(results, generated=generated, history=section, explain=sections)
+    html = render_report(
+        results,
+        generated=generated,
+        history=section,
+        explain=sections,
+        images=report_images,
+    )
     document = results_json(results, generated, drift)
     table = results_csv(results)
     write_together([(files.json, document), (files.csv, table), (files.html, html)])

@@ -19,7 +19,8 @@ def test_manifest_name_is_the_distribution_name():
     manifest = PluginManifest.from_file(MANIFEST)
     assert manifest.name == "napari-kernelspec"
     widgets = [w.display_name for w in manifest.contributions.widgets]
-    assert widgets[0] == "Kernel spectrum" and "Explain filters" in widgets
+    assert widgets[0] == "Kernel spectrum"
+    assert {"Explain filters", "Feature maps"} <= set(widgets)
     patterns = set(manifest.contributions.readers[0].filename_patterns)
     assert patterns == {f"*{s}" for s in (".pth", ".pt", ".ckpt", ".safetensors", ".npy", ".npz")}
     keys = {s.key for s in manifest.contributions.sample_data}
@@ -38,6 +39,7 @@ def test_installed_distribution_provides_the_manifest():
     assert "napari-kernelspec" in pm.iter_manifests() or pm.get_manifest("napari-kernelspec")
     widgets = [(m, w.display_name) for m, w in _iter_widgets(pm)]
     assert ("napari-kernelspec", "Kernel spectrum") in widgets
+    assert ("napari-kernelspec", "Feature maps") in widgets
 
 
 def _iter_widgets(pm):

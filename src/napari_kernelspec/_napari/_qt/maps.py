@@ -1,0 +1,576 @@
+"""The feature-maps widget: what one layer's filters do to an open image.
+
+A thin front end over `napari_kernelspec.imaging`: the maps, the top patches and the filter
+map are computed in a worker thread (`compute_maps`); this module turns controls into
+requests and applies the newest finished one to layers in the main thread. The maps are one
+Image layer (N, H', W') lying on the source image, so napari's slider on axis 0 picks the
+filter; the focused filter's top patches appear under the image, their boxes on it.
+
+It works alone (its own model controls) or linked to the main widget (`link`): then it can
+take the main widget's bank and clusters, and filter focus goes both ways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, SpinBox
+
+from ...base.errors import KernelSpecError
+from ...imaging.embedding import EMBEDDINGS
+from ...imaging.images import NORMALIZE
+from ...sources.loading import WEIGHTS
+from ...sources.models import SEED_MODELS
+
+if TYPE_CHECKING:
+    import napari
+
+    from ...base.bank import KernelBank
+    from ...imaging.maps import FeatureMaps
+    from ...imaging.patches import TopPatches
+
+__all__ = ["MAPS_WIDGET_NAME", "FeatureMapsWidget", "MapsOutcome", "MapsRequest", "compute_maps"]
+
+logger = logging.getLogger(__name__)
+
+#: Display name of the widget in the manifest (``Plugins > Feature maps``).
+MAPS_WIDGET_NAME = "Feature maps"
+MAIN = "__main_widget__"
+OTHER = "__other__"
+
+
+@dataclass(frozen=True, eq=False)
+class MapsRequest:
+    """Everything one update needs, frozen when the controls changed.
+
+    Attributes
+    ----------
+    generation : int
+        Request number; only the newest one is applied.
+    source : KernelBank or str
+        A bank (from the main widget) or a model name / file path.
+    image : (H, W[, C]) ndarray
+        The image layer's data.
+    layer : str or None
+        Convolution to show (None: the first).
+    labels : (N,) ndarray or None
+        Cluster labels to colour the filter map (the main widget's), else computed.
+    """
+
+    generation: int
+    source: Any
+    image: np.ndarray
+    layer: str | None = None
+    weights: str = "auto"
+    relu: bool = True
+    normalize: str = "auto"
+    k: int = 9
+    method: str = "pca"
+    labels: np.ndarray | None = None
+
+
+@dataclass
+class MapsOutcome:
+    """What a worker returns: the results, or the one-line error of a `KernelSpecError`."""
+
+    request: MapsRequest
+    maps: FeatureMaps | None = None
+    top: TopPatches | None = None
+    xy: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    crops: dict[int, np.ndarray] = field(default_factory=dict)
+    error: str | None = None
+
+
+#: Cluster labels and filter map of recent banks: (weights digest, method) -> (labels, xy).
+_embeddings: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def compute_maps(request: MapsRequest) -> MapsOutcome:
+    """Feature maps, top patches and filter map for `request` (worker thread, no Qt)."""
+    from ...imaging import feature_maps, filter_embedding
+    from ...imaging.maps import resolve_bank
+    from ...imaging.patches import patches_from_maps
+    from ..commands import preload_torch
+
+    preload_torch()
+    try:
+        bank = resolve_bank(request.source, request.weights, request.layer)
+        signed = feature_maps(bank, request.image, relu=False, normalize=request.normalize)
+        top = patches_from_maps([signed], k=request.k)  # the same maps: one convolution
+        maps = signed
+        if request.relu:
+            np.maximum(signed.maps, 0, out=signed.maps)
+            maps = dataclasses.replace(signed, meta={**signed.meta, "relu": True})
+        key = (hashlib.sha1(bank.weights.tobytes()).hexdigest(), request.method)
+        with _cache_lock:
+            cached = _embeddings.get(key)
+        if cached is None:  # the bank's own: computed once, not on every image edit
+            from ...analysis.pipeline import analyze
+
+            cached = (analyze(bank).labels, filter_embedding(bank, method=request.method))
+            with _cache_lock:
+                _embeddings[key] = cached
+                while len(_embeddings) > 8:
+                    _embeddings.popitem(last=False)
+        labels, xy = cached
+        if request.labels is not None and len(request.labels) == bank.n_filters:
+            labels = request.labels
+        crops = {0: top.crops([request.image], 0)}
+    except KernelSpecError as exc:
+        return MapsOutcome(request, error=str(exc))
+    return MapsOutcome(request, maps=maps, top=top, xy=xy, labels=labels, crops=crops)
+
+
+class FeatureMapsWidget(Container):
+    """Feature maps of an open image through one layer, its filters' top patches, the
+    filter map.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    main_widget : KernelSpectrumWidget, optional
+        Link to it right away (see `link`).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, main_widget: Any = None) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self._generation = 0
+        self._applied = 0
+        self._running = 0
+        self._workers: set[Any] = set()
+        self._layers: dict[str, Any] = {}
+        self._outcome: MapsOutcome | None = None
+        self._main: Any = None
+        self._main_bank: KernelBank | None = None
+        self._main_labels: np.ndarray | None = None
+        self._focusing = False
+        self._shown: int | None = None  # the filter whose patches are shown
+        self._map_of: tuple[Any, Any] | None = None  # (xy, labels) of the filter map layer
+        self._watched: Any = None
+        self.last_error: str | None = None
+
+        self.image = ComboBox(label="image", choices=self._image_choices, nullable=True)
+        model_choices = [(name, key) for key, name in SEED_MODELS.items()]
+        model_choices += [("other model or file…", OTHER)]
+        self._model_choices = model_choices
+        self.model = ComboBox(label="model", choices=model_choices, value="alexnet")
+        self.other = LineEdit(
+            label="model / file", value="", tooltip="a torchvision name or a weights file (Enter)"
+        )
+        self.weights = ComboBox(label="weights", choices=list(WEIGHTS), value="auto")
+        self.layer = LineEdit(
+            label="layer", value="", tooltip="a convolution, e.g. layer2.0.conv1 (empty: first)"
+        )
+        self.relu = CheckBox(label="ReLU", value=True)
+        self.normalize = ComboBox(label="normalize", choices=list(NORMALIZE), value="auto")
+        self.k = SpinBox(label="top patches", min=1, max=64, value=9)
+        self.method = ComboBox(label="filter map", choices=list(EMBEDDINGS), value="pca")
+        self.focus = SpinBox(label="filter", min=0, max=0, value=0)
+        self.status = Label(label="", value="Open an image layer.")
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.other,
+                self.weights,
+                self.layer,
+                self.relu,
+                self.normalize,
+                self.k,
+                self.method,
+                self.focus,
+                self.status,
+            ]
+        )
+        self.status.native.setWordWrap(True)
+        self.other.visible = False
+
+        self.image.changed.connect(self._on_image)
+        self.model.changed.connect(self._on_model)
+        self.other.native.editingFinished.connect(self.request_update)
+        self.layer.native.editingFinished.connect(self.request_update)
+        for control in (self.weights, self.relu, self.normalize, self.k, self.method):
+            control.changed.connect(self.request_update)
+        self.focus.changed.connect(self.focus_filter)
+        self.viewer.layers.events.inserted.connect(self._refresh_images)
+        self.viewer.layers.events.removed.connect(self._refresh_images)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self._refresh_images()
+        main_widget = main_widget if main_widget is not None else _docked_main(napari_viewer)
+        if main_widget is not None:
+            self.link(main_widget)
+        elif self.image.value is not None:
+            self.request_update()
+
+    # --- choices and linking ---------------------------------------------------------------
+
+    def _image_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        ours = set(map(id, self._layers.values())) if hasattr(self, "_layers") else set()
+        return [
+            (lay.name, lay)
+            for lay in self.viewer.layers
+            if isinstance(lay, Image) and id(lay) not in ours and "kernelspec" not in lay.metadata
+        ]
+
+    def _refresh_images(self, event: Any = None) -> None:
+        before = self.image.value
+        self.image.reset_choices()
+        if self.image.value is None:
+            choices = self._image_choices()
+            if choices:
+                self.image.value = choices[-1][1]
+        if self.image.value is not before:
+            self._on_image()
+
+    def link(self, main_widget: Any) -> None:
+        """Follow the main widget: its bank and clusters, and filter focus both ways.
+
+        Uses the main widget's ``bank_changed``, ``result_changed`` and ``filter_focused``
+        signals and its ``focus_filter(i)`` where it has them (looked up with getattr, so an
+        older main widget without them links without error); the model control gets a
+        "main widget" choice, selected now.
+        """
+        self._main = main_widget
+        for name, slot in (
+            ("bank_changed", self._on_main_bank),
+            ("result_changed", self._on_main_result),
+            ("filter_focused", self._on_main_focus),
+        ):
+            signal = getattr(main_widget, name, None)
+            if signal is not None and hasattr(signal, "connect"):
+                signal.connect(slot)
+        if MAIN not in self.model.choices:
+            self.model.choices = [("main widget's model", MAIN), *self._model_choices]
+        result = getattr(main_widget, "result", None)
+        if result is not None:
+            self._main_bank = result.bank
+            self._main_labels = np.asarray(result.labels)
+        self.model.value = MAIN  # fires request_update
+
+    def _on_main_bank(self, *args: Any) -> None:
+        bank = next((a for a in args if hasattr(a, "weights")), None)
+        if bank is None:
+            result = getattr(self._main, "result", None)
+            bank = getattr(self._main, "bank", None) or getattr(result, "bank", None)
+        if bank is not None and bank is not self._main_bank:
+            self._main_bank = bank
+            self._main_labels = None
+            if self.model.value == MAIN:
+                self.request_update()
+
+    def _on_main_result(self, *args: Any) -> None:
+        result = next((a for a in args if hasattr(a, "labels")), None)
+        result = result or getattr(self._main, "result", None)
+        if result is None:
+            return
+        changed = result.bank is not self._main_bank
+        self._main_bank = result.bank
+        self._main_labels = np.asarray(result.labels)
+        if self.model.value != MAIN:
+            return
+        if changed:
+            self.request_update()
+        elif self._outcome is not None and self._outcome.maps is not None:
+            self._show_filter_map(self._outcome, self._main_labels)
+
+    def _on_main_focus(self, *args: Any) -> None:
+        index = next((int(a) for a in args if isinstance(a, int | np.integer)), None)
+        if index is not None and not self._focusing:
+            self.focus_filter(index)
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def _on_model(self) -> None:
+        self.other.visible = self.model.value == OTHER
+        self.weights.enabled = self.model.value != MAIN
+        self.request_update()
+
+    def _on_image(self) -> None:
+        if self._watched is not None:
+            self._watched.events.data.disconnect(self._on_image_data)
+        self._watched = self.image.value
+        if self._watched is not None:
+            self._watched.events.data.connect(self._on_image_data)
+        self.request_update()
+
+    def _on_image_data(self, event: Any = None) -> None:
+        self.request_update()
+
+    def source(self) -> Any:
+        """The bank or model name / file the controls select, or None when incomplete."""
+        choice = self.model.value
+        if choice == MAIN:
+            return self._main_bank
+        if choice == OTHER:
+            return self.other.value.strip() or None
+        return str(choice)
+
+    def request_update(self, *args: Any) -> MapsRequest | None:
+        """Start a worker for the current image and controls; None if something is missing."""
+        layer = self.image.value
+        source = self.source()
+        if layer is None or source is None:
+            self.status.value = "Open an image layer." if layer is None else "Choose a model."
+            return None
+        data = np.asarray(layer.data)
+        if layer.rgb is False and data.ndim != 2:
+            self.status.value = f"{layer.name} is {data.ndim}-D: pick a 2-D or RGB image layer."
+            return None
+        self._generation += 1
+        labels = self._main_labels if self.model.value == MAIN else None
+        request = MapsRequest(
+            generation=self._generation,
+            source=source,
+            image=data,
+            layer=self.layer.value.strip() or None,
+            weights=self.weights.value,
+            relu=bool(self.relu.value),
+            normalize=self.normalize.value,
+            k=int(self.k.value),
+            method=self.method.value,
+            labels=labels,
+        )
+        self._start(request)
+        return request
+
+    def _start(self, request: MapsRequest) -> None:
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(compute_maps, request, _progress={"desc": "Feature maps"})
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(lambda exc, g=request.generation: self._on_errored(g, exc))
+        worker.finished.connect(lambda: self._on_finished(worker))
+        self._workers.add(worker)
+        self._running += 1
+        self.status.value = "Computing feature maps…"
+        worker.start()
+
+    @property
+    def busy(self) -> bool:
+        """True while the newest request has not been applied."""
+        return self._applied < self._generation
+
+    def wait_idle_condition(self) -> bool:
+        """True once the newest request is applied and no worker runs (for tests)."""
+        return not self.busy and self._running == 0
+
+    def _on_finished(self, worker: Any) -> None:
+        self._workers.discard(worker)
+        self._running = max(0, self._running - 1)
+
+    def _on_errored(self, generation: int, exc: BaseException) -> None:
+        if generation >= self._generation:
+            self._applied = generation
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.status.value = f"Error: {self.last_error}"
+
+    def _on_returned(self, outcome: MapsOutcome) -> None:
+        if outcome.request.generation < self._generation:
+            return  # stale
+        self._applied = outcome.request.generation
+        if outcome.error is not None:
+            from napari.utils.notifications import show_error
+
+            self.last_error = outcome.error
+            self.status.value = f"Error: {outcome.error}"
+            show_error(outcome.error)
+            return
+        self.last_error = None
+        self._apply(outcome)
+
+    # --- layers (main thread) -------------------------------------------------------------
+
+    def _image_frame(self) -> tuple[Any, Any, tuple[int, int]]:
+        layer = self.image.value
+        if layer is None:
+            return (1.0, 1.0), (0.0, 0.0), (1, 1)
+        shape = np.shape(layer.data)[:2]
+        return tuple(layer.scale[-2:]), tuple(layer.translate[-2:]), shape
+
+    def _put(self, role: str, data: Any) -> Any:
+        """Create the layer of `role`, or update ours in place (same layer object)."""
+        layer = self._layers.get(role)
+        if layer is not None and layer in self.viewer.layers:
+            kwargs = data.kwargs
+            if data.layer_type == "image" and getattr(layer, "rgb", False) != kwargs.get(
+                "rgb", False
+            ):
+                self.viewer.layers.remove(layer)
+            else:
+                _update(layer, data)
+                return layer
+        add = getattr(self.viewer, f"add_{data.layer_type}")
+        layer = add(data.data, **data.kwargs)
+        self._layers[role] = layer
+        if role == "filter_map":
+            events = layer.selected_data.events  # psygnal's Selection (napari >= 0.6)
+            signal = getattr(events, "items_changed", None)
+            signal = events.changed if signal is None else signal
+            signal.connect(self._on_point_selected)
+        return layer
+
+    def _apply(self, outcome: MapsOutcome) -> None:
+        from ..maps_layers import maps_layer
+
+        maps = outcome.maps
+        assert maps is not None
+        self._outcome = outcome
+        self._shown = None
+        scale, translate, _ = self._image_frame()
+        self._put("feature_maps", maps_layer(maps, scale, translate))
+        shown = self._layers.get("filter_map")
+        previous = self._map_of
+        if (
+            shown is None
+            or shown not in self.viewer.layers
+            or previous is None
+            or previous[0] is not outcome.xy
+            or not np.array_equal(previous[1], outcome.labels)
+        ):  # an image edit leaves the filter map as it is
+            self._show_filter_map(outcome, outcome.labels)
+        n = maps.n_filters
+        self.focus.max = max(0, n - 1)
+        index = min(int(self.focus.value), n - 1)
+        self.focus_filter(index)
+        h, w = maps.maps.shape[1:]
+        self.status.value = (
+            f"{maps.bank.display_name} {maps.bank.layer}: {n} maps of {h}×{w}, scale "
+            f"{maps.scale[0]:g}, receptive field {maps.receptive_field[0]} px; "
+            f"{maps.meta['normalisation']}, {maps.meta['channels']}"
+        )
+
+    def _show_filter_map(self, outcome: MapsOutcome, labels: Any) -> None:
+        from ..maps_layers import filter_map_layer
+
+        if outcome.xy is None or outcome.maps is None:
+            return
+        labels = np.asarray(labels if labels is not None else outcome.labels)
+        scale, translate, shape = self._image_frame()
+        data = filter_map_layer(
+            outcome.xy, labels, outcome.maps, shape, scale, translate, outcome.request.method
+        )
+        self._put("filter_map", data)
+        self._map_of = (outcome.xy, labels)
+
+    @property
+    def layers(self) -> dict[str, Any]:
+        """The widget's layers by role (see `maps_layers.MAP_ROLES`)."""
+        return {role: lay for role, lay in self._layers.items() if lay in self.viewer.layers}
+
+    @property
+    def outcome(self) -> MapsOutcome | None:
+        """The results shown now."""
+        return self._outcome
+
+    # --- focus ------------------------------------------------------------------------------
+
+    def focus_filter(self, index: int) -> None:
+        """Show filter `index`: move the slider to its map, show its patches and boxes, and
+        tell the linked main widget."""
+        outcome = self._outcome
+        if outcome is None or outcome.top is None or self._focusing:
+            return
+        index = int(index)
+        if not 0 <= index < outcome.top.bank.n_filters:
+            return
+        self._focusing = True
+        try:
+            if self.focus.value != index:
+                self.focus.value = index
+            maps = self._layers.get("feature_maps")
+            if maps is not None and maps in self.viewer.layers:
+                axis = self.viewer.dims.ndim - maps.ndim  # the maps' filter axis in the viewer
+                if self.viewer.dims.current_step[axis] != index:
+                    self.viewer.dims.set_current_step(axis, index)
+            self._show_patches(outcome, index)
+            self._shown = index
+            main_focus = getattr(self._main, "focus_filter", None)
+            if callable(main_focus) and self.model.value == MAIN:
+                main_focus(index)
+        finally:
+            self._focusing = False
+
+    def _show_patches(self, outcome: MapsOutcome, index: int) -> None:
+        from ..maps_layers import boxes_layer, patches_layer
+
+        top = outcome.top
+        assert top is not None
+        if index not in outcome.crops:
+            outcome.crops[index] = top.crops([outcome.request.image], index)
+        scale, translate, shape = self._image_frame()
+        self._put(
+            "top_patches", patches_layer(top, outcome.crops[index], index, shape, scale, translate)
+        )
+        self._put("patch_boxes", boxes_layer(top, index, scale, translate))
+
+    def _on_step(self, event: Any = None) -> None:
+        maps = self._layers.get("feature_maps")
+        if maps is None or maps not in self.viewer.layers or self._focusing:
+            return
+        axis = self.viewer.dims.ndim - maps.ndim
+        index = int(self.viewer.dims.current_step[axis])
+        if index == self._shown:
+            return
+        # Deferred: this event also fires while napari inserts a layer (the world extent
+        # changes), and adding our own layers inside that insertion corrupts the layer list.
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: self.focus_filter(index))
+
+    def _on_point_selected(self, *args: Any) -> None:
+        points = self._layers.get("filter_map")
+        if points is None or not len(points.selected_data):
+            return
+        chosen = int(points.features["filter"].iloc[min(points.selected_data)])
+        if chosen != self._shown:
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: self.focus_filter(chosen))
+
+
+def _docked_main(viewer: Any) -> Any:
+    """The main kernelspec widget docked in `viewer`'s window, if any (linked on creation)."""
+    window = getattr(viewer, "window", None)
+    try:
+        docked = dict(getattr(window, "dock_widgets", {}) or {})
+    except Exception:  # no Qt window (headless viewer)
+        return None
+    for widget in docked.values():
+        if type(widget).__name__ == "KernelSpectrumWidget":
+            return widget
+    return None
+
+
+def _update(layer: Any, data: Any) -> None:
+    """Apply new layer data in place (a removed layer costs a garbage collection)."""
+    kwargs = data.kwargs
+    layer.data = data.data
+    for key in ("scale", "translate"):
+        if key in kwargs:
+            setattr(layer, key, kwargs[key])
+    if data.layer_type == "image":
+        layer.colormap = kwargs.get("colormap", layer.colormap)
+        if "contrast_limits" in kwargs:
+            layer.contrast_limits = kwargs["contrast_limits"]
+    else:
+        layer.features = kwargs["features"]  # reassign: in-place edits fire no event
+        if data.layer_type == "points":
+            layer.face_color = kwargs["face_color"]
+        elif len(data.data):
+            layer.edge_color = kwargs["edge_color"]
+        layer.text = kwargs["text"]
+    layer.name = kwargs["name"]
+    layer.metadata = dict(kwargs["metadata"])
+    layer.refresh()
