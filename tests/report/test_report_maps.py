@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 
 import numpy as np
@@ -12,7 +13,6 @@ from PIL import Image
 from napari_kernelspec import KernelSpecError
 from napari_kernelspec.analysis import analyze, palette
 from napari_kernelspec.cli import main
-from napari_kernelspec.report.images import decode_png
 from napari_kernelspec.report.maps import (
     DEFAULT_IMAGE_CREDIT,
     ReportImage,
@@ -22,9 +22,13 @@ from napari_kernelspec.report.maps import (
 from napari_kernelspec.report.write import write_report
 
 
+def _decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
 def _pngs(html: str) -> list[np.ndarray]:
     return [
-        decode_png(base64.b64decode(m))
+        _decode_png(base64.b64decode(m))
         for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     ]
 
@@ -93,7 +97,7 @@ def test_section_top_patch_grid_shows_the_planted_patch():
     image = np.full((40, 40), 0.5, np.float32)
     image[10:15, 20:25] = 0.5 + 0.5 * weights[1, 0] / np.abs(weights[1, 0]).max()
     section = image_section(analyze(bank), [ReportImage("planted", image)], k=2)
-    grid = decode_png(base64.b64decode(section["patches"]["uri"].split(",", 1)[1]))
+    grid = _decode_png(base64.b64decode(section["patches"]["uri"].split(",", 1)[1]))
     # one row: 3 filters x 2 tiles of 5 px upscaled x6 = 30 px, gap 3; filter 1's first tile
     tile = grid[0:30, 66:96, 0].astype(float) / 255
     expected = np.repeat(np.repeat(image[10:15, 20:25], 6, 0), 6, 1)
