@@ -25,19 +25,25 @@ def _bank_of(result: Any) -> KernelBank:
     return bank
 
 
-def tuning_features(bank: KernelBank, n_fft: int = 64) -> np.ndarray:
-    """Unit-length DC-free amplitude spectra: the vectors whose cosine is tuning similarity.
+def tuning_features(bank: KernelBank) -> np.ndarray:
+    """Centred, unit-length amplitude spectra: the vectors whose dot product is the tuning
+    similarity of the ``"response"`` method (the Pearson correlation of
+    `spectra.resolved_amplitude`), so the map and the clusters agree.
 
     Returns
     -------
-    (N, n_fft * n_fft) ndarray of float64
+    (N, max(H * W - 1, 2)) ndarray of float64
+        Zero-padded to two columns for kernels too small to have two frequencies (1x1, 1x2).
     """
     from ..analysis import spectra
 
-    n_fft = max(n_fft, *bank.kernel_size)
-    vectors = spectra.tuning_vectors(spectra.ac_power(bank.weights, n_fft))
+    vectors = spectra.resolved_amplitude(bank.weights)
+    vectors = vectors - vectors.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    if vectors.shape[1] < 2:
+        vectors = np.pad(vectors, ((0, 0), (0, 2 - vectors.shape[1])))
+    return vectors
 
 
 def filter_embedding(result: Any, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -56,7 +62,7 @@ def filter_embedding(result: Any, method: str = "pca", seed: int = 0) -> np.ndar
     Returns
     -------
     (N, 2) ndarray of float64
-        Filters with similar tuning (overlapping power spectra) lie close together.
+        Filters with similar tuning (correlated amplitude spectra) lie close together.
     """
     if method not in EMBEDDINGS:
         raise KernelSpecError(f"method must be one of {', '.join(EMBEDDINGS)}, got {method!r}")
@@ -78,7 +84,8 @@ def filter_embedding(result: Any, method: str = "pca", seed: int = 0) -> np.ndar
     # As scikit-learn advises: PCA to at most 50 dimensions first. One thread: on this 2-core
     # machine under load, t-SNE of 32 filters took 18-40 s with OpenMP's default threads and
     # 0.4 s with one (a few hundred points gain nothing from more).
-    reduced = PCA(n_components=min(50, n - 1), random_state=seed).fit_transform(features)
+    dims = min(50, n - 1, features.shape[1])
+    reduced = PCA(n_components=dims, random_state=seed).fit_transform(features)
     perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     with threadpool_limits(limits=1):
