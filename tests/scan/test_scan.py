@@ -375,7 +375,7 @@ def test_sources_expand_folders_globs_and_list_files_in_natural_order(tmp_path):
         (["@/no/such/list.txt"], "cannot read the list file"),
         (["EMPTY"], "nothing to scan"),
         (["alexnet", "--out", "FILE"], "is a file"),
-        (["alexnet", "--workers", "0"], "not at least 1"),
+        (["alexnet", "--workers", "0"], "must be at least 1"),
         (["alexnet", "--threshold", "2"], "outside (0, 1]"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import NoReturn
 
 __all__ = [
@@ -11,11 +12,13 @@ __all__ = [
     "Parser",
     "add_analysis_options",
     "add_geometry_options",
+    "add_weights_option",
     "alpha_arg",
     "geometry",
     "geometry_arg",
     "min_samples_arg",
     "threshold_arg",
+    "whole_number",
     "write_json",
 ]
 
@@ -63,17 +66,39 @@ def alpha_arg(text: str) -> float:
     return value
 
 
-def min_samples_arg(text: str) -> int:
-    """``--min-samples``: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"min-samples must be a whole number, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"min-samples is {value}; it must be at least 1")
-    return value
+def whole_number(name: str, least: int = 1) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `least`, errors naming the option `name`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a whole number, got {text!r}"
+            ) from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{name} is {value}; it must be at least {least}")
+        return value
+
+    return parse
+
+
+#: ``--min-samples``: a whole number >= 1.
+min_samples_arg = whole_number("min-samples")
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """``--weights auto|pretrained|random`` for model names."""
+    from ..sources.loading import WEIGHTS
+
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="auto",
+        help="auto (default): pretrained where cached or downloadable, else random with a "
+        "warning; pretrained: fail if unavailable; random: the architecture's seeded init "
+        "(UNTRAINED)",
+    )
 
 
 def geometry_arg(text: str) -> int | tuple[int, int]:
@@ -114,15 +139,8 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     from ..analysis import DEFAULT_MIN_SAMPLES, DEFAULT_THRESHOLD
     from ..analysis.chance import ALPHA
     from ..analysis.spectra import METHODS
-    from ..sources.loading import WEIGHTS
 
-    parser.add_argument(
-        "--weights",
-        choices=WEIGHTS,
-        default="auto",
-        help="auto (default): pretrained where cached or downloadable, else random with a "
-        "warning; pretrained: fail if unavailable; random: the architecture's seeded init",
-    )
+    add_weights_option(parser)
     parser.add_argument(
         "--method",
         choices=METHODS,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import add_weights_option, whole_number
+
 HELP = "show what drives filters of any conv layer (maximising images, saliency)"
 DESCRIPTION = (
     "Explain filters of one convolution layer: 'maximize' synthesises the image that most "
@@ -26,26 +28,10 @@ def _pair(text: str) -> tuple[int, int] | str:
     return y, x
 
 
-def _positive(name: str, lo: int = 1):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a whole number, got {text!r}"
-            ) from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"{name} is {value}; it must be at least {lo}")
-        return value
-
-    return parse
-
-
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from ..imaging.explain.attribution import METHODS
     from ..imaging.explain.maximize import DEFAULT_SIZE, DEFAULT_STEPS
     from ..imaging.explain.model import DEVICES
-    from ..sources.loading import WEIGHTS
 
     parser.add_argument(
         "source",
@@ -72,37 +58,34 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "of the whole rectified map",
     )
     parser.add_argument(
-        "--window", type=_positive("--window"), default=8, help="occlusion square (px, default 8)"
+        "--window",
+        type=whole_number("--window"),
+        default=8,
+        help="occlusion square (px, default 8)",
     )
     parser.add_argument(
         "--window-stride",
-        type=_positive("--window-stride"),
+        type=whole_number("--window-stride"),
         default=1,
         help="occlusion step (px, default 1)",
     )
     parser.add_argument(
         "--steps",
-        type=_positive("--steps"),
+        type=whole_number("--steps"),
         default=DEFAULT_STEPS,
         help=f"maximize: Adam steps (default {DEFAULT_STEPS})",
     )
     parser.add_argument(
         "--size",
-        type=_positive("--size", 8),
+        type=whole_number("--size", 8),
         default=DEFAULT_SIZE,
         help=f"maximize: image side in px (default {DEFAULT_SIZE})",
     )
     parser.add_argument(
-        "--seed", type=_positive("--seed", 0), default=0, help="maximize: random seed"
+        "--seed", type=whole_number("--seed", 0), default=0, help="maximize: random seed"
     )
     parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument(
-        "--weights",
-        choices=WEIGHTS,
-        default="auto",
-        help="for model names: auto (pretrained if available, else random with a warning), "
-        "pretrained, random (UNTRAINED)",
-    )
+    add_weights_option(parser)
     parser.add_argument(
         "--arch", metavar="NAME", help="the torchvision architecture of a state-dict SOURCE"
     )

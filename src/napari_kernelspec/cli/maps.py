@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import add_weights_option
+
 HELP = "feature maps of an image through one conv layer (saved as .npz)"
 DESCRIPTION = (
     "Run an image through one convolution layer and save its feature maps with their "
@@ -36,7 +38,6 @@ def pair_arg(minimum: int):
 def add_source_options(parser: argparse.ArgumentParser) -> None:
     """SOURCE, --layer, --weights, --normalize, --stride, --padding and --dilation."""
     from ..imaging.images import NORMALIZE
-    from ..sources.loading import WEIGHTS
 
     parser.add_argument(
         "source",
@@ -49,13 +50,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
         help="a convolution by module name (default: the first); a deeper layer runs inside "
         "its network",
     )
-    parser.add_argument(
-        "--weights",
-        choices=WEIGHTS,
-        default="auto",
-        help="auto (default): pretrained where cached or downloadable, else random with a "
-        "warning; pretrained: fail if unavailable; random: the architecture's seeded init",
-    )
+    add_weights_option(parser)
     parser.add_argument(
         "--normalize",
         choices=NORMALIZE,

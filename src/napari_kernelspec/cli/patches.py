@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ._common import write_json
+from ._common import whole_number, write_json
 from .maps import add_source_options
 
 HELP = "each filter's top-activating image patches over a set of images"
@@ -16,20 +16,12 @@ DESCRIPTION = (
 )
 
 
-def _k(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"k must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"k is {value}; it must be at least 1")
-    return value
-
-
 def add_parser(parser: argparse.ArgumentParser) -> None:
     add_source_options(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--k", type=_k, default=9, help="patches per filter (default 9)")
+    parser.add_argument(
+        "--k", type=whole_number("k"), default=9, help="patches per filter (default 9)"
+    )
     parser.add_argument(
         "--json", metavar="PATH", help="write the patches as JSON to PATH; '-' to stdout"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_analysis_options
+from ._common import add_analysis_options, whole_number
 
 HELP = "analyse many models or checkpoints on Dask and write Parquet tables"
 DESCRIPTION = (
@@ -16,16 +16,6 @@ DESCRIPTION = (
 )
 
 EXIT_FAILED = 1
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +47,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     where.add_argument(
         "--workers",
-        type=positive_int,
+        type=whole_number("--workers"),
         metavar="N",
         help="worker processes of the local cluster (default: one per CPU)",
     )
@@ -68,7 +58,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=whole_number("--batch-size"),
         default=DEFAULT_BATCH,
         metavar="N",
         help=f"sources per written part file (default {DEFAULT_BATCH})",
