@@ -149,3 +149,28 @@ def test_docked_from_the_manifest_standalone(make_napari_viewer, qtbot):
     np.testing.assert_allclose(layer.translate, [0, 10 + 2 * 2, 5 + 2 * 2])
     assert "luminance" in widget.status.value
     assert set(widget.layers) == {"feature_maps", "top_patches", "patch_boxes", "filter_map"}
+
+
+def test_linked_to_the_real_main_widget(docked, qtbot, wait_idle):
+    """The main widget and the feature maps follow each other: bank, and filter focus."""
+    from napari_kernelspec._napari._qt.maps import FeatureMapsWidget
+
+    viewer, main = docked  # alexnet, random weights
+    photo = (np.random.default_rng(2).random((96, 120, 3)) * 255).astype(np.uint8)
+    viewer.add_image(photo, name="photo")
+    widget = FeatureMapsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.link(main)
+    qtbot.waitUntil(widget.wait_idle_condition, timeout=WORKER_TIMEOUT_MS)
+    assert widget.last_error is None, widget.last_error
+    layer = widget.layers["feature_maps"]
+    expected = feature_maps(main.bank, photo)
+    assert layer.data.shape == expected.maps.shape  # the main widget's layer, on the photo
+    np.testing.assert_allclose(layer.scale[1:], expected.scale)
+    main.focus_filter(7)  # the main widget's focus moves the maps' slider
+    qtbot.waitUntil(lambda: widget.focus.value == 7, timeout=5000)
+    assert viewer.dims.current_step[0] == 7
+    assert "__main_widget__" in widget.model.choices  # kept through napari's reset_choices
+    widget.focus_filter(12)  # and the maps' slider focuses the main widget's filter
+    qtbot.waitUntil(lambda: main.current_filter == 12, timeout=5000)
+    wait_idle(main)

@@ -163,7 +163,9 @@ class FeatureMapsWidget(Container):
         model_choices = [(name, key) for key, name in SEED_MODELS.items()]
         model_choices += [("other model or file…", OTHER)]
         self._model_choices = model_choices
-        self.model = ComboBox(label="model", choices=model_choices, value="alexnet")
+        # A callable, so that napari's reset_choices (on every layer change) keeps the
+        # "main widget" choice once linked.
+        self.model = ComboBox(label="model", choices=self._model_choice_list, value="alexnet")
         self.other = LineEdit(
             label="model / file", value="", tooltip="a torchvision name or a weights file (Enter)"
         )
@@ -234,6 +236,10 @@ class FeatureMapsWidget(Container):
         if self.image.value is not before:
             self._on_image()
 
+    def _model_choice_list(self, *_: Any) -> list[tuple[str, str]]:
+        linked = [("main widget's model", MAIN)] if self._main is not None else []
+        return [*linked, *self._model_choices]
+
     def link(self, main_widget: Any) -> None:
         """Follow the main widget: its bank and clusters, and filter focus both ways.
 
@@ -251,8 +257,7 @@ class FeatureMapsWidget(Container):
             signal = getattr(main_widget, name, None)
             if signal is not None and hasattr(signal, "connect"):
                 signal.connect(slot)
-        if MAIN not in self.model.choices:
-            self.model.choices = [("main widget's model", MAIN), *self._model_choices]
+        self.model.reset_choices()  # now with the "main widget" choice
         result = getattr(main_widget, "result", None)
         if result is not None:
             self._main_bank = result.bank
