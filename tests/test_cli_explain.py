@@ -10,18 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_kernelspec.cli import main
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -35,10 +24,10 @@ def layer_file(tmp_path, gabor):
     return path
 
 
-def test_maximize_writes_images_filters_meta_and_png(capsys, tmp_path, layer_file):
+def test_maximize_writes_images_filters_meta_and_png(cli, tmp_path, layer_file):
     out, png = tmp_path / "r.npz", tmp_path / "r.png"
-    code, stdout, err = run(
-        capsys, "explain", str(layer_file), "--filters", "0,2", "--steps", "4", "--size", "24",
+    code, stdout, err = cli(
+        "explain", str(layer_file), "--filters", "0,2", "--steps", "4", "--size", "24",
         "--seed", "1", "--out", str(out), "--png", str(png),
     )  # fmt: skip
     assert code == 0, err
@@ -56,13 +45,13 @@ def test_maximize_writes_images_filters_meta_and_png(capsys, tmp_path, layer_fil
     assert str(out) in stdout
 
 
-def test_guided_on_an_image_writes_attributions(capsys, tmp_path, layer_file):
+def test_guided_on_an_image_writes_attributions(cli, tmp_path, layer_file):
     rgb = (np.random.default_rng(0).uniform(0, 255, (20, 30, 3))).astype(np.uint8)
     image = tmp_path / "in.png"
     Image.fromarray(rgb).save(image)
     out = tmp_path / "g.npz"
-    code, _, err = run(
-        capsys, "explain", str(layer_file), "--method", "guided", "--filters", "1",
+    code, _, err = cli(
+        "explain", str(layer_file), "--method", "guided", "--filters", "1",
         "--image", str(image), "--at", "3,4", "--out", str(out),
     )  # fmt: skip
     assert code == 0, err
@@ -93,7 +82,7 @@ def test_guided_on_an_image_writes_attributions(capsys, tmp_path, layer_file):
         (["--device", "cuda"], None),
     ],
 )
-def test_bad_input_is_one_line_exit_2(capsys, tmp_path, layer_file, args, message):
+def test_bad_input_is_one_line_exit_2(cli, tmp_path, layer_file, args, message):
     import torch
 
     if args == ["--device", "cuda"]:
@@ -101,7 +90,7 @@ def test_bad_input_is_one_line_exit_2(capsys, tmp_path, layer_file, args, messag
             pytest.skip("a GPU is present")
         message = "no CUDA GPU"
     out = tmp_path / "x.npz"
-    code, _, err = run(capsys, "explain", str(layer_file), "--steps", "1", "--size", "16",
+    code, _, err = cli("explain", str(layer_file), "--steps", "1", "--size", "16",
                        "--out", str(out), *args)  # fmt: skip
     assert code == 2
     assert err.startswith("kernelspec: error: ") and message in err
@@ -131,10 +120,10 @@ def test_checkpoint_with_arch_in_a_subprocess(tmp_path):
     assert meta["layer"] == "layer1.0.conv1"
 
 
-def test_untrained_weights_are_flagged_in_the_npz_and_the_png(capsys, tmp_path):
+def test_untrained_weights_are_flagged_in_the_npz_and_the_png(cli, tmp_path):
     out, png = tmp_path / "l.npz", tmp_path / "l.png"
-    code, stdout, err = run(
-        capsys, "explain", "lenet5", "--weights", "random", "--layer", "conv1",
+    code, stdout, err = cli(
+        "explain", "lenet5", "--weights", "random", "--layer", "conv1",
         "--steps", "2", "--size", "16", "--out", str(out), "--png", str(png),
     )  # fmt: skip
     assert code == 0, err

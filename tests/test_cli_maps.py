@@ -9,17 +9,7 @@ import pytest
 from PIL import Image
 
 from napari_kernelspec import KernelBank
-from napari_kernelspec.cli import main
 from napari_kernelspec.imaging import feature_maps
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -32,11 +22,10 @@ def files(tmp_path):
     return tmp_path, weights, image
 
 
-def test_maps_writes_the_npz_the_api_computes(capsys, files):
+def test_maps_writes_the_npz_the_api_computes(cli, files):
     tmp, weights, image = files
     out = tmp / "deep" / "maps.npz"
-    code, stdout, err = run(
-        capsys,
+    code, stdout, err = cli(
         "maps",
         str(tmp / "filters.npy"),
         str(tmp / "photo.png"),
@@ -64,11 +53,10 @@ def test_maps_writes_the_npz_the_api_computes(capsys, files):
     assert sorted(p.name for p in out.parent.iterdir()) == ["maps.npz"]  # no temporary left
 
 
-def test_maps_of_a_deep_layer(capsys, files):
+def test_maps_of_a_deep_layer(cli, files):
     tmp, _, _ = files
     out = tmp / "m.npz"
-    code, _stdout, err = run(
-        capsys,
+    code, _stdout, err = cli(
         "maps",
         "resnet18",
         str(tmp / "photo.png"),
@@ -88,7 +76,7 @@ def test_maps_of_a_deep_layer(capsys, files):
     assert meta["geometry"] == "composed through the network"
 
 
-def test_patches_json(capsys, files):
+def test_patches_json(cli, files):
     tmp, _, _ = files
     images = []
     for i in range(3):
@@ -97,8 +85,8 @@ def test_patches_json(capsys, files):
             path
         )
         images.append(str(path))
-    code, stdout, err = run(
-        capsys, "patches", str(tmp / "filters.npy"), *images, "--k", "3", "--json", "-"
+    code, stdout, err = cli(
+        "patches", str(tmp / "filters.npy"), *images, "--k", "3", "--json", "-"
     )
     assert code == 0, err
     doc = json.loads(stdout)
@@ -111,8 +99,8 @@ def test_patches_json(capsys, files):
             assert p["image"] in images
             y0, x0, y1, x1 = p["box"]
             assert 0 <= y0 < y1 <= 30 and 0 <= x0 < x1 <= 30
-    code, stdout, err = run(
-        capsys, "patches", str(tmp / "filters.npy"), *images, "--json", str(tmp / "p.json")
+    code, stdout, err = cli(
+        "patches", str(tmp / "filters.npy"), *images, "--json", str(tmp / "p.json")
     )
     assert code == 0, err
     assert "filter 0: best" in stdout
@@ -146,13 +134,13 @@ def test_patches_json(capsys, files):
         (["maps", "{npy}", "{tmp}/photo.png", "--stride", "0", "--out", "{tmp}/m.npz"], ">= 1"),
     ],
 )
-def test_bad_input_is_one_error_line(capsys, files, argv, message):
+def test_bad_input_is_one_error_line(cli, files, argv, message):
     tmp, _, _ = files
     (tmp / "not-an-image.png").write_text("hello")
     (tmp / "empty.png").write_bytes(b"")
     Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp / "tiny.png")
     argv = [a.format(tmp=tmp, npy=tmp / "filters.npy") for a in argv]
-    code, _stdout, err = run(capsys, *argv)
+    code, _stdout, err = cli(*argv)
     assert code == 2
     assert err.startswith("kernelspec: error: ") and err.count("\n") == 1, err
     assert message in err

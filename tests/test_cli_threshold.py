@@ -8,17 +8,6 @@ import re
 import numpy as np
 import pytest
 
-from napari_kernelspec.cli import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 @pytest.fixture
 def gaussian(tmp_path) -> str:
@@ -28,14 +17,14 @@ def gaussian(tmp_path) -> str:
     return str(path)
 
 
-def test_default_threshold_is_auto_and_the_summary_puts_chance_beside_the_share(capsys, gaussian):
-    code, out, err = run(capsys, "analyze", gaussian, "--json", "-")
+def test_default_threshold_is_auto_and_the_summary_puts_chance_beside_the_share(cli, gaussian):
+    code, out, err = cli("analyze", gaussian, "--json", "-")
     assert code == 0, err
     data = json.loads(out)
     assert data["threshold_rule"] == "auto" and 0.05 <= data["threshold"] <= 1.0
     assert data["chance_clustered_fraction"] <= data["alpha"] == 0.05
 
-    code, out, _ = run(capsys, "analyze", gaussian)
+    code, out, _ = cli("analyze", gaussian)
     assert code == 0
     assert f"threshold: {data['threshold']:.3f} (auto" in out
     share = re.search(r"^(\d+) % clustered; chance: (\d+) %", out, re.MULTILINE)
@@ -44,33 +33,33 @@ def test_default_threshold_is_auto_and_the_summary_puts_chance_beside_the_share(
     assert int(share[2]) == round(100 * data["chance_clustered_fraction"])
 
 
-def test_a_fixed_threshold_and_the_seed_method_print_their_chance_level(capsys, gaussian):
-    code, out, _ = run(capsys, "analyze", gaussian, "--method", "seed", "--json", "-")
+def test_a_fixed_threshold_and_the_seed_method_print_their_chance_level(cli, gaussian):
+    code, out, _ = cli("analyze", gaussian, "--method", "seed", "--json", "-")
     data = json.loads(out)
     assert code == 0 and data["threshold"] == 0.93 and data["threshold_rule"] == "fixed"
     assert data["chance_clustered_fraction"] > 0.5  # the seed's 0.93 is inside the noise
-    code, out, _ = run(capsys, "analyze", gaussian, "--threshold", "0.93")
+    code, out, _ = cli("analyze", gaussian, "--threshold", "0.93")
     assert "threshold: 0.93   " in out and "% clustered; chance: " in out
 
 
-def test_alpha_moves_the_auto_threshold(capsys, gaussian):
+def test_alpha_moves_the_auto_threshold(cli, gaussian):
     values = {}
     for alpha in ("0.01", "0.3"):
-        code, out, _ = run(capsys, "analyze", gaussian, "--alpha", alpha, "--json", "-")
+        code, out, _ = cli("analyze", gaussian, "--alpha", alpha, "--json", "-")
         assert code == 0
         values[alpha] = json.loads(out)["threshold"]
     assert values["0.01"] > values["0.3"]
 
 
-def test_one_input_channel_1x1_kernels_print_notes_and_json_nulls(capsys, tmp_path):
+def test_one_input_channel_1x1_kernels_print_notes_and_json_nulls(cli, tmp_path):
     np.save(tmp_path / "lin.npy", np.random.default_rng(0).normal(size=(8, 1, 1, 1)))
-    code, out, _ = run(capsys, "analyze", str(tmp_path / "lin.npy"), "--json", "-")
+    code, out, _ = cli("analyze", str(tmp_path / "lin.npy"), "--json", "-")
     data = json.loads(out)
     assert code == 0 and len(data["notes"]) == 2
     assert data["filters"][0]["peak_frequency"] is None
     assert data["filters"][0]["achromatic_fraction"] is None
     assert data["filters"][0]["aliasing_fraction"] is not None
-    code, out, _ = run(capsys, "analyze", str(tmp_path / "lin.npy"))
+    code, out, _ = cli("analyze", str(tmp_path / "lin.npy"))
     assert "note: 1x1 kernels have no spatial structure" in out
 
 
@@ -83,24 +72,22 @@ def test_one_input_channel_1x1_kernels_print_notes_and_json_nulls(capsys, tmp_pa
         (["--threshold", "automatic"], "'auto'"),
     ],
 )
-def test_bad_alpha_or_threshold_is_one_line(capsys, gaussian, argv, expected):
-    code, _, err = run(capsys, "analyze", gaussian, *argv)
+def test_bad_alpha_or_threshold_is_one_line(cli, gaussian, argv, expected):
+    code, _, err = cli("analyze", gaussian, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kernelspec: error: ")
     assert expected in lines[0]
 
 
-def test_report_takes_the_threshold_rule_and_alpha(capsys, gaussian, tmp_path):
+def test_report_takes_the_threshold_rule_and_alpha(cli, gaussian, tmp_path):
     out = tmp_path / "r.html"
-    code, _, err = run(capsys, "report", "--models", gaussian, "--alpha", "0.2", "--out", str(out))
+    code, _, err = cli("report", "--models", gaussian, "--alpha", "0.2", "--out", str(out))
     assert code == 0, err
     result = json.loads(out.with_suffix(".json").read_text())["results"][0]
     assert result["threshold_rule"] == "auto" and result["alpha"] == 0.2
     assert result["chance_clustered_fraction"] <= 0.2
-    code, _, err = run(
-        capsys, "report", "--models", gaussian, "--threshold", "0.6", "--out", str(out)
-    )
+    code, _, err = cli("report", "--models", gaussian, "--threshold", "0.6", "--out", str(out))
     assert code == 0, err
     result = json.loads(out.with_suffix(".json").read_text())["results"][0]
     assert (result["threshold"], result["threshold_rule"]) == (0.6, "fixed")
