@@ -272,6 +272,35 @@ class _Latest:
         return self.closed or generation < self.generation
 
 
+#: Worker threads still running, joined (bounded) when the interpreter exits.
+_RUNNING: set[threading.Thread] = set()
+_EXIT_WAIT_S = 60.0
+
+
+def _track(thread: threading.Thread) -> None:
+    if not _RUNNING:
+        import atexit
+
+        atexit.unregister(_join_running)  # registered once
+        atexit.register(_join_running)
+    _RUNNING.add(thread)
+
+
+def _join_running() -> None:
+    """Let loads that outlive the viewer finish before the interpreter tears down.
+
+    A daemon thread still inside torch when Python exits ends the process with C++'s
+    "terminate called without an active exception" (SIGABRT, seen when only the widget was
+    closed and the script exited during a slow load). Joining here, after napari has closed,
+    costs at most one load and reports nothing (the widget is closed).
+    """
+    import time
+
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    for thread in list(_RUNNING):
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
 class _Job:
     """One `compute` call on a daemon thread, reported back through a Qt signal.
 
@@ -293,7 +322,9 @@ class _Job:
         self.warnings: list[str] = []
 
     def start(self) -> None:
-        threading.Thread(target=self._main, name="kernelspec-worker", daemon=True).start()
+        thread = threading.Thread(target=self._main, name="kernelspec-worker", daemon=True)
+        _track(thread)
+        thread.start()
 
     def _main(self) -> None:
         import warnings
@@ -305,6 +336,7 @@ class _Job:
             except Exception as exc:  # reported on the main thread with its traceback
                 self.error = exc
         self.warnings = [str(w.message) for w in caught]
+        _RUNNING.discard(threading.current_thread())
         if self._latest.closed:
             return
         with contextlib.suppress(RuntimeError):  # the widget was deleted meanwhile
