@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "analyse_history",
+    "history_label",
     "history_layer_data",
     "read_history",
     "sample_lenet5_history",
@@ -169,6 +170,11 @@ def analyse_history(
     return results, [step_name(p) for p in paths]
 
 
+def history_label(source: str | os.PathLike[str]) -> str:
+    """Start of a history's layer names: ``"<folder> history"``."""
+    return f"{Path(source).name} history"
+
+
 def read_history(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTuple]:
     """npe2 reader of a folder of checkpoints: the three layers with a T axis."""
     from .commands import DEFAULT_VIEW, _single_path, preload_torch
@@ -178,8 +184,8 @@ def read_history(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTupl
         raise ValueError(f"read_history opens one folder at a time, got {path!r}")
     preload_torch()
     results, steps = analyse_history(single)
-    label = f"{Path(single).name} history"
-    return [layer.as_tuple() for layer in history_layer_data(results, steps, DEFAULT_VIEW, label)]
+    layers = history_layer_data(results, steps, DEFAULT_VIEW, history_label(single))
+    return [layer.as_tuple() for layer in layers]
 
 
 def sample_lenet5_history() -> list[LayerDataTuple]:

@@ -62,6 +62,7 @@ from psygnal import Signal
 from ...analysis.pipeline import DEFAULT_MIN_SAMPLES, DEFAULT_THRESHOLD
 from ...analysis.views import VIEW_LABELS, VIEWS
 from ...base.errors import KernelSpecError
+from ...base.text import printable
 from ...sources.loading import WEIGHTS
 from ...sources.models import SEED_MODELS
 
@@ -86,6 +87,7 @@ DEBOUNCE_MS = 150
 
 TORCHVISION = "__torchvision__"
 CHECKPOINT = "__checkpoint__"
+HISTORY = "__history__"
 SHOW = ("kernels", "spectra")
 AUTO = "auto"
 #: Lowest value of the threshold slider: automatic thresholds of large kernels reach 0.4.
@@ -118,6 +120,8 @@ class Request:
     min_samples : int
     view : str
         One of `views.VIEWS`.
+    history : bool
+        `source` is a folder of checkpoints of one model: a training history.
     """
 
     generation: int
@@ -127,6 +131,7 @@ class Request:
     threshold: float | str
     min_samples: int
     view: str
+    history: bool = False
 
     @property
     def bank_key(self) -> tuple[str, str]:
@@ -135,6 +140,31 @@ class Request:
     @property
     def analysis_key(self) -> tuple[str, float | str, int]:
         return self.method, self.threshold, self.min_samples
+
+
+@dataclass(frozen=True)
+class History:
+    """A training history as the widget holds it.
+
+    Attributes
+    ----------
+    banks : tuple of KernelBank
+        One per step (T), all of one shape.
+    steps : tuple of str
+        Step names.
+    results : tuple of AnalysisResult
+        One analysis per step; empty until analysed.
+    asked : float or "auto" or None
+        The threshold asked for `results` ("auto" or a number).
+    """
+
+    banks: tuple[KernelBank, ...]
+    steps: tuple[str, ...]
+    results: tuple[AnalysisResult, ...] = ()
+    asked: float | str | None = None
+
+    def __len__(self) -> int:
+        return len(self.banks)
 
 
 @dataclass
@@ -153,6 +183,9 @@ class Outcome:
         The one-line message of a `KernelSpecError`.
     cancelled : bool
         The request was superseded while the worker ran; nothing to apply.
+    history : History or None
+        For a history request: the loaded steps (and their analyses once done); ``result``
+        is then the first step's analysis.
     """
 
     request: Request
@@ -161,6 +194,7 @@ class Outcome:
     layers: list[LayerData] = field(default_factory=list)
     error: str | None = None
     cancelled: bool = False
+    history: History | None = None
 
 
 def analysis_matches(
@@ -186,6 +220,7 @@ def compute(
     result: AnalysisResult | None = None,
     shown: tuple[AnalysisResult, str] | None = None,
     is_stale: Callable[[], bool] = lambda: False,
+    history: History | None = None,
 ) -> Outcome:
     """Do what `request` needs that is not done yet (runs in a worker thread, no Qt).
 
@@ -201,6 +236,9 @@ def compute(
         are not rebuilt. None rebuilds everything.
     is_stale : callable
         Returns True once a newer request exists; checked between stages.
+    history : History, optional
+        For a history request: the steps already loaded, with their analyses if those are
+        what `request` asks for (`bank`, `result` and `shown` are then unused).
 
     Returns
     -------
@@ -209,6 +247,8 @@ def compute(
     """
     from .. import layers as _layers
 
+    if request.history:
+        return _compute_history(request, history, is_stale)
     try:
         if bank is None:
             from ...sources.loading import load_kernels
@@ -248,6 +288,61 @@ def compute(
     except KernelSpecError as exc:
         return Outcome(request, bank=bank, error=str(exc))
     return Outcome(request, bank=bank, result=result, layers=built)
+
+
+def _compute_history(
+    request: Request, history: History | None, is_stale: Callable[[], bool]
+) -> Outcome:
+    """`compute` for a folder of checkpoints: load the steps, analyse each, stack the layers.
+
+    The steps of `history` are reused when given; so are its analyses (a view change), or
+    they are re-cut at a new threshold with `pipeline.rethreshold` (a slider move).
+    """
+    from ...analysis import pipeline
+    from ..history import history_label, history_layer_data
+
+    try:
+        if history is None:
+            from ...sources.history import history_steps, step_name
+            from ...sources.loading import load_kernels
+            from ..commands import preload_torch
+
+            preload_torch()
+            paths = history_steps(request.source)
+            banks = []
+            for path in paths:
+                banks.append(load_kernels(path))
+                if is_stale():
+                    return Outcome(request, cancelled=True)
+            history = History(tuple(banks), tuple(step_name(p) for p in paths))
+        if not history.results or not analysis_matches(history.results[0], request, history.asked):
+            old = history.results or (None,) * len(history)
+            results = []
+            for bank, previous in zip(history.banks, old, strict=True):
+                if previous is not None and _can_rethreshold(previous, bank, request):
+                    results.append(pipeline.rethreshold(previous, float(request.threshold)))  # type: ignore[arg-type]
+                else:
+                    results.append(
+                        pipeline.analyze(
+                            bank,
+                            method=request.method,
+                            threshold=request.threshold,  # type: ignore[arg-type]
+                            min_samples=request.min_samples,
+                        )
+                    )
+                if is_stale():
+                    return Outcome(request, history=_unanalysed(history), cancelled=True)
+            history = replace(history, results=tuple(results), asked=request.threshold)
+        built = history_layer_data(
+            history.results, history.steps, request.view, history_label(request.source)
+        )
+    except KernelSpecError as exc:
+        return Outcome(request, error=str(exc), history=history)
+    return Outcome(request, result=history.results[0], layers=built, history=history)
+
+
+def _unanalysed(history: History) -> History:
+    return replace(history, results=(), asked=None)
 
 
 def _can_rethreshold(
@@ -391,6 +486,8 @@ class KernelSpectrumWidget(Container):
         self._result: AnalysisResult | None = None
         self._asked: float | str | None = None  # threshold asked for `_result`
         self._bank: KernelBank | None = None
+        self._history: History | None = None  # the training history shown, if any
+        self._step: int | None = None  # its step shown by the dims slider
         self._view_of_layers: str | None = None
         self._layers: dict[str, Any] = {}
         self._auto_names: dict[str, str] = {}
@@ -407,7 +504,11 @@ class KernelSpectrumWidget(Container):
         self._auto_supported = _auto_threshold_supported()
 
         model_choices = [(name, key) for key, name in SEED_MODELS.items()]
-        model_choices += [("torchvision model…", TORCHVISION), ("checkpoint file…", CHECKPOINT)]
+        model_choices += [
+            ("torchvision model…", TORCHVISION),
+            ("checkpoint file…", CHECKPOINT),
+            ("training history (folder)…", HISTORY),
+        ]
         self.model = ComboBox(label="model", choices=model_choices, value="alexnet")
         self.torchvision_name = LineEdit(
             label="torchvision name", value="", tooltip="e.g. convnext_tiny, vit_b_16 (Enter)"
@@ -416,6 +517,12 @@ class KernelSpectrumWidget(Container):
             label="checkpoint",
             mode="r",
             filter="Weights (*.pth *.pt *.ckpt *.safetensors *.npy *.npz)",
+        )
+        self.history_folder = FileEdit(
+            label="checkpoint folder",
+            mode="d",
+            tooltip="a folder of checkpoints of one model (epoch_000.pt, epoch_001.pt, …, in "
+            "natural order of their names); napari's dims slider then scrubs through training",
         )
         self.weights = ComboBox(
             label="weights",
@@ -475,6 +582,7 @@ class KernelSpectrumWidget(Container):
                 self.model,
                 self.torchvision_name,
                 self.checkpoint,
+                self.history_folder,
                 self.weights,
                 self.view,
                 self.method,
@@ -506,6 +614,7 @@ class KernelSpectrumWidget(Container):
         self.model.changed.connect(self._on_model)
         self.torchvision_name.native.editingFinished.connect(self._on_source_text)
         self.checkpoint.changed.connect(self._on_source_text)
+        self.history_folder.changed.connect(self._on_source_text)
         self.weights.changed.connect(self.request_update)
         self.method.changed.connect(self.request_update)
         self.threshold.changed.connect(self._on_threshold)
@@ -523,6 +632,7 @@ class KernelSpectrumWidget(Container):
         self._connect(self.viewer.events.status, self._on_status)
         self._connect(self.camera.events.zoom, self._on_zoom)
         self._connect(self.viewer.layers.events.removed, self._on_layer_removed)
+        self._connect(self.viewer.dims.events.current_step, self._on_dims)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
 
         self._adopt_layers()
@@ -547,6 +657,11 @@ class KernelSpectrumWidget(Container):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self.request_update)
+        self._step_signal = QTimer()
+        self._step_signal.setSingleShot(True)
+        self._step_signal.setInterval(DEBOUNCE_MS)
+        self._step_signal.timeout.connect(self._emit_step)
+        self._bank_pending = False
 
         for label in (self.summary, self.hover):
             label.native.setWordWrap(True)
@@ -610,19 +725,23 @@ class KernelSpectrumWidget(Container):
         if choice == CHECKPOINT:
             path = Path(str(self.checkpoint.value)).expanduser()
             return str(path) if path.is_file() else None
+        if choice == HISTORY:
+            path = Path(str(self.history_folder.value)).expanduser()
+            return str(path) if path.is_dir() and str(self.history_folder.value) else None
         return str(choice)
 
     def _sync_source_controls(self) -> None:
         self.torchvision_name.visible = self.model.value == TORCHVISION
         self.checkpoint.visible = self.model.value == CHECKPOINT
-        self.weights.enabled = self.model.value != CHECKPOINT
+        self.history_folder.visible = self.model.value == HISTORY
+        self.weights.enabled = self.model.value not in (CHECKPOINT, HISTORY)
 
     def _on_model(self) -> None:
         self._sync_source_controls()
         self.request_update()
 
     def _on_source_text(self) -> None:
-        if self.model.value in (TORCHVISION, CHECKPOINT):
+        if self.model.value in (TORCHVISION, CHECKPOINT, HISTORY):
             self.request_update()
 
     def _on_threshold(self) -> None:
@@ -654,7 +773,10 @@ class KernelSpectrumWidget(Container):
         self._debounce.stop()
         source = self.source()
         if source is None:
-            what = "a torchvision model name" if self.model.value == TORCHVISION else "a file"
+            what = {
+                TORCHVISION: "a torchvision model name",
+                HISTORY: "a folder of checkpoints",
+            }.get(self.model.value, "a file")
             self.summary.value = f"Give {what}."
             return None
         threshold: float | str = round(float(self.threshold.value), 6)
@@ -669,16 +791,9 @@ class KernelSpectrumWidget(Container):
             threshold=threshold,
             min_samples=int(self.min_samples.value),
             view=self.view.value,
+            history=self.model.value == HISTORY,
         )
-        bank = self._banks.get(request.bank_key)
-        if (
-            bank is not None
-            and len(self.layers) == 3
-            and self._result is not None
-            and self._result.bank is bank
-            and analysis_matches(self._result, request, self._asked)
-            and request.view == self._view_of_layers
-        ):
+        if self._shows(request):
             # Nothing to recompute (e.g. a slider moved back): it is what is shown.
             self._pending = None
             self._applied = request.generation
@@ -689,25 +804,81 @@ class KernelSpectrumWidget(Container):
             self._start(request)
         return request
 
+    def _shows(self, request: Request) -> bool:
+        """True if the layers show what `request` asks for already."""
+        cached = self._banks.get(request.bank_key)
+        if cached is None or len(self.layers) != 3 or request.view != self._view_of_layers:
+            return False
+        if request.history:
+            shown = self._history
+            return (
+                shown is not None
+                and isinstance(cached, History)
+                and shown.banks is cached.banks
+                and analysis_matches(shown.results[0], request, shown.asked)
+            )
+        return (
+            self._history is None
+            and self._result is not None
+            and self._result.bank is cached
+            and analysis_matches(self._result, request, self._asked)
+        )
+
     def _start(self, request: Request) -> None:
+        if request.history:
+            self._start_history(request)
+            return
         bank = self._banks.get(request.bank_key)
+        if isinstance(bank, History):
+            bank = None
         result = self._result if analysis_matches(self._result, request, self._asked) else None
         shown = None
-        if len(self.layers) == 3 and self._result is not None and self._view_of_layers:
+        if (
+            len(self.layers) == 3
+            and self._result is not None
+            and self._view_of_layers
+            and self._history is None
+        ):
             shown = (self._result, self._view_of_layers)
         what = "Loading" if bank is None else "Analysing" if result is None else "Rendering"
         desc = f"{what} {Path(request.source).name if bank is None else bank.display_name}"
         latest, generation = self._latest, request.generation
-        job = _Job(
-            request=request,
-            run=lambda: compute(request, bank, result, shown, lambda: latest.stale(generation)),
-            latest=latest,
-            bridge=self._bridge,
+
+        def latest_is_stale() -> bool:
+            return latest.stale(generation)
+
+        self._run_job(
+            request, desc, lambda: compute(request, bank, result, shown, latest_is_stale)
         )
+
+    def _run_job(self, request: Request, desc: str, run: Callable[[], Outcome]) -> None:
+        job = _Job(request=request, run=run, latest=self._latest, bridge=self._bridge)
         self._worker = job
         self._open_progress(desc)
         self.hover.value = f"{desc}…"
         job.start()
+
+    def _start_history(self, request: Request) -> None:
+        cached = self._banks.get(request.bank_key)
+        history = cached if isinstance(cached, History) else None
+        shown = self._history
+        if history is not None and shown is not None and shown.banks is history.banks:
+            history = shown  # its analyses are reused or re-cut (`_compute_history`)
+        name = Path(request.source).name
+        if history is None:
+            desc = f"Loading the checkpoints of {name}"
+        elif not history.results or not analysis_matches(
+            history.results[0], request, history.asked
+        ):
+            desc = f"Analysing {len(history)} steps of {name}"
+        else:
+            desc = f"Rendering {name}"
+        latest, generation = self._latest, request.generation
+        self._run_job(
+            request,
+            desc,
+            lambda: compute(request, is_stale=lambda: latest.stale(generation), history=history),
+        )
 
     def _on_done(self, job: _Job) -> None:
         """A job finished (main thread): warnings, then its result or error, then the next."""
@@ -789,8 +960,9 @@ class KernelSpectrumWidget(Container):
         if self._closed:
             return
         request = outcome.request
-        if outcome.bank is not None:
-            self._banks[request.bank_key] = outcome.bank
+        loaded = _unanalysed(outcome.history) if outcome.history is not None else outcome.bank
+        if loaded is not None:
+            self._banks[request.bank_key] = loaded
             self._banks.move_to_end(request.bank_key)
             while len(self._banks) > _BANK_CACHE_SIZE:
                 self._banks.popitem(last=False)
@@ -834,8 +1006,10 @@ class KernelSpectrumWidget(Container):
         for data in outcome.layers:
             data.kwargs["metadata"]["kernelspec"][_OWNER_KEY] = True
         alive = self.layers
-        if len(alive) < 3:
-            # First run, or the user deleted one of our layers: (re)create all three.
+        ndim = 3 if outcome.history is not None else 2
+        if len(alive) < 3 or any(lay.ndim != ndim for lay in alive.values()):
+            # First run, the user deleted one of our layers, or a switch between a history
+            # (a leading step axis) and one model: (re)create all three.
             if any(d.data is None for d in outcome.layers):
                 self._rebuild(outcome)  # pixels were left out for layers that are gone
                 return
@@ -873,6 +1047,11 @@ class KernelSpectrumWidget(Container):
             self._fit()
         self._text_size = None
         self._on_zoom()
+        self._history = outcome.history
+        self._step = None
+        if outcome.history is not None:
+            self._step = self._dims_step()
+            result = outcome.history.results[self._step]
         bank_changed = self._bank is not result.bank
         self._bank = result.bank
         self._result = result
@@ -885,7 +1064,7 @@ class KernelSpectrumWidget(Container):
             self.focus.max = max(0, result.n_filters - 1)
         self._apply_visibility()
         self._update_table(result)
-        self.summary.value = _summary(result)
+        self.summary.value = self._summary_text()
         self._highlight = []
         if self._current_filter is not None and self._current_filter >= result.n_filters:
             self._current_filter = None
@@ -893,6 +1072,54 @@ class KernelSpectrumWidget(Container):
         if bank_changed:
             self.bank_changed.emit(result.bank)
         self.result_changed.emit(result)
+
+    def _summary_text(self) -> str:
+        assert self._result is not None
+        text = _summary(self._result)
+        if self._history is not None and self._step is not None:
+            name = html.escape(printable(self._history.steps[self._step]))
+            text += (
+                f"<br>step <b>{name}</b> ({self._step + 1} of {len(self._history)}) · "
+                "the dims slider scrubs through training"
+            )
+        return text
+
+    def _dims_step(self) -> int:
+        """The history step under napari's dims slider (0 when not known)."""
+        history, layer = self._history, self.layers.get("kernels")
+        if history is None or layer is None or layer.ndim != 3:
+            return 0
+        point = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
+        t = point[0] if point.size and np.isfinite(point[0]) else 0.0
+        return int(np.clip(round(float(t)), 0, len(history) - 1))
+
+    def _on_dims(self, event: Any = None) -> None:
+        """The dims slider moved: show the step's clusters, table and summary."""
+        if self._closed or self._history is None or not self._history.results:
+            return
+        step = self._dims_step()
+        if step == self._step:
+            return
+        self._step = step
+        result = self._history.results[step]
+        bank_changed = result.bank is not self._bank
+        self._bank, self._result = result.bank, result
+        self._update_table(result)
+        self.summary.value = self._summary_text()
+        if self._highlight:
+            self.highlight(self._highlight)
+        self._refresh_hover()
+        # Linked widgets (feature maps, explain) follow once the slider pauses.
+        self._step_signal.start()
+        self._bank_pending = self._bank_pending or bank_changed
+
+    def _emit_step(self) -> None:
+        if self._closed or self._result is None:
+            return
+        if self._bank_pending:
+            self.bank_changed.emit(self._result.bank)
+        self._bank_pending = False
+        self.result_changed.emit(self._result)
 
     def _rebuild(self, outcome: Outcome) -> None:
         """The layers vanished while a partial update was computed: compute them all."""
@@ -980,13 +1207,17 @@ class KernelSpectrumWidget(Container):
         n = self._result.n_filters
         chosen = np.zeros(n, dtype=bool)
         chosen[[i for i in filters if 0 <= i < n]] = True
-        rgba = cluster_edge_colors(self._result.labels)
-        width = np.full(n, FRAME_WIDTH)
+        # A history has one frame per filter and step, step after step.
+        steps = self._history.results if self._history is not None else (self._result,)
+        labels = np.concatenate([np.asarray(r.labels) for r in steps])
+        rgba = cluster_edge_colors(labels)
+        width = np.full(len(labels), FRAME_WIDTH)
         if chosen.any():
-            rgba[~chosen, 3] *= 0.35
-            rgba[chosen, 3] = 1.0
-            rgba[chosen & (self._result.labels < 0), :3] = 1.0  # unclustered: white frame
-            width[chosen] = 2 * FRAME_WIDTH
+            every = np.tile(chosen, len(steps))
+            rgba[~every, 3] *= 0.35
+            rgba[every, 3] = 1.0
+            rgba[every & (labels < 0), :3] = 1.0  # unclustered: white frame
+            width[every] = 2 * FRAME_WIDTH
         layer.border_color = rgba
         layer.border_width = width
         self._highlight = [int(i) for i in np.flatnonzero(chosen)]
@@ -1141,6 +1372,7 @@ class KernelSpectrumWidget(Container):
         reader work too; over the spectra it adds the frequency under the cursor, over the
         widget's kernels the raw weight of every input channel at the pixel.
         """
+        from ..history import step_metadata
         from ..layers import describe_position
 
         for lay in reversed(list(self.viewer.layers)):
@@ -1148,6 +1380,9 @@ class KernelSpectrumWidget(Container):
             # The frames have no pixels: the image below answers for them.
             if not lay.visible or not meta or meta.get("role") not in SHOW:
                 continue
+            if meta.get("history"):  # a training history: the step under the dims slider
+                t = np.asarray(lay.world_to_data(self.viewer.dims.point), dtype=float)[0]
+                meta = step_metadata(meta, round(float(t)) if np.isfinite(t) else 0)
             text = describe_position(meta, position, with_frequency=meta["role"] == "spectra")
             if text is None:
                 continue
@@ -1261,8 +1496,6 @@ class KernelSpectrumWidget(Container):
     def _export_dialog(self, what: str) -> None:
         from qtpy.QtWidgets import QFileDialog
 
-        from ...base.text import printable
-
         if self._result is None:
             return
         stem = f"{self._result.bank.model}_{self._result.bank.layer}".replace("/", "_")
@@ -1308,6 +1541,7 @@ class KernelSpectrumWidget(Container):
         self._latest.closed = True
         with contextlib.suppress(RuntimeError):
             self._debounce.stop()
+            self._step_signal.stop()
         self._pending = None
         self._worker = None  # a running job sees `closed` and reports nothing
         self._close_progress()
@@ -1395,8 +1629,6 @@ def _table_value(rows: list[list[Any]]) -> dict[str, Any]:
 
 
 def _summary(result: AnalysisResult) -> str:
-    from ...base.text import printable
-
     bank = result.bank
     n, c, h, w = bank.weights.shape
     trained = {

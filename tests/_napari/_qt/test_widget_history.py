@@ -1,0 +1,142 @@
+"""The main widget takes a folder of checkpoints: a training history on napari's dims slider."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_kernelspec._napari._qt.widget import HISTORY
+from napari_kernelspec._napari.layers import MosaicGeometry
+
+pytestmark = pytest.mark.gui
+
+#: Step names in the order of training; written to disk out of order.
+STEPS = ["epoch_1", "epoch_2", "epoch_10"]
+
+
+@pytest.fixture
+def history_folder(tmp_path, gabor):
+    """Six Gabors of different orientations; at step t filters 1..t+1 become scaled copies
+    of filter 0, so the cluster of filter 0 grows: 2, 3, 4 members."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    base = np.stack([gabor(11, 0.25, 30.0 * k, sigma=2.5)[None] for k in range(6)])
+    folder = tmp_path / "run"
+    folder.mkdir()
+    weights = []
+    for t in (2, 0, 1):  # written out of order: epoch_10 must still come last
+        w = base.copy()
+        for k in range(1, t + 2):
+            w[k] = base[0] * (1 + 0.1 * k) + 0.01 * rng.standard_normal(base[0].shape)
+        torch.save(
+            {"conv1.weight": torch.from_numpy(w.astype(np.float32))}, folder / f"{STEPS[t]}.pt"
+        )
+        weights.append((t, w.astype(np.float32)))
+    (folder / "notes.txt").write_text("not a checkpoint")
+    return folder, dict(weights)
+
+
+def _open(widget, wait_idle, folder) -> None:
+    widget.model.value = HISTORY
+    widget.history_folder.value = str(folder)
+    wait_idle(widget)
+
+
+def _members(widget) -> list[list[int]]:
+    return [list(map(int, m)) for m in widget.result.clusters]
+
+
+def test_a_folder_of_checkpoints_scrubs_through_training(docked, wait_idle, history_folder, qtbot):
+    viewer, widget = docked
+    folder, weights = history_folder
+    _open(widget, wait_idle, folder)
+    assert not widget.weights.enabled  # the checkpoints say what they hold
+    assert widget.last_error is None
+    layers = widget.layers
+    assert set(layers) == {"kernels", "spectra", "clusters"}
+    assert len(viewer.layers) == 3  # AlexNet's layers were replaced, not piled up
+    assert all(lay.ndim == 3 for lay in layers.values())
+    assert layers["kernels"].name == "run history kernels"
+    assert viewer.dims.nsteps[0] == 3  # one slider position per checkpoint
+    n = 6
+    assert len(layers["clusters"].data) == 3 * n  # a frame per filter and step
+    for t, name in enumerate(STEPS):
+        with qtbot.waitSignal(widget.result_changed, timeout=5000):
+            viewer.dims.set_current_step(0, t)
+        np.testing.assert_array_equal(widget.bank.weights, weights[t])
+        assert _members(widget) == [list(range(t + 2))]  # the cluster grows step by step
+        assert f"step <b>{name}</b> ({t + 1} of 3)" in widget.summary.value
+        assert widget.table.native.item(0, 2).text() == ", ".join(map(str, range(t + 2)))
+        # the displayed mosaic is that step's
+        np.testing.assert_array_equal(
+            np.asarray(layers["kernels"]._slice.image.view), layers["kernels"].data[t]
+        )
+    # hovering filter 3 reads the step under the slider: unclustered before epoch_10
+    geometry = MosaicGeometry.from_dict(layers["clusters"].metadata["kernelspec"]["geometry"])
+    r, c = geometry.centre(3)
+    assert widget.hover_text((2.0, r, c)).startswith("filter 3 · cluster 0")
+    viewer.dims.set_current_step(0, 0)
+    assert widget.hover_text((0.0, r, c)).startswith("filter 3 · unclustered")
+
+
+def test_a_cluster_row_highlights_its_members_at_every_step(docked, wait_idle, history_folder):
+    viewer, widget = docked
+    folder, _ = history_folder
+    _open(widget, wait_idle, folder)
+    viewer.dims.set_current_step(0, 2)
+    widget.table.native.selectRow(0)
+    assert widget.highlighted == [0, 1, 2, 3]
+    width = np.asarray(widget.layers["clusters"].border_width).reshape(3, 6)
+    thick = width.max()
+    # the same filters are outlined at every step, so scrubbing keeps them marked
+    assert (width[:, :4] == thick).all() and (width[:, 4:] < thick).all()
+    widget.choose_filter(5)
+    assert widget.current_filter == 5 and widget.focus.value == 5
+
+
+def test_a_threshold_change_recuts_every_step(docked, wait_idle, history_folder):
+    from napari_kernelspec.analysis import analyze
+    from napari_kernelspec.sources.loading import load_kernels
+
+    viewer, widget = docked
+    folder, _ = history_folder
+    _open(widget, wait_idle, folder)
+    viewer.dims.set_current_step(0, 2)
+    widget.threshold.value = 0.9  # turns "auto" off
+    wait_idle(widget)
+    assert not widget.auto_threshold.value
+    assert widget.result.threshold == pytest.approx(0.9)
+    assert all(lay.ndim == 3 for lay in widget.layers.values()) and len(viewer.layers) == 3
+    labels = widget.layers["clusters"].features["cluster"].to_numpy().reshape(3, 6)
+    for t, name in enumerate(STEPS):  # each step as `analyze` cuts it at 0.9
+        expected = analyze(load_kernels(folder / f"{name}.pt"), threshold=0.9).labels
+        np.testing.assert_array_equal(labels[t], expected)
+    np.testing.assert_array_equal(widget.result.labels, labels[2])
+
+
+def test_back_to_one_model_drops_the_step_axis(docked, wait_idle, history_folder):
+    viewer, widget = docked
+    folder, _ = history_folder
+    _open(widget, wait_idle, folder)
+    widget.model.value = "lenet5"
+    wait_idle(widget)
+    assert widget.last_error is None
+    assert len(viewer.layers) == 3
+    assert all(lay.ndim == 2 for lay in widget.layers.values())
+    assert viewer.dims.ndim == 2
+    assert "step" not in widget.summary.value
+    # and again: the loaded steps come from the widget's cache
+    widget.model.value = HISTORY
+    wait_idle(widget)
+    assert viewer.dims.nsteps[0] == 3 and widget.result.bank.weights.shape == (6, 1, 11, 11)
+
+
+def test_a_folder_without_checkpoints_says_so(docked, wait_idle, tmp_path):
+    viewer, widget = docked
+    (tmp_path / "readme.txt").write_text("nothing here")
+    shown = dict(widget.layers)
+    _open(widget, wait_idle, tmp_path)
+    assert widget.last_error is not None and "holds no weights files" in widget.last_error
+    assert widget.summary.value.startswith("Error: ")
+    assert widget.layers == shown  # what was shown stays
