@@ -5,8 +5,10 @@ Run under a display (a virtual one is fine)::
     xvfb-run -a .venv/bin/python scripts/napari_screenshots.py [--out docs/images]
 
 Writes ``napari_kernels.png`` (the widget and the kernel mosaic with cluster boxes),
-``napari_spectra.png`` (the same layer's spectra) and ``napari_focus.png`` (one filter zoomed
-in, with the status bar). Models load with ``weights="auto"``: pretrained if in the torch cache,
+``napari_spectra.png`` (the same layer's spectra), ``napari_side_by_side.png`` (both mosaics,
+one set of frames), ``napari_focus.png`` (one filter zoomed in, with the status bar) and
+``napari_history.png`` (the LeNet5 training history sample folder opened in the widget, at
+its last step). Models load with ``weights="auto"``: pretrained if in the torch cache,
 otherwise untrained random weights, which the layer names and the widget's summary then say.
 """
 
@@ -75,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     QApplication.processEvents()
     _save(viewer.screenshot(canvas_only=False, flash=False), args.out / "napari_spectra.png")
 
+    widget.show_.value = "side by side"
+    wait(widget)
+    _save(viewer.screenshot(canvas_only=False, flash=False), args.out / "napari_side_by_side.png")
+
     widget.show_.value = "kernels"
     widget.model.value = "lenet5"
     widget.threshold.value = 0.8
@@ -92,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(20):
         QApplication.processEvents()
     _save(viewer.screenshot(canvas_only=False, flash=False), args.out / "napari_focus.png")
+
+    from napari_kernelspec._napari._qt.widget import HISTORY
+    from napari_kernelspec.sources.history import lenet5_history
+
+    widget.threshold.value = 0.5
+    widget.model.value = HISTORY
+    widget.history_folder.value = str(lenet5_history())
+    wait(widget)
+    viewer.dims.set_current_step(0, viewer.dims.nsteps[0] - 1)
+    widget.fit_button.changed.emit(True)
+    for _ in range(20):
+        QApplication.processEvents()
+    _save(viewer.screenshot(canvas_only=False, flash=False), args.out / "napari_history.png")
     viewer.close()
     return 0
 

@@ -22,6 +22,7 @@ import numpy as np
 from ..analysis.descriptors import DESCRIPTOR_NAMES
 from .layers import (
     LayerData,
+    beside,
     clusters_layer,
     kernels_layer,
     result_geometry,
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+#: Axis labels of the history layers: napari's dims slider is labelled "step".
+STEP_AXIS_LABELS = ("step", "y", "x")
 
 
 def _stack_images(layers: Sequence[LayerData]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -78,6 +82,8 @@ def history_layer_data(
     steps: Sequence[str],
     view: str = "colour",
     label: str | None = None,
+    *,
+    side_by_side: bool = False,
 ) -> list[LayerData]:
     """The three layers of a training history, each with a leading T (step) axis.
 
@@ -91,6 +97,8 @@ def history_layer_data(
         Kernel view (`views.VIEWS`).
     label : str, optional
         Start of the layer names (default: the first step's model label).
+    side_by_side : bool
+        Kernels to the right of the spectra, framed on both (see `layers.clusters_layer`).
 
     Returns
     -------
@@ -104,8 +112,13 @@ def history_layer_data(
     results = list(results)
     drift = history_drift(results, steps)  # checks one shape and one result per step
     geometry = result_geometry(results[0])
+    kernels_at = beside(geometry) if side_by_side else None
     per_step = [
-        (spectra_layer(r, geometry), kernels_layer(r, view, geometry), clusters_layer(r, geometry))
+        (
+            spectra_layer(r, geometry),
+            kernels_layer(r, view, kernels_at or geometry),
+            clusters_layer(r, geometry, kernels_at=kernels_at),
+        )
         for r in results
     ]
     history = {
@@ -122,6 +135,7 @@ def history_layer_data(
             data, kwargs = _stack_points(layers)
         else:
             data, kwargs = _stack_images(layers)
+        kwargs["axis_labels"] = STEP_AXIS_LABELS  # the dims slider reads "step"
         kwargs["metadata"] = dict(kwargs["metadata"])
         meta = dict(kwargs["metadata"]["kernelspec"])
         meta["history"] = history

@@ -59,6 +59,7 @@ def test_a_folder_of_checkpoints_scrubs_through_training(docked, wait_idle, hist
     assert all(lay.ndim == 3 for lay in layers.values())
     assert layers["kernels"].name == "run history kernels"
     assert viewer.dims.nsteps[0] == 3  # one slider position per checkpoint
+    assert viewer.dims.axis_labels[0] == "step"
     n = 6
     assert len(layers["clusters"].data) == 3 * n  # a frame per filter and step
     for t, name in enumerate(STEPS):
@@ -133,7 +134,7 @@ def test_back_to_one_model_drops_the_step_axis(docked, wait_idle, history_folder
 
 
 def test_a_folder_without_checkpoints_says_so(docked, wait_idle, tmp_path):
-    viewer, widget = docked
+    _viewer, widget = docked
     (tmp_path / "readme.txt").write_text("nothing here")
     shown = dict(widget.layers)
     _open(widget, wait_idle, tmp_path)

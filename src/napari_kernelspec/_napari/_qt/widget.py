@@ -89,6 +89,8 @@ TORCHVISION = "__torchvision__"
 CHECKPOINT = "__checkpoint__"
 HISTORY = "__history__"
 SHOW = ("kernels", "spectra")
+#: The "show" choice with both mosaics next to each other, framed by one set of frames.
+SIDE_BY_SIDE = "side by side"
 AUTO = "auto"
 #: Lowest value of the threshold slider: automatic thresholds of large kernels reach 0.4.
 SLIDER_MIN = 0.05
@@ -122,6 +124,8 @@ class Request:
         One of `views.VIEWS`.
     history : bool
         `source` is a folder of checkpoints of one model: a training history.
+    side_by_side : bool
+        The kernels to the right of the spectra (`layers.beside`), framed on both.
     """
 
     generation: int
@@ -132,6 +136,7 @@ class Request:
     min_samples: int
     view: str
     history: bool = False
+    side_by_side: bool = False
 
     @property
     def bank_key(self) -> tuple[str, str]:
@@ -277,14 +282,18 @@ def compute(
         if is_stale():
             return Outcome(request, bank=bank, result=result, cancelled=True)
         geometry = _layers.result_geometry(result)
+        kernels_at = _layers.beside(geometry) if request.side_by_side else None
         old, old_view = shown if shown is not None else (None, None)
         same_bank = old is not None and old.bank is bank
         same_spectra = same_bank and old is not None and old.method == result.method
         spectra = _layers.spectra_layer(result, geometry, with_data=not same_spectra)
         kernels = _layers.kernels_layer(
-            result, request.view, geometry, with_data=not (same_bank and old_view == request.view)
+            result,
+            request.view,
+            kernels_at or geometry,
+            with_data=not (same_bank and old_view == request.view),
         )
-        built = [spectra, kernels, _layers.clusters_layer(result, geometry)]
+        built = [spectra, kernels, _layers.clusters_layer(result, geometry, kernels_at=kernels_at)]
     except KernelSpecError as exc:
         return Outcome(request, bank=bank, error=str(exc))
     return Outcome(request, bank=bank, result=result, layers=built)
@@ -334,7 +343,11 @@ def _compute_history(
                     return Outcome(request, history=_unanalysed(history), cancelled=True)
             history = replace(history, results=tuple(results), asked=request.threshold)
         built = history_layer_data(
-            history.results, history.steps, request.view, history_label(request.source)
+            history.results,
+            history.steps,
+            request.view,
+            history_label(request.source),
+            side_by_side=request.side_by_side,
         )
     except KernelSpecError as exc:
         return Outcome(request, error=str(exc), history=history)
@@ -489,6 +502,7 @@ class KernelSpectrumWidget(Container):
         self._history: History | None = None  # the training history shown, if any
         self._step: int | None = None  # its step shown by the dims slider
         self._view_of_layers: str | None = None
+        self._side_of_layers = False
         self._layers: dict[str, Any] = {}
         self._auto_names: dict[str, str] = {}
         self._bounds: Any = None
@@ -563,9 +577,10 @@ class KernelSpectrumWidget(Container):
         self.min_samples = SpinBox(label="min samples", min=1, max=4096, value=DEFAULT_MIN_SAMPLES)
         self.show_ = ComboBox(
             label="show",
-            choices=list(SHOW),
+            choices=[*SHOW, SIDE_BY_SIDE],
             value="kernels",
-            tooltip="\\ toggles kernels and spectra; ] and [ step through the filters",
+            tooltip="side by side: the kernels right of the spectra, each filter framed on "
+            "both; \\ toggles kernels and spectra; ] and [ step through the filters",
         )
         self.focus = SpinBox(label="focus filter", min=0, max=0, value=0)
         self.focus_button = PushButton(text="zoom to filter")
@@ -621,7 +636,7 @@ class KernelSpectrumWidget(Container):
         self.auto_threshold.changed.connect(self.request_update)
         self.min_samples.changed.connect(self._schedule_update)
         self.view.changed.connect(self.request_update)
-        self.show_.changed.connect(self._apply_visibility)
+        self.show_.changed.connect(self._on_show)
         self.focus.changed.connect(self.focus_filter)
         self.focus_button.changed.connect(lambda: self.focus_filter(self.focus.value))
         self.fit_button.changed.connect(self._fit)
@@ -792,6 +807,7 @@ class KernelSpectrumWidget(Container):
             min_samples=int(self.min_samples.value),
             view=self.view.value,
             history=self.model.value == HISTORY,
+            side_by_side=self.show_.value == SIDE_BY_SIDE,
         )
         if self._shows(request):
             # Nothing to recompute (e.g. a slider moved back): it is what is shown.
@@ -807,7 +823,12 @@ class KernelSpectrumWidget(Container):
     def _shows(self, request: Request) -> bool:
         """True if the layers show what `request` asks for already."""
         cached = self._banks.get(request.bank_key)
-        if cached is None or len(self.layers) != 3 or request.view != self._view_of_layers:
+        if (
+            cached is None
+            or len(self.layers) != 3
+            or request.view != self._view_of_layers
+            or request.side_by_side != self._side_of_layers
+        ):
             return False
         if request.history:
             shown = self._history
@@ -999,7 +1020,7 @@ class KernelSpectrumWidget(Container):
         self._connect(layer.events.visible, partial(self._on_layer_visible, layer))
 
     def _apply(self, outcome: Outcome) -> None:
-        from ..layers import MosaicGeometry, spectrum_colormap
+        from ..layers import spectrum_colormap
 
         result = outcome.result
         assert result is not None
@@ -1040,8 +1061,7 @@ class KernelSpectrumWidget(Container):
         with contextlib.suppress(Exception):
             if self.viewer.layers.selection.active is clusters:
                 self.viewer.layers.selection.active = self._layers["kernels"]
-        geometry = MosaicGeometry.from_dict(clusters.metadata["kernelspec"]["geometry"])
-        bounds = geometry.bounds()
+        bounds = _framed_bounds(clusters.metadata["kernelspec"])
         if bounds != self._bounds:
             self._bounds = bounds
             self._fit()
@@ -1056,6 +1076,7 @@ class KernelSpectrumWidget(Container):
         self._bank = result.bank
         self._result = result
         self._view_of_layers = outcome.request.view
+        self._side_of_layers = outcome.request.side_by_side
         self._asked = outcome.request.threshold
         if outcome.request.threshold == AUTO:
             with self.threshold.changed.blocked():
@@ -1106,8 +1127,6 @@ class KernelSpectrumWidget(Container):
         self._bank, self._result = result.bank, result
         self._update_table(result)
         self.summary.value = self._summary_text()
-        if self._highlight:
-            self.highlight(self._highlight)
         self._refresh_hover()
         # Linked widgets (feature maps, explain) follow once the slider pauses.
         self._step_signal.start()
@@ -1128,21 +1147,28 @@ class KernelSpectrumWidget(Container):
         self._latest.generation += 1
         self._start(replace(outcome.request, generation=self._latest.generation))
 
+    def _on_show(self) -> None:
+        if (self.show_.value == SIDE_BY_SIDE) != self._side_of_layers:
+            self.request_update()  # the kernels move (and the frames double) in a worker
+        else:
+            self._apply_visibility()
+
     def _apply_visibility(self) -> None:
         show = self.show_.value
         layers = self.layers
         self._syncing = True
         try:
             for role in SHOW:
-                if role in layers and layers[role].visible != (show == role):
-                    layers[role].visible = show == role
+                visible = show in (role, SIDE_BY_SIDE)
+                if role in layers and layers[role].visible != visible:
+                    layers[role].visible = visible
         finally:
             self._syncing = False
         self._refresh_hover()  # the hover text of the layer now hidden must go
 
     def _on_layer_visible(self, layer: Any, event: Any = None) -> None:
         """Keep the "show" control in step with the layer list's eye buttons."""
-        if self._closed or self._syncing or not layer.visible:
+        if self._closed or self._syncing or not layer.visible or self.show_.value == SIDE_BY_SIDE:
             return
         layers = self.layers
         for role in SHOW:
@@ -1152,7 +1178,8 @@ class KernelSpectrumWidget(Container):
 
     def toggle_show(self) -> None:
         """Show the spectra if the kernels are shown, and the other way round."""
-        self.show_.value = SHOW[1 - SHOW.index(self.show_.value)]
+        show = self.show_.value
+        self.show_.value = SHOW[1 - SHOW.index(show)] if show in SHOW else SHOW[0]
 
     def _on_layer_removed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
@@ -1207,13 +1234,14 @@ class KernelSpectrumWidget(Container):
         n = self._result.n_filters
         chosen = np.zeros(n, dtype=bool)
         chosen[[i for i in filters if 0 <= i < n]] = True
-        # A history has one frame per filter and step, step after step.
-        steps = self._history.results if self._history is not None else (self._result,)
-        labels = np.concatenate([np.asarray(r.labels) for r in steps])
+        # A frame per marker: markers are filters, per step of a history and per mosaic
+        # side by side; the layer's features say whose each one is.
+        features = layer.features
+        labels = features["cluster"].to_numpy(dtype=int)
         rgba = cluster_edge_colors(labels)
         width = np.full(len(labels), FRAME_WIDTH)
         if chosen.any():
-            every = np.tile(chosen, len(steps))
+            every = chosen[features["index"].to_numpy(dtype=int)]
             rgba[~every, 3] *= 0.35
             rgba[every, 3] = 1.0
             rgba[every & (labels < 0), :3] = 1.0  # unclustered: white frame
@@ -1263,13 +1291,16 @@ class KernelSpectrumWidget(Container):
             self.highlight([int(index)])
 
     def _tile_at(self, position: Any) -> int | None:
-        from ..layers import MosaicGeometry
+        from ..layers import framed_geometries
 
         layer = self.layers.get("clusters")
         if layer is None:
             return None
-        geometry = MosaicGeometry.from_dict(layer.metadata["kernelspec"]["geometry"])
-        return geometry.tile_at(position)
+        for geometry in framed_geometries(layer.metadata["kernelspec"]):
+            index = geometry.tile_at(position)
+            if index is not None:
+                return index
+        return None
 
     @property
     def layers(self) -> dict[str, Any]:
@@ -1328,14 +1359,11 @@ class KernelSpectrumWidget(Container):
         From the mosaic's own bounds: napari's layer extents can lag behind a data change
         within the same event-loop turn (seen after switching to the seed method).
         """
-        from ..layers import MosaicGeometry
-
         layer = self.layers.get("clusters")
         if layer is None:
             self.viewer.reset_view()
             return
-        geometry = MosaicGeometry.from_dict(layer.metadata["kernelspec"]["geometry"])
-        (y0, x0), (y1, x1) = geometry.bounds()
+        (y0, x0), (y1, x1) = _framed_bounds(layer.metadata["kernelspec"])
         height, width = (float(v) for v in self.viewer.canvas.size)
         camera = self.camera
         camera.center = ((y0 + y1) / 2, (x0 + x1) / 2)
@@ -1612,6 +1640,15 @@ def _update_layer(layer: Any, data: LayerData) -> None:
     if tuple(layer.translate) != translate:
         layer.translate = translate
     layer.metadata = dict(kwargs["metadata"])
+
+
+def _framed_bounds(meta: dict[str, Any]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """World bounds of every mosaic the clusters layer frames (both, side by side)."""
+    from ..layers import framed_geometries
+
+    corners = np.array([g.bounds() for g in framed_geometries(meta)])  # (k, 2, 2)
+    (y0, x0), (y1, x1) = corners[:, 0].min(axis=0), corners[:, 1].max(axis=0)
+    return (float(y0), float(x0)), (float(y1), float(x1))
 
 
 def _same_array(a: Any, b: Any) -> bool:
