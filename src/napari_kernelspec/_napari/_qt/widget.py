@@ -1084,6 +1084,7 @@ class KernelSpectrumWidget(Container):
         with self.focus.changed.blocked():
             self.focus.max = max(0, result.n_filters - 1)
         self._apply_visibility()
+        self._refresh_thumbnails()
         self._update_table(result)
         self.summary.value = self._summary_text()
         self._highlight = []
@@ -1127,6 +1128,7 @@ class KernelSpectrumWidget(Container):
         self._bank, self._result = result.bank, result
         self._update_table(result)
         self.summary.value = self._summary_text()
+        self._refresh_thumbnails()
         self._refresh_hover()
         # Linked widgets (feature maps, explain) follow once the slider pauses.
         self._step_signal.start()
@@ -1152,6 +1154,15 @@ class KernelSpectrumWidget(Container):
             self.request_update()  # the kernels move (and the frames double) in a worker
         else:
             self._apply_visibility()
+
+    def _refresh_thumbnails(self) -> None:
+        """Thumbnails of the hidden mosaics (napari updates only visible layers')."""
+        for role in SHOW:
+            layer = self.layers.get(role)
+            if layer is not None and not layer.visible:
+                thumbnail = _thumbnail(layer, self._step)
+                if thumbnail is not None:
+                    layer.thumbnail = thumbnail
 
     def _apply_visibility(self) -> None:
         show = self.show_.value
@@ -1649,6 +1660,37 @@ def _framed_bounds(meta: dict[str, Any]) -> tuple[tuple[float, float], tuple[flo
     corners = np.array([g.bounds() for g in framed_geometries(meta)])  # (k, 2, 2)
     (y0, x0), (y1, x1) = corners[:, 0].min(axis=0), corners[:, 1].max(axis=0)
     return (float(y0), float(x0)), (float(y1), float(x1))
+
+
+def _thumbnail(layer: Any, step: int | None = None) -> np.ndarray | None:
+    """The thumbnail napari would show for an image layer, made while the layer is hidden.
+
+    napari skips slicing (and so the thumbnail) of a hidden layer: after a model switch the
+    hidden mosaic's thumbnail showed the previous model. Nearest-neighbour sampling of the
+    shown step to the thumbnail's size, through the layer's colormap and contrast limits.
+
+    Returns
+    -------
+    (h, w, 4) uint8 ndarray, or None for a layer that is not an image
+    """
+    data = getattr(layer, "data", None)
+    if not isinstance(data, np.ndarray) or not hasattr(layer, "contrast_limits"):
+        return None
+    image = data[int(np.clip(step or 0, 0, len(data) - 1))] if data.ndim > 2 + layer.rgb else data
+    side = int(np.asarray(layer.thumbnail).shape[0])
+    height, width = image.shape[:2]
+    factor = side / max(height, width)
+    rows = np.minimum((np.arange(max(1, round(height * factor))) / factor).astype(int), height - 1)
+    cols = np.minimum((np.arange(max(1, round(width * factor))) / factor).astype(int), width - 1)
+    small = np.asarray(image[np.ix_(rows, cols)], dtype=float)
+    low, high = layer.contrast_limits
+    small = np.clip((small - low) / max(high - low, 1e-12), 0.0, 1.0)
+    if layer.rgb:
+        rgba = np.concatenate([small[..., :3], np.ones((*small.shape[:2], 1))], axis=-1)
+    else:
+        rgba = np.asarray(layer.colormap.map(small.ravel())).reshape(*small.shape, 4)
+        rgba[np.isnan(small)] = getattr(layer.colormap, "nan_color", (0.0, 0.0, 0.0, 1.0))
+    return (np.nan_to_num(rgba) * 255).round().astype(np.uint8)
 
 
 def _same_array(a: Any, b: Any) -> bool:
