@@ -76,11 +76,16 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def open_page(browser) -> Iterator[Callable[..., OpenPage]]:
-    """``open_page(path, javascript=True)``: load a local file in a fresh context."""
+    """``open_page(path, javascript=True, viewport=VIEWPORT)``: load a local file in a fresh
+    context (`viewport`: ``{"width": ..., "height": ...}`` in CSS pixels)."""
     contexts = []
 
-    def _open(path: Path, *, javascript: bool = True) -> OpenPage:
-        context = browser.new_context(viewport=VIEWPORT, java_script_enabled=javascript)
+    def _open(
+        path: Path, *, javascript: bool = True, viewport: dict[str, int] | None = None
+    ) -> OpenPage:
+        context = browser.new_context(
+            viewport=viewport or VIEWPORT, java_script_enabled=javascript
+        )
         contexts.append(context)
         page = context.new_page()
         opened = OpenPage(page)

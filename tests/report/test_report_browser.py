@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,7 +12,9 @@ from PIL import Image
 
 from napari_kernelspec.analysis import analyze
 from napari_kernelspec.base.bank import KernelBank
+from napari_kernelspec.base.text import number, percent
 from napari_kernelspec.report import render_report, write_report
+from napari_kernelspec.report.render import ACHROMATIC_THRESHOLD
 
 pytestmark = pytest.mark.browser
 
@@ -73,11 +77,73 @@ def test_click_enlarges_images_and_headings_sort(open_page, report):
     assert w1 > 1.5 * w0
     figure.click()
     assert "enlarged" not in figure.get_attribute("class")
-    page.locator("table.comparison thead th").nth(5).click()  # clusters column, ascending
-    order = [
-        int(t) for t in page.locator("table.comparison tbody tr td:nth-child(6)").all_inner_texts()
-    ]
+    heads = page.locator("table.comparison thead th")
+    clusters = heads.all_inner_texts().index("clusters")
+    heads.nth(clusters).click()  # ascending
+    cells = page.locator(f"table.comparison tbody tr td:nth-child({clusters + 1})")
+    order = [int(t) for t in cells.all_inner_texts()]
     assert order == sorted(order) and len(order) == 8
+    assert opened.errors == []
+
+
+def _figures(result: dict) -> list[str]:
+    """Every figure of a model's comparison row, computed from the report's JSON alone."""
+
+    def defined(key: str) -> np.ndarray:
+        return np.array([f[key] for f in result["filters"] if f[key] is not None], dtype=float)
+
+    def stat(key: str, how, text) -> str:
+        values = defined(key)
+        return text(how(values)) if values.size else "n/a"
+
+    sy, sx = result["stride"]
+    return [
+        result["display_name"],
+        result["layer"],
+        "×".join(map(str, result["shape"])),
+        str(sy) if sy == sx else f"{sy}×{sx}",
+        "untrained" if not result["trained"] else result["weights"],
+        str(result["n_clusters"]),
+        percent(result["clustered_fraction"]),
+        percent(result["chance_clustered_fraction"]),  # the chance level next to it
+        number(result["threshold"], 3),
+        str(len(result["duplicates"])),
+        str(len(result["sign_pairs"])),
+        stat("peak_frequency", np.median, number),
+        stat("orientation_selectivity", np.median, lambda v: number(v, 2)),
+        stat("aliasing_fraction", np.mean, number),
+        stat("achromatic_fraction", lambda v: np.mean(v >= ACHROMATIC_THRESHOLD), percent),
+    ]
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_comparison_table_fits_a_laptop_window_with_every_figure(open_page, report, width):
+    """At 1280 px (and 800 px) the eight-model table needs no sideways scrolling, and every
+    figure of every row (clustered share and its chance level included) is still on screen."""
+    results = json.loads(report.with_suffix(".json").read_text())["results"]
+    opened = open_page(report, viewport={"width": width, "height": 800})
+    page = opened.page
+    box = page.evaluate(
+        "(() => { const t = document.querySelector('table.comparison'), c = t.parentElement;"
+        " return {scroll: c.scrollWidth, client: c.clientWidth, table: t.offsetWidth,"
+        " page: document.documentElement.scrollWidth}; })()"
+    )
+    assert box["scroll"] <= box["client"] and box["table"] <= box["client"], box
+    assert box["page"] <= width, box  # nor does the page itself scroll sideways
+    rows = page.locator("table.comparison tbody tr").all_inner_texts()
+    assert len(rows) == len(results) == 8
+    for result in results:
+        row = next(r for r in rows if r.split()[0] == result["display_name"])
+        shown = Counter(t.strip("()/·,;:") for t in row.split())
+        missing = Counter(_figures(result)) - shown
+        assert not missing, f"{result['display_name']}: {dict(missing)} not in {row!r}"
+    # the heading of the clustered share sorts by it (the chance level rides along)
+    heads = page.locator("table.comparison thead th")
+    column = next(i for i, t in enumerate(heads.all_inner_texts()) if "clustered" in t)
+    heads.nth(column).click()
+    share = {r["display_name"]: r["clustered_fraction"] for r in results}
+    order = [r.split()[0] for r in page.locator("table.comparison tbody tr").all_inner_texts()]
+    assert [share[n] for n in order] == sorted(share.values())
     assert opened.errors == []
 
 
@@ -86,7 +152,7 @@ def test_markup_in_names_injects_nothing(open_page, tmp_path):
     evil = KernelBank(
         weights=rng.normal(size=(6, 3, 5, 5)),
         model="<script>alert(1)</script>",
-        layer="<img src=x onerror=alert(2)>",
+        layer="<img src=x.y_z onerror=alert(2)>",  # "." and "_" get line breaks: inside a tag
         source="array",
         provenance={"file": "/tmp/<script>alert(3)</script>.npy"},
     )
@@ -95,9 +161,11 @@ def test_markup_in_names_injects_nothing(open_page, tmp_path):
     opened = open_page(path)
     assert opened.dialogs == [] and opened.errors == []
     assert opened.evaluate("document.scripts.length") == 1
-    assert opened.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
+    assert opened.evaluate("document.querySelectorAll('img[src^=\"x\"]').length") == 0
     text = opened.evaluate("document.body.innerText")
-    assert "<script>alert(1)</script>" in text and "<img src=x onerror=alert(2)>" in text
+    assert "<script>alert(1)</script>" in text and "<img src=x.y_z onerror=alert(2)>" in text
+    layer = opened.page.locator("table.comparison tbody td code").inner_text()
+    assert layer == "<img src=x.y_z onerror=alert(2)>"
 
 
 def test_a_planted_alert_is_caught(open_page, tmp_path):

@@ -32,14 +32,14 @@ def test_comparison_table_and_sections_put_chance_next_to_the_clustered_share():
     html = render_report([auto, seed])
     header = html.split('class="sortable comparison"')[1].split("</thead>")[0]
     heads = [_text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", header, re.DOTALL)]
-    at = heads.index("filters clustered")
-    assert heads[at + 1] == "clustered by chance" and heads[at + 2] == "threshold"
+    at = heads.index("filters clustered (by chance)")  # one cell: share (chance level)
+    assert heads[at + 1] == "thresh&shy;old"
     for result, name in ((auto, "grid"), (seed, "seedlike")):
         row = cells(html, name)
-        assert row[at] == f"{100 * result.clustered_fraction:.0f}%"
-        assert row[at + 1] == f"{100 * result.chance_clustered_fraction:.0f}%"
-    assert cells(html, "grid")[at + 2] == f"{auto.threshold:.3f} auto"
-    assert cells(html, "seedlike")[at + 2] == "0.930"
+        clustered = f"{100 * result.clustered_fraction:.0f}%"
+        assert row[at] == f"{clustered} ({100 * result.chance_clustered_fraction:.0f}%)"
+    assert cells(html, "grid")[at + 1] == f"{auto.threshold:.3f} auto"
+    assert cells(html, "seedlike")[at + 1] == "0.930"
     # each model section shows it too, and the rule is explained once
     for result in (auto, seed):
         section = html.split(f'id="model-{result.bank.model}"')[1].split("</section>")[0]

@@ -167,6 +167,14 @@ def _image(pixels: np.ndarray, alt: str, overlay: str | None = None) -> dict[str
     }
 
 
+def _breakable(text: Any) -> Any:
+    """`text` escaped, with a line-break opportunity (``<wbr>``) after each run of ``.``,
+    ``_`` or ``/``: a long layer name such as ``Conv2d_1a_3x3.conv`` wraps at its dots."""
+    from markupsafe import Markup
+
+    return Markup("<wbr>").join(re.findall(r"[^._/]+[._/]*|[._/]+", str(text)))
+
+
 def _sort_value(value: Any) -> str:
     """A table cell's ``data-value`` for sorting: the number, or "" when undefined."""
     try:
@@ -428,6 +436,7 @@ def _environment() -> Any:
     env.filters["fmt"] = number
     env.filters["pct"] = percent
     env.filters["sortkey"] = _sort_value
+    env.filters["breakable"] = _breakable
     return env
 
 
