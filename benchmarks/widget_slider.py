@@ -3,6 +3,7 @@
 Usage::
 
     xvfb-run -a .venv/bin/python benchmarks/widget_slider.py [--model vit_b_16] [--changes 30]
+        [--show "side by side"]
 
 Loads `--model` (a torchvision name; random weights, no network needed) into the widget,
 then sets the threshold slider `--changes` times, `--interval-ms` apart, as a quick drag does,
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=30)
     parser.add_argument("--interval-ms", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--show", default="kernels", help='the "show" control: kernels, spectra, side by side'
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("KERNELSPEC_CACHE", tempfile.mkdtemp(prefix="kernelspec-bench-"))
 
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     widget.weights.value = "random"
     widget.torchvision_name.value = args.model
     widget.model.value = TORCHVISION
+    widget.show_.value = args.show
 
     def pump(until, timeout: float = 300.0) -> None:
         deadline = time.perf_counter() + timeout
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     viewer.close()
-    print(json.dumps({"model": args.model, "filters": n_filters, "runs": runs}))
+    print(json.dumps({"model": args.model, "filters": n_filters, "show": args.show, "runs": runs}))
     return 0
 
 
