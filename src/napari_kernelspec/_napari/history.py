@@ -48,8 +48,8 @@ LayerDataTuple = tuple[Any, dict[str, Any], str]
 STEP_AXIS_LABELS = ("step", "y", "x")
 
 
-def _stack_images(layers: Sequence[LayerData]) -> tuple[np.ndarray, dict[str, Any]]:
-    data = np.stack([layer.data for layer in layers])
+def _stack_images(layers: Sequence[LayerData]) -> tuple[np.ndarray | None, dict[str, Any]]:
+    data = None if layers[0].data is None else np.stack([layer.data for layer in layers])
     kwargs = dict(layers[0].kwargs)
     for key, lead in (("scale", 1.0), ("translate", 0.0)):
         if key in kwargs:
@@ -84,6 +84,7 @@ def history_layer_data(
     label: str | None = None,
     *,
     side_by_side: bool = False,
+    with_images: bool = True,
 ) -> list[LayerData]:
     """The three layers of a training history, each with a leading T (step) axis.
 
@@ -99,6 +100,9 @@ def history_layer_data(
         Start of the layer names (default: the first step's model label).
     side_by_side : bool
         Kernels to the right of the spectra, framed on both (see `layers.clusters_layer`).
+    with_images : bool
+        False leaves the spectra's and kernels' ``data`` None (a threshold change: only the
+        frames and the metadata change; the widget keeps the pixels).
 
     Returns
     -------
@@ -115,8 +119,8 @@ def history_layer_data(
     kernels_at = beside(geometry) if side_by_side else None
     per_step = [
         (
-            spectra_layer(r, geometry),
-            kernels_layer(r, view, kernels_at or geometry),
+            spectra_layer(r, geometry, with_data=with_images),
+            kernels_layer(r, view, kernels_at or geometry, with_data=with_images),
             clusters_layer(r, geometry, kernels_at=kernels_at),
         )
         for r in results

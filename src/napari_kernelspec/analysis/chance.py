@@ -66,7 +66,10 @@ MAX_CHANCE_PAIRS = 1_000_000
 #: Similarity entries computed at once (banks x N x N), to bound memory.
 _BLOCK_ENTRIES = 1 << 22
 
-_MEMO_SIZE = 32
+#: Bytes of chance estimates kept in memory (each is S x N float64, about 16 KiB for 2,048
+#: surrogate filters): a training history of hundreds of steps keeps every step's estimate,
+#: so a slider move re-cuts every step without re-estimating (100 steps: 6.9 s -> see README).
+_MEMO_BYTES = 64 << 20
 _memo: MutableMapping[str, ChanceModel] = OrderedDict()
 _memo_lock = threading.Lock()  # the napari widget analyses in worker threads
 
@@ -247,8 +250,9 @@ def estimate_chance(
     with _memo_lock:
         _memo[key] = model
         if isinstance(_memo, OrderedDict):
-            while len(_memo) > _MEMO_SIZE:
-                _memo.popitem(last=False)
+            held = sum(m.reach.nbytes for m in _memo.values())
+            while len(_memo) > 1 and held > _MEMO_BYTES:
+                held -= _memo.popitem(last=False)[1].reach.nbytes
     return model
 
 

@@ -104,8 +104,10 @@ def test_a_threshold_change_recuts_every_step(docked, wait_idle, history_folder)
     folder, _ = history_folder
     _open(widget, wait_idle, folder)
     viewer.dims.set_current_step(0, 2)
+    pixels = widget.layers["kernels"].data
     widget.threshold.value = 0.9  # turns "auto" off
     wait_idle(widget)
+    assert widget.layers["kernels"].data is pixels  # only the frames were rebuilt
     assert not widget.auto_threshold.value
     assert widget.result.threshold == pytest.approx(0.9)
     assert all(lay.ndim == 3 for lay in widget.layers.values()) and len(viewer.layers) == 3

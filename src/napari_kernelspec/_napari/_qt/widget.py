@@ -226,6 +226,7 @@ def compute(
     shown: tuple[AnalysisResult, str] | None = None,
     is_stale: Callable[[], bool] = lambda: False,
     history: History | None = None,
+    keep_images: bool = False,
 ) -> Outcome:
     """Do what `request` needs that is not done yet (runs in a worker thread, no Qt).
 
@@ -244,6 +245,9 @@ def compute(
     history : History, optional
         For a history request: the steps already loaded, with their analyses if those are
         what `request` asks for (`bank`, `result` and `shown` are then unused).
+    keep_images : bool
+        For a history request: the layers show these steps' mosaics already (same banks,
+        method and view), so only the frames and metadata are built.
 
     Returns
     -------
@@ -253,7 +257,7 @@ def compute(
     from .. import layers as _layers
 
     if request.history:
-        return _compute_history(request, history, is_stale)
+        return _compute_history(request, history, is_stale, keep_images)
     try:
         if bank is None:
             from ...sources.loading import load_kernels
@@ -300,7 +304,10 @@ def compute(
 
 
 def _compute_history(
-    request: Request, history: History | None, is_stale: Callable[[], bool]
+    request: Request,
+    history: History | None,
+    is_stale: Callable[[], bool],
+    keep_images: bool = False,
 ) -> Outcome:
     """`compute` for a folder of checkpoints: load the steps, analyse each, stack the layers.
 
@@ -348,6 +355,7 @@ def _compute_history(
             request.view,
             history_label(request.source),
             side_by_side=request.side_by_side,
+            with_images=not keep_images,
         )
     except KernelSpecError as exc:
         return Outcome(request, error=str(exc), history=history)
@@ -883,8 +891,16 @@ class KernelSpectrumWidget(Container):
         cached = self._banks.get(request.bank_key)
         history = cached if isinstance(cached, History) else None
         shown = self._history
+        keep_images = False
         if history is not None and shown is not None and shown.banks is history.banks:
             history = shown  # its analyses are reused or re-cut (`_compute_history`)
+            keep_images = (
+                len(self.layers) == 3
+                and all(lay.ndim == 3 for lay in self.layers.values())
+                and bool(shown.results)
+                and shown.results[0].method == request.method
+                and self._view_of_layers == request.view
+            )
         name = Path(request.source).name
         if history is None:
             desc = f"Loading the checkpoints of {name}"
@@ -898,7 +914,12 @@ class KernelSpectrumWidget(Container):
         self._run_job(
             request,
             desc,
-            lambda: compute(request, is_stale=lambda: latest.stale(generation), history=history),
+            lambda: compute(
+                request,
+                is_stale=lambda: latest.stale(generation),
+                history=history,
+                keep_images=keep_images,
+            ),
         )
 
     def _on_done(self, job: _Job) -> None:
