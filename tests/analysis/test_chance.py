@@ -246,3 +246,30 @@ def test_clusters_of_auto_thresholds_keep_the_guarantee_with_min_samples_3(gabor
     assert result.n_clusters >= 3
     assert_complete_linkage(result)
     assert labels_to_clusters(result.labels) == result.clusters
+
+
+def test_the_memo_holds_a_long_history_and_is_bounded_by_bytes(monkeypatch):
+    """Every step of a 100-step history stays memoised (a slider move re-cuts them all
+    without new surrogates), and the memo drops the oldest estimates beyond its byte budget."""
+    calls = []
+    real = chance._estimate
+    monkeypatch.setattr(chance, "_estimate", lambda *a: calls.append(a) or real(*a))
+    chance.set_store(None)  # the default, bounded memo
+    try:
+        steps = [random_bank((6, 1, 3, 3), "normal", seed) for seed in range(100)]
+        for bank in steps:
+            chance.estimate_chance(bank.weights)
+        assert len(calls) == 100
+        for bank in steps:  # all still there
+            chance.estimate_chance(bank.weights)
+        assert len(calls) == 100
+        one = chance.estimate_chance(steps[99].weights).reach.nbytes  # the newest anyway
+        monkeypatch.setattr(chance, "_MEMO_BYTES", 10 * one)
+        chance.estimate_chance(random_bank((6, 1, 3, 3), "normal", 1000).weights)
+        assert len(calls) == 101
+        chance.estimate_chance(steps[99].weights)  # among the newest ten: kept
+        assert len(calls) == 101
+        chance.estimate_chance(steps[0].weights)  # the oldest: dropped, estimated again
+        assert len(calls) == 102
+    finally:
+        chance.set_store(None)

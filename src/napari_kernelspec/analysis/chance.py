@@ -131,7 +131,8 @@ class ChanceModel:
 def set_store(store: MutableMapping[str, ChanceModel] | None) -> None:
     """Replace the memo of chance estimates (keyed by `estimate_chance`'s digest).
 
-    The default is an in-process store of the 32 most recent layers. Pass any mapping (for
+    The default is an in-process store of the most recent layers, up to `_MEMO_BYTES` of
+    estimates (thousands of layers). Pass any mapping (for
     example one that persists next to a kernel cache) to share estimates more widely, or
     None to restore the default.
     """
