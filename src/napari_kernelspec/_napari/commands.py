@@ -160,9 +160,11 @@ def _layers_of(source: str | Path) -> list[LayerDataTuple]:
     from ..analysis.pipeline import analyze
     from ..sources.loading import load_kernels
     from .layers import layer_data, place_beside, spectrum_colormap
+    from .zoom import follow_zoom_of_current_viewer
 
     preload_torch()
     bank = load_kernels(source, weights="auto")
+    follow_zoom_of_current_viewer()  # indices sized to the tiles, also without the widget
     origin = place_beside(_right_edges())
     out = []
     for layer in layer_data(

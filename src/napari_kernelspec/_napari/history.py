@@ -196,11 +196,13 @@ def history_label(source: str | os.PathLike[str]) -> str:
 def read_history(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTuple]:
     """npe2 reader of a folder of checkpoints: the three layers with a T axis."""
     from .commands import DEFAULT_VIEW, _single_path, preload_torch
+    from .zoom import follow_zoom_of_current_viewer
 
     single = _single_path(path)
     if single is None:
         raise ValueError(f"read_history opens one folder at a time, got {path!r}")
     preload_torch()
+    follow_zoom_of_current_viewer()
     results, steps = analyse_history(single)
     layers = history_layer_data(results, steps, DEFAULT_VIEW, history_label(single))
     return [layer.as_tuple() for layer in layers]
@@ -210,8 +212,10 @@ def sample_lenet5_history() -> list[LayerDataTuple]:
     """LeNet5 trained on scikit-learn's digits, one checkpoint per epoch (made once, cached)."""
     from ..sources.history import lenet5_history
     from .commands import preload_torch
+    from .zoom import follow_zoom_of_current_viewer
 
     preload_torch()
+    follow_zoom_of_current_viewer()
     folder = lenet5_history()
     results, steps = analyse_history(folder)
     layers = history_layer_data(results, steps, "colour", "LeNet5 training")

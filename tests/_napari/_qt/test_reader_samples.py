@@ -30,6 +30,28 @@ def test_reader_opens_a_checkpoint(make_napari_viewer, tmp_path):
     assert all("tiny" in lay.name for lay in viewer.layers)
 
 
+def test_indices_of_opened_files_follow_the_zoom_without_the_widget(make_napari_viewer, tmp_path):
+    from napari_kernelspec._napari.layers import index_text_size
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        np.save(tmp_path / f"{name}.npy", rng.standard_normal((64, 3, 7, 7)).astype(np.float32))
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "a.npy"), plugin="napari-kernelspec")
+    viewer.open(str(tmp_path / "b.npy"), plugin="napari-kernelspec")
+    frames = [lay for lay in viewer.layers if lay.metadata["kernelspec"]["role"] == "clusters"]
+    assert len(frames) == 2
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    for tile_px in (5.0, 60.0, 200.0):  # unreadable, then zoomed in, then in further
+        tile = float(frames[0].metadata["kernelspec"]["geometry"]["tile"])
+        camera.zoom = tile_px / tile
+        size, shown = index_text_size(tile_px)
+        for layer in frames:  # both files' indices, no widget open
+            assert layer.text.visible == shown
+            assert layer.text.size == pytest.approx(round(size))
+    assert frames[0].text.visible and frames[0].text.size > 7
+
+
 def test_reader_leaves_plain_images_to_napari(tmp_path):
     image = tmp_path / "image.npy"
     np.save(image, np.zeros((8, 8)))

@@ -65,6 +65,7 @@ from ...base.errors import KernelSpecError
 from ...base.text import printable
 from ...sources.loading import WEIGHTS
 from ...sources.models import SEED_MODELS
+from ..zoom import follow_zoom, update_index_text
 
 if TYPE_CHECKING:
     import os
@@ -514,7 +515,6 @@ class KernelSpectrumWidget(Container):
         self._layers: dict[str, Any] = {}
         self._auto_names: dict[str, str] = {}
         self._bounds: Any = None
-        self._text_size: tuple[float, bool] | None = None
         self._current_filter: int | None = None
         self._highlight: list[int] = []
         self._closed = False
@@ -653,11 +653,11 @@ class KernelSpectrumWidget(Container):
         self.export_view_button.changed.connect(lambda: self._export_dialog("view"))
         self._connect(self.viewer.cursor.events.position, self._on_cursor)
         self._connect(self.viewer.events.status, self._on_status)
-        self._connect(self.camera.events.zoom, self._on_zoom)
         self._connect(self.viewer.layers.events.removed, self._on_layer_removed)
         self._connect(self.viewer.dims.events.current_step, self._on_dims)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
 
+        follow_zoom(self.viewer)  # filter indices sized to the tiles at any zoom
         self._adopt_layers()
         if autostart:
             self.request_update()
@@ -1086,8 +1086,7 @@ class KernelSpectrumWidget(Container):
         if bounds != self._bounds:
             self._bounds = bounds
             self._fit()
-        self._text_size = None
-        self._on_zoom()
+        update_index_text(self.viewer)
         self._history = outcome.history
         self._step = None
         if outcome.history is not None:
@@ -1407,23 +1406,6 @@ class KernelSpectrumWidget(Container):
         """The viewer's camera (``viewer.scene.camera`` from napari 0.9 on)."""
         scene = getattr(self.viewer, "scene", None)
         return scene.camera if scene is not None else self.viewer.camera
-
-    def _on_zoom(self, event: Any = None) -> None:
-        """Size the filter indices to the tiles on screen; hide them when unreadable."""
-        from ..layers import index_text_size
-
-        layer = self.layers.get("clusters")
-        if self._closed or layer is None:
-            return
-        meta = layer.metadata["kernelspec"]["geometry"]
-        tile = float(meta["tile"])
-        size, shown = index_text_size(tile * float(self.camera.zoom))
-        key = (round(size), shown)
-        if key == self._text_size:
-            return
-        self._text_size = key
-        layer.text.size = float(key[0])
-        layer.text.visible = shown
 
     def hover_text(self, position: Any) -> str | None:
         """Filter, cluster and descriptors of the tile under world `position`, or None.
