@@ -118,7 +118,9 @@ def test_a_threshold_change_recuts_every_step(docked, wait_idle, history_folder)
     np.testing.assert_array_equal(widget.result.labels, labels[2])
 
 
-def test_back_to_one_model_drops_the_step_axis(docked, wait_idle, history_folder):
+def test_back_to_one_model_drops_the_step_axis(docked, wait_idle, history_folder, monkeypatch):
+    import napari_kernelspec.sources.loading as loading
+
     viewer, widget = docked
     folder, _ = history_folder
     _open(widget, wait_idle, folder)
@@ -130,6 +132,9 @@ def test_back_to_one_model_drops_the_step_axis(docked, wait_idle, history_folder
     assert viewer.dims.ndim == 2
     assert "step" not in widget.summary.value
     # and again: the loaded steps come from the widget's cache
+    monkeypatch.setattr(
+        loading, "load_kernels", lambda *a, **k: pytest.fail("the steps must not be reloaded")
+    )
     widget.model.value = HISTORY
     wait_idle(widget)
     assert viewer.dims.nsteps[0] == 3 and widget.result.bank.weights.shape == (6, 1, 11, 11)
@@ -143,3 +148,82 @@ def test_a_folder_without_checkpoints_says_so(docked, wait_idle, tmp_path):
     assert widget.last_error is not None and "holds no weights files" in widget.last_error
     assert widget.summary.value.startswith("Error: ")
     assert widget.layers == shown  # what was shown stays
+
+
+def test_linked_widgets_hear_of_a_switch_once(docked, wait_idle, history_folder, qtbot):
+    viewer, widget = docked
+    folder, _ = history_folder
+    _open(widget, wait_idle, folder)
+    viewer.dims.set_current_step(0, 2)
+    qtbot.wait(400)  # the step's signals, after the pause
+    banks: list[object] = []
+    widget.bank_changed.connect(banks.append)
+    widget.model.value = "lenet5"
+    wait_idle(widget)
+    qtbot.wait(400)  # longer than the step signals' pause
+    assert len(banks) == 1 and banks[0].model == "lenet5"
+
+
+def test_an_empty_folder_control_never_loads_the_working_directory(
+    docked, wait_idle, history_folder, monkeypatch
+):
+    _viewer, widget = docked
+    folder, _ = history_folder
+    monkeypatch.chdir(folder)  # a folder full of checkpoints
+    shown = widget.result
+    widget.model.value = HISTORY  # nothing chosen yet
+    wait_idle(widget)
+    assert widget.summary.value == "Give a folder of checkpoints."
+    assert widget.result is shown and widget.last_error is None
+
+
+def test_a_typed_path_loads_on_enter_not_per_keystroke(docked, wait_idle, history_folder, qtbot):
+    from qtpy.QtCore import Qt
+
+    viewer, widget = docked
+    folder, _ = history_folder
+    widget.model.value = HISTORY
+    window = viewer.window._qt_window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    edit = widget.history_folder.line_edit.native
+    edit.setFocus()
+    qtbot.waitUntil(edit.hasFocus, timeout=5000)
+    generation = widget._latest.generation
+    qtbot.keyClicks(edit, str(folder))  # every prefix "/", "/tmp", ... is a folder
+    assert widget._latest.generation == generation  # nothing requested while typing
+    qtbot.keyClick(edit, Qt.Key.Key_Return)
+    wait_idle(widget)
+    assert widget._latest.generation == generation + 1
+    assert viewer.dims.nsteps[0] == 3 and widget.last_error is None
+
+
+def test_checkpoints_of_different_shapes_are_refused_before_analysis(
+    docked, wait_idle, tmp_path, monkeypatch
+):
+    import torch
+
+    import napari_kernelspec.analysis.pipeline as pipeline
+
+    _viewer, widget = docked
+    torch.save({"conv1.weight": torch.zeros(6, 1, 5, 5) + 1}, tmp_path / "epoch_0.pt")
+    torch.save({"conv1.weight": torch.zeros(8, 3, 5, 5) + 1}, tmp_path / "epoch_1.pt")
+    monkeypatch.setattr(pipeline, "analyze", lambda *a, **k: pytest.fail("no analysis"))
+    _open(widget, wait_idle, tmp_path)
+    assert "2 different shapes" in widget.last_error
+    assert "(6, 1, 5, 5)" in widget.last_error and "(8, 3, 5, 5)" in widget.last_error
+
+
+def test_the_hidden_mosaic_thumbnail_follows_the_step(docked, wait_idle, history_folder):
+    viewer, widget = docked
+    folder, _ = history_folder
+    _open(widget, wait_idle, folder)
+    spectra = widget.layers["spectra"]
+    assert not spectra.visible
+    ours = []
+    for t in (0, 2):
+        viewer.dims.set_current_step(0, t)
+        ours.append(spectra.thumbnail.copy())
+    assert not np.array_equal(ours[0], ours[1])  # the hidden layer's thumbnail moved on
+    widget.show_.value = "spectra"  # napari slices step 2 and makes its own thumbnail
+    np.testing.assert_array_equal(ours[1], spectra.thumbnail)

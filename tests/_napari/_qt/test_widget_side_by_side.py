@@ -90,3 +90,47 @@ def test_side_by_side_follows_the_steps_of_a_history(docked, wait_idle, tmp_path
     viewer.dims.set_current_step(0, 1)
     at = tuple(clusters.data[10 + 5 + 3])  # step 1, kernel side, filter 3
     assert at[0] == 1.0 and widget.hover_text(at).startswith("filter 3 ·")
+
+
+def test_quick_show_changes_end_in_the_last_arrangement(docked, wait_idle):
+    _viewer, widget = docked
+    n = widget.result.n_filters
+    layers = widget.layers
+    widget.show_.value = SIDE_BY_SIDE
+    widget.show_.value = "spectra"  # before the side-by-side layers arrived
+    wait_idle(widget)
+    assert len(layers["clusters"].data) == n
+    assert layers["spectra"].visible and not layers["kernels"].visible
+    widget.show_.value = SIDE_BY_SIDE
+    wait_idle(widget)
+    widget.show_.value = "kernels"
+    widget.show_.value = SIDE_BY_SIDE  # back before the single mosaic arrived
+    wait_idle(widget)
+    assert len(layers["clusters"].data) == 2 * n
+    assert layers["spectra"].visible and layers["kernels"].visible
+
+
+def test_show_works_while_the_model_control_names_nothing(docked, wait_idle):
+    from napari_kernelspec._napari._qt.widget import CHECKPOINT
+
+    _viewer, widget = docked
+    n = widget.result.n_filters
+    widget.model.value = CHECKPOINT  # no file chosen yet
+    assert widget.summary.value == "Give a file."
+    widget.show_.value = SIDE_BY_SIDE
+    wait_idle(widget)
+    clusters = widget.layers["clusters"]
+    assert len(clusters.data) == 2 * n  # AlexNet, still shown, now side by side
+    assert widget.layers["spectra"].visible and widget.layers["kernels"].visible
+
+
+def test_hiding_one_mosaic_side_by_side_shows_the_other_alone(docked, wait_idle):
+    _viewer, widget = docked
+    n = widget.result.n_filters
+    widget.show_.value = SIDE_BY_SIDE
+    wait_idle(widget)
+    widget.layers["kernels"].visible = False  # the layer list's eye button
+    wait_idle(widget)
+    assert widget.show_.value == "spectra"
+    assert len(widget.layers["clusters"].data) == n
+    assert widget.layers["spectra"].visible and not widget.layers["kernels"].visible

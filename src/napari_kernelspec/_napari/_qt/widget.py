@@ -331,22 +331,29 @@ def _compute_history(
                 banks.append(load_kernels(path))
                 if is_stale():
                     return Outcome(request, cancelled=True)
+            shapes = {bank.weights.shape for bank in banks}
+            if len(shapes) > 1:
+                raise KernelSpecError(
+                    f"the checkpoints in {request.source} hold first layers of "
+                    f"{len(shapes)} different shapes ({', '.join(map(str, sorted(shapes)))}); "
+                    "a training history is the checkpoints of one model"
+                )
             history = History(tuple(banks), tuple(step_name(p) for p in paths))
         if not history.results or not analysis_matches(history.results[0], request, history.asked):
             old = history.results or (None,) * len(history)
             results = []
             for bank, previous in zip(history.banks, old, strict=True):
+                result = None
                 if previous is not None and _can_rethreshold(previous, bank, request):
-                    results.append(pipeline.rethreshold(previous, float(request.threshold)))  # type: ignore[arg-type]
-                else:
-                    results.append(
-                        pipeline.analyze(
-                            bank,
-                            method=request.method,
-                            threshold=request.threshold,  # type: ignore[arg-type]
-                            min_samples=request.min_samples,
-                        )
+                    result = pipeline.rethreshold(previous, float(request.threshold))  # type: ignore[arg-type]
+                if result is None:  # (rethreshold: None for a result type it does not know)
+                    result = pipeline.analyze(
+                        bank,
+                        method=request.method,
+                        threshold=request.threshold,  # type: ignore[arg-type]
+                        min_samples=request.min_samples,
                     )
+                results.append(result)
                 if is_stale():
                     return Outcome(request, history=_unanalysed(history), cancelled=True)
             history = replace(history, results=tuple(results), asked=request.threshold)
@@ -504,11 +511,14 @@ class KernelSpectrumWidget(Container):
         self._worker: Any = None
         self._pending: Request | None = None
         self._progress: Any = None
-        self._banks: OrderedDict[tuple[str, str], KernelBank] = OrderedDict()
+        # Loaded banks by (source, weights); a history folder's entry is a `History`.
+        self._banks: OrderedDict[tuple[str, str], KernelBank | History] = OrderedDict()
         self._result: AnalysisResult | None = None
         self._asked: float | str | None = None  # threshold asked for `_result`
         self._bank: KernelBank | None = None
         self._history: History | None = None  # the training history shown, if any
+        self._shown_request: Request | None = None  # the request the layers show
+        self._applying = False
         self._step: int | None = None  # its step shown by the dims slider
         self._view_of_layers: str | None = None
         self._side_of_layers = False
@@ -636,8 +646,11 @@ class KernelSpectrumWidget(Container):
 
         self.model.changed.connect(self._on_model)
         self.torchvision_name.native.editingFinished.connect(self._on_source_text)
-        self.checkpoint.changed.connect(self._on_source_text)
-        self.history_folder.changed.connect(self._on_source_text)
+        for path_edit in (self.checkpoint, self.history_folder):
+            # A path typed by hand is taken on Enter or when the field loses focus; one
+            # chosen in the dialog (or set from code) at once.
+            path_edit.changed.connect(partial(self._on_path, path_edit))
+            path_edit.line_edit.native.editingFinished.connect(self._on_source_text)
         self.weights.changed.connect(self.request_update)
         self.method.changed.connect(self.request_update)
         self.threshold.changed.connect(self._on_threshold)
@@ -746,11 +759,14 @@ class KernelSpectrumWidget(Container):
             text = self.torchvision_name.value.strip()
             return text or None
         if choice == CHECKPOINT:
-            path = Path(str(self.checkpoint.value)).expanduser()
-            return str(path) if path.is_file() else None
+            text = str(self.checkpoint.line_edit.value).strip()
+            path = Path(text).expanduser()
+            return str(path) if text and path.is_file() else None
         if choice == HISTORY:
-            path = Path(str(self.history_folder.value)).expanduser()
-            return str(path) if path.is_dir() and str(self.history_folder.value) else None
+            # An empty FileEdit's value is Path("."): never load the working directory.
+            text = str(self.history_folder.line_edit.value).strip()
+            path = Path(text).expanduser()
+            return str(path) if text and path.is_dir() else None
         return str(choice)
 
     def _sync_source_controls(self) -> None:
@@ -762,6 +778,10 @@ class KernelSpectrumWidget(Container):
     def _on_model(self) -> None:
         self._sync_source_controls()
         self.request_update()
+
+    def _on_path(self, path_edit: Any, *args: Any) -> None:
+        if not path_edit.line_edit.native.hasFocus():  # typing: wait for editingFinished
+            self._on_source_text()
 
     def _on_source_text(self) -> None:
         if self.model.value in (TORCHVISION, CHECKPOINT, HISTORY):
@@ -805,9 +825,8 @@ class KernelSpectrumWidget(Container):
         threshold: float | str = round(float(self.threshold.value), 6)
         if self.auto_threshold.value and self._auto_supported:
             threshold = AUTO
-        self._latest.generation += 1
         request = Request(
-            generation=self._latest.generation,
+            generation=0,  # numbered by `_submit`
             source=source,
             weights=self.weights.value,
             method=self.method.value,
@@ -817,6 +836,13 @@ class KernelSpectrumWidget(Container):
             history=self.model.value == HISTORY,
             side_by_side=self.show_.value == SIDE_BY_SIDE,
         )
+        return self._submit(request)
+
+    def _submit(self, request: Request) -> Request:
+        """Number `request` as the newest and run it (or park it behind the running one)."""
+        self._debounce.stop()
+        self._latest.generation += 1
+        request = replace(request, generation=self._latest.generation)
         if self._shows(request):
             # Nothing to recompute (e.g. a slider moved back): it is what is shown.
             self._pending = None
@@ -1041,6 +1067,17 @@ class KernelSpectrumWidget(Container):
         self._connect(layer.events.visible, partial(self._on_layer_visible, layer))
 
     def _apply(self, outcome: Outcome) -> None:
+        # Layers are removed and added below: the dims events that fires must not be taken
+        # for a slider move through the previous history (`_on_dims`).
+        self._applying = True
+        try:
+            self._apply_outcome(outcome)
+        finally:
+            self._applying = False
+        self._step_signal.stop()  # the signals of this apply are emitted below, once
+        self._bank_pending = False
+
+    def _apply_outcome(self, outcome: Outcome) -> None:
         from ..layers import spectrum_colormap
 
         result = outcome.result
@@ -1097,6 +1134,7 @@ class KernelSpectrumWidget(Container):
         self._result = result
         self._view_of_layers = outcome.request.view
         self._side_of_layers = outcome.request.side_by_side
+        self._shown_request = outcome.request
         self._asked = outcome.request.threshold
         if outcome.request.threshold == AUTO:
             with self.threshold.changed.blocked():
@@ -1137,7 +1175,7 @@ class KernelSpectrumWidget(Container):
 
     def _on_dims(self, event: Any = None) -> None:
         """The dims slider moved: show the step's clusters, table and summary."""
-        if self._closed or self._history is None or not self._history.results:
+        if self._closed or self._applying or self._history is None or not self._history.results:
             return
         step = self._dims_step()
         if step == self._step:
@@ -1146,6 +1184,9 @@ class KernelSpectrumWidget(Container):
         result = self._history.results[step]
         bank_changed = result.bank is not self._bank
         self._bank, self._result = result.bank, result
+        if self._asked == AUTO:  # each step has its own automatic threshold
+            with self.threshold.changed.blocked():
+                self.threshold.value = float(np.clip(result.threshold, SLIDER_MIN, 0.999))
         self._update_table(result)
         self.summary.value = self._summary_text()
         self._refresh_thumbnails()
@@ -1170,10 +1211,17 @@ class KernelSpectrumWidget(Container):
         self._start(replace(outcome.request, generation=self._latest.generation))
 
     def _on_show(self) -> None:
-        if (self.show_.value == SIDE_BY_SIDE) != self._side_of_layers:
-            self.request_update()  # the kernels move (and the frames double) in a worker
+        side = self.show_.value == SIDE_BY_SIDE
+        shown = self._shown_request
+        if shown is not None and (self.source() is None or self.last_error is not None):
+            # The model controls name nothing loadable now (no file yet, a failed name):
+            # rearrange what the layers show instead.
+            if not self._closed:
+                self._submit(replace(shown, side_by_side=side))
         else:
-            self._apply_visibility()
+            self.request_update()  # side by side: the kernels move in a worker (no reload)
+        if side == self._side_of_layers:
+            self._apply_visibility()  # otherwise `_apply` does it with the moved layers
 
     def _refresh_thumbnails(self) -> None:
         """Thumbnails of the hidden mosaics (napari updates only visible layers')."""
@@ -1199,7 +1247,16 @@ class KernelSpectrumWidget(Container):
 
     def _on_layer_visible(self, layer: Any, event: Any = None) -> None:
         """Keep the "show" control in step with the layer list's eye buttons."""
-        if self._closed or self._syncing or not layer.visible or self.show_.value == SIDE_BY_SIDE:
+        if self._closed or self._syncing:
+            return
+        if self.show_.value == SIDE_BY_SIDE:
+            if not layer.visible:  # one mosaic hidden: show the other one alone
+                layers = self.layers
+                for role in SHOW:
+                    if layers.get(role) is layer:
+                        self.show_.value = SHOW[1 - SHOW.index(role)]
+            return
+        if not layer.visible:
             return
         layers = self.layers
         for role in SHOW:
@@ -1669,8 +1726,9 @@ def _thumbnail(layer: Any, step: int | None = None) -> np.ndarray | None:
     """The thumbnail napari would show for an image layer, made while the layer is hidden.
 
     napari skips slicing (and so the thumbnail) of a hidden layer: after a model switch the
-    hidden mosaic's thumbnail showed the previous model. Nearest-neighbour sampling of the
-    shown step to the thumbnail's size, through the layer's colormap and contrast limits.
+    hidden mosaic's thumbnail showed the previous model. The shown step sampled as napari
+    samples it (nearest, `scipy.ndimage.zoom`), through the layer's colormap and contrast
+    limits: the same pixels napari shows once the layer is visible (a test compares them).
 
     Returns
     -------
@@ -1679,13 +1737,16 @@ def _thumbnail(layer: Any, step: int | None = None) -> np.ndarray | None:
     data = getattr(layer, "data", None)
     if not isinstance(data, np.ndarray) or not hasattr(layer, "contrast_limits"):
         return None
+    from scipy import ndimage
+
     image = data[int(np.clip(step or 0, 0, len(data) - 1))] if data.ndim > 2 + layer.rgb else data
-    side = int(np.asarray(layer.thumbnail).shape[0])
-    height, width = image.shape[:2]
-    factor = side / max(height, width)
-    rows = np.minimum((np.arange(max(1, round(height * factor))) / factor).astype(int), height - 1)
-    cols = np.minimum((np.arange(max(1, round(width * factor))) / factor).astype(int), width - 1)
-    small = np.asarray(image[np.ix_(rows, cols)], dtype=float)
+    side = np.asarray(layer.thumbnail).shape[:2]
+    shape = np.asarray(image.shape[:2], dtype=float)
+    # napari's own sampling (nearest, no prefilter) so the picture matches the one napari
+    # makes once the layer is shown again
+    fitted = np.clip(np.min(np.divide(side, shape)) * shape, 1, side)
+    zoom = tuple(fitted / shape) + ((1.0,) if layer.rgb else ())
+    small = ndimage.zoom(np.asarray(image, dtype=float), zoom, order=0, prefilter=False)
     low, high = layer.contrast_limits
     small = np.clip((small - low) / max(high - low, 1e-12), 0.0, 1.0)
     if layer.rgb:
