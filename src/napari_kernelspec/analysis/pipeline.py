@@ -127,6 +127,19 @@ class AnalysisResult:
         return self.bank.n_filters
 
     @property
+    def nbytes(self) -> int:
+        """Bytes held by the result's own arrays (spectra, power, similarity matrices,
+        descriptors, ...; the bank's weights not counted)."""
+        from dataclasses import fields
+
+        total = 0
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values = value.values() if isinstance(value, dict) else (value,)
+            total += sum(int(v.nbytes) for v in values if isinstance(v, np.ndarray))
+        return total
+
+    @property
     def clusters(self) -> list[list[int]]:
         """Member filter indices of each cluster (cluster k at position k)."""
         return labels_to_clusters(self.labels)

@@ -227,3 +227,39 @@ def test_the_hidden_mosaic_thumbnail_follows_the_step(docked, wait_idle, history
     assert not np.array_equal(ours[0], ours[1])  # the hidden layer's thumbnail moved on
     widget.show_.value = "spectra"  # napari slices step 2 and makes its own thumbnail
     np.testing.assert_array_equal(ours[1], spectra.thumbnail)
+
+
+def test_a_history_too_big_for_memory_is_refused_after_one_step(
+    docked, wait_idle, history_folder, monkeypatch
+):
+    import napari_kernelspec._napari._qt.widget as widget_module
+    import napari_kernelspec.analysis.pipeline as pipeline
+
+    _viewer, widget = docked
+    folder, _ = history_folder
+    calls = []
+    real = pipeline.analyze
+    monkeypatch.setattr(pipeline, "analyze", lambda *a, **k: calls.append(1) or real(*a, **k))
+    shown = dict(widget.layers)
+    # room for two steps of this layer, not three
+    per_step = _step_bytes(real(_load_first(folder)))
+    monkeypatch.setattr(widget_module, "MAX_HISTORY_BYTES", 2 * per_step + 1)
+    _open(widget, wait_idle, folder)
+    assert widget.last_error is not None
+    assert widget.last_error.startswith("3 steps of this layer need about")
+    assert "one checkpoint in 2 (at most 2 steps)" in widget.last_error
+    assert len(calls) == 1  # stopped after the first step
+    assert widget.layers == shown
+
+
+def _load_first(folder):
+    from napari_kernelspec.sources.loading import load_kernels
+
+    return load_kernels(folder / f"{STEPS[0]}.pt")
+
+
+def _step_bytes(result) -> int:
+    from napari_kernelspec._napari.history import history_layer_data
+
+    layers = history_layer_data([result], ["s"])
+    return result.nbytes + sum(layer.data.nbytes for layer in layers)

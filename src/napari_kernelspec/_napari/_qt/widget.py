@@ -341,7 +341,7 @@ def _compute_history(
             history = History(tuple(banks), tuple(step_name(p) for p in paths))
         if not history.results or not analysis_matches(history.results[0], request, history.asked):
             old = history.results or (None,) * len(history)
-            results = []
+            results: list[AnalysisResult] = []
             for bank, previous in zip(history.banks, old, strict=True):
                 result = None
                 if previous is not None and _can_rethreshold(previous, bank, request):
@@ -354,6 +354,8 @@ def _compute_history(
                         min_samples=request.min_samples,
                     )
                 results.append(result)
+                if len(results) == 1 and old[0] is None:
+                    _check_history_memory(result, history)
                 if is_stale():
                     return Outcome(request, history=_unanalysed(history), cancelled=True)
             history = replace(history, results=tuple(results), asked=request.threshold)
@@ -368,6 +370,37 @@ def _compute_history(
     except KernelSpecError as exc:
         return Outcome(request, error=str(exc), history=history)
     return Outcome(request, result=history.results[0], layers=built, history=history)
+
+
+#: Most memory a training history may take in the widget: every step's analysis and mosaics
+#: stay in memory so that the dims slider can scrub them.
+MAX_HISTORY_BYTES = 2 << 30
+
+
+def _check_history_memory(first: AnalysisResult, history: History) -> None:
+    """Refuse, after its first step, a history whose steps would not fit `MAX_HISTORY_BYTES`.
+
+    Raises
+    ------
+    KernelSpecError
+        Saying how many steps would fit.
+    """
+    from ..history import history_layer_data
+
+    layers = history_layer_data([first], history.steps[:1])
+    per_step = first.nbytes + sum(
+        int(np.asarray(layer.data).nbytes) for layer in layers if layer.data is not None
+    )
+    if per_step * len(history) <= MAX_HISTORY_BYTES:
+        return
+    fits = max(1, MAX_HISTORY_BYTES // per_step)
+    every = -(-len(history) // fits)
+    raise KernelSpecError(
+        f"{len(history)} steps of this layer need about "
+        f"{per_step * len(history) / 2**30:.1f} GiB in napari ({per_step / 2**20:.1f} MiB per "
+        f"step; at most {MAX_HISTORY_BYTES / 2**30:.0f} GiB): choose a folder with one "
+        f"checkpoint in {every} (at most {fits} steps), or use kernelspec report --history"
+    )
 
 
 def _unanalysed(history: History) -> History:
