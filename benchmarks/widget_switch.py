@@ -20,14 +20,11 @@ import sys
 import tempfile
 import time
 
+import _gui  # benchmarks/_gui.py (the script's folder is on sys.path)
+
 
 def wait(app, widget, timeout: float = 120.0) -> None:
-    deadline = time.perf_counter() + timeout
-    while not widget.wait_idle_condition():
-        app.processEvents()
-        if time.perf_counter() > deadline:
-            raise TimeoutError("the widget did not finish in time")
-        time.sleep(0.0005)
+    _gui.pump(app, widget.wait_idle_condition, timeout, nap=0.0005)
 
 
 def main(argv: list[str] | None = None) -> int:
