@@ -85,3 +85,30 @@ def test_a_history_of_different_shapes_is_refused(gabor):
 
     with pytest.raises(KernelSpecError):
         history_layer_data([*results, other], [*steps, "x"])
+
+
+def test_a_history_too_big_for_napari_is_refused_after_its_first_step(tmp_path, monkeypatch):
+    import torch
+
+    import napari_kernelspec._napari.history as history
+    import napari_kernelspec.sources.loading as loading
+    from napari_kernelspec.base.errors import KernelSpecError
+
+    rng = np.random.default_rng(0)
+    for t in range(4):
+        w = torch.from_numpy(rng.standard_normal((8, 3, 5, 5)).astype(np.float32))
+        torch.save({"conv1.weight": w}, tmp_path / f"epoch_{t}.pt")
+    first, _ = history.analyse_history(tmp_path)
+    per_step = history.history_step_bytes(first[0])
+    loaded = []
+    real = loading.load_kernels
+    monkeypatch.setattr(loading, "load_kernels", lambda *a, **k: loaded.append(a) or real(*a, **k))
+    monkeypatch.setattr(history, "MAX_HISTORY_BYTES", 3 * per_step)  # room for 3 of 4
+    with pytest.raises(
+        KernelSpecError, match=r"4 steps .* one checkpoint in 2 \(at most 3 steps\)"
+    ):
+        history.analyse_history(tmp_path)
+    assert len(loaded) == 1  # the other checkpoints were never read
+    monkeypatch.setattr(history, "MAX_HISTORY_BYTES", 4 * per_step)
+    results, steps = history.analyse_history(tmp_path)
+    assert len(results) == 4 and steps == [f"epoch_{t}" for t in range(4)]

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from ..analysis.pipeline import AnalysisResult
 
 __all__ = [
+    "MAX_HISTORY_BYTES",
     "analyse_history",
+    "check_history_memory",
     "history_label",
     "history_layer_data",
     "read_history",
@@ -43,6 +45,10 @@ __all__ = [
 ]
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+#: Most memory a training history may take in napari: every step's analysis and mosaics
+#: stay in memory so that the dims slider can scrub them.
+MAX_HISTORY_BYTES = 2 << 30
 
 #: Axis labels of the history layers: napari's dims slider is labelled "step".
 STEP_AXIS_LABELS = ("step", "y", "x")
@@ -184,8 +190,42 @@ def analyse_history(
     from ..sources.loading import load_kernels
 
     paths = history_steps(source)
-    results = [analyze(load_kernels(p), **params) for p in paths]
+    first = analyze(load_kernels(paths[0]), **params)
+    check_history_memory(first, len(paths))  # before the other steps are loaded
+    results = [first, *(analyze(load_kernels(p), **params) for p in paths[1:])]
     return results, [step_name(p) for p in paths]
+
+
+def history_step_bytes(first: AnalysisResult) -> int:
+    """Memory one step of a history like `first` takes in napari: its analysis and its
+    slice of the three layers."""
+    layers = history_layer_data([first], ["step"])
+    return first.nbytes + sum(
+        int(np.asarray(layer.data).nbytes) for layer in layers if layer.data is not None
+    )
+
+
+def check_history_memory(first: AnalysisResult, n_steps: int) -> None:
+    """Refuse a history of `n_steps` steps like `first` that would not fit `MAX_HISTORY_BYTES`.
+
+    Raises
+    ------
+    KernelSpecError
+        Saying how much it would take and how many steps would fit.
+    """
+    from ..base.errors import KernelSpecError
+
+    per_step = history_step_bytes(first)
+    if per_step * n_steps <= MAX_HISTORY_BYTES:
+        return
+    fits = max(1, MAX_HISTORY_BYTES // per_step)
+    every = -(-n_steps // fits)
+    raise KernelSpecError(
+        f"{n_steps} steps of this layer need about {per_step * n_steps / 2**30:.1f} GiB in "
+        f"napari ({per_step / 2**20:.1f} MiB per step; at most "
+        f"{MAX_HISTORY_BYTES / 2**30:.0f} GiB): choose a folder with one checkpoint in "
+        f"{every} (at most {fits} steps), or use kernelspec report --history"
+    )
 
 
 def history_label(source: str | os.PathLike[str]) -> str:

@@ -198,7 +198,7 @@ def test_a_typed_path_loads_on_enter_not_per_keystroke(docked, wait_idle, histor
     assert viewer.dims.nsteps[0] == 3 and widget.last_error is None
 
 
-def test_checkpoints_of_different_shapes_are_refused_before_analysis(
+def test_checkpoints_of_different_shapes_are_refused_before_their_analysis(
     docked, wait_idle, tmp_path, monkeypatch
 ):
     import torch
@@ -208,8 +208,11 @@ def test_checkpoints_of_different_shapes_are_refused_before_analysis(
     _viewer, widget = docked
     torch.save({"conv1.weight": torch.zeros(6, 1, 5, 5) + 1}, tmp_path / "epoch_0.pt")
     torch.save({"conv1.weight": torch.zeros(8, 3, 5, 5) + 1}, tmp_path / "epoch_1.pt")
-    monkeypatch.setattr(pipeline, "analyze", lambda *a, **k: pytest.fail("no analysis"))
+    calls = []
+    real = pipeline.analyze
+    monkeypatch.setattr(pipeline, "analyze", lambda *a, **k: calls.append(1) or real(*a, **k))
     _open(widget, wait_idle, tmp_path)
+    assert len(calls) == 1  # the first step only (its size decides whether the rest fit)
     assert "2 different shapes" in widget.last_error
     assert "(6, 1, 5, 5)" in widget.last_error and "(8, 3, 5, 5)" in widget.last_error
 
@@ -227,39 +230,99 @@ def test_the_hidden_mosaic_thumbnail_follows_the_step(docked, wait_idle, history
     assert not np.array_equal(ours[0], ours[1])  # the hidden layer's thumbnail moved on
     widget.show_.value = "spectra"  # napari slices step 2 and makes its own thumbnail
     np.testing.assert_array_equal(ours[1], spectra.thumbnail)
+    kernels = widget.layers["kernels"]  # hidden now
+    viewer.dims.set_current_step(0, 1)
+    ours_kernels = kernels.thumbnail.copy()
+    widget.show_.value = "kernels"
+    np.testing.assert_array_equal(ours_kernels, kernels.thumbnail)
 
 
 def test_a_history_too_big_for_memory_is_refused_after_one_step(
     docked, wait_idle, history_folder, monkeypatch
 ):
-    import napari_kernelspec._napari._qt.widget as widget_module
-    import napari_kernelspec.analysis.pipeline as pipeline
+    import napari_kernelspec._napari.history as history
+    import napari_kernelspec.sources.loading as loading
 
     _viewer, widget = docked
     folder, _ = history_folder
-    calls = []
-    real = pipeline.analyze
-    monkeypatch.setattr(pipeline, "analyze", lambda *a, **k: calls.append(1) or real(*a, **k))
+    loaded = []
+    real = loading.load_kernels
+    monkeypatch.setattr(loading, "load_kernels", lambda *a, **k: loaded.append(a) or real(*a, **k))
     shown = dict(widget.layers)
-    # room for two steps of this layer, not three
-    per_step = _step_bytes(real(_load_first(folder)))
-    monkeypatch.setattr(widget_module, "MAX_HISTORY_BYTES", 2 * per_step + 1)
+    per_step = history.history_step_bytes(widget_analysis(real(folder / f"{STEPS[0]}.pt")))
+    monkeypatch.setattr(history, "MAX_HISTORY_BYTES", 2 * per_step + 1)  # room for 2 of 3
+    loaded.clear()
     _open(widget, wait_idle, folder)
     assert widget.last_error is not None
     assert widget.last_error.startswith("3 steps of this layer need about")
     assert "one checkpoint in 2 (at most 2 steps)" in widget.last_error
-    assert len(calls) == 1  # stopped after the first step
+    assert len(loaded) == 1  # refused before the other checkpoints were read
     assert widget.layers == shown
 
 
-def _load_first(folder):
+def widget_analysis(bank):
+    """The analysis the widget makes by default (automatic threshold)."""
+    from napari_kernelspec.analysis import analyze
+
+    return analyze(bank, threshold="auto")
+
+
+def test_a_scrub_just_before_an_update_still_reaches_linked_widgets(
+    docked, wait_idle, history_folder, qtbot
+):
+    viewer, widget = docked
+    folder, _ = history_folder
+    _open(widget, wait_idle, folder)
+    viewer.dims.set_current_step(0, 2)
+    qtbot.wait(400)
+    banks: list[object] = []
+    widget.bank_changed.connect(banks.append)
+    widget.threshold.value = 0.9
+    widget.request_update()  # the re-cut starts now ...
+    viewer.dims.set_current_step(0, 0)  # ... and the slider moves before it lands
+    wait_idle(widget)
+    qtbot.wait(400)
+    assert banks and banks[-1] is widget.bank  # step 0's bank was announced
+    np.testing.assert_array_equal(widget.bank.weights, widget._history.banks[0].weights)
+
+
+def test_leaving_the_path_field_does_not_restart_a_load(
+    docked, wait_idle, history_folder, qtbot, monkeypatch
+):
+    import napari_kernelspec.sources.loading as loading
+
+    viewer, widget = docked
+    folder, _ = history_folder
+    loaded = []
+    real = loading.load_kernels
+    monkeypatch.setattr(loading, "load_kernels", lambda *a, **k: loaded.append(a) or real(*a, **k))
+    window = viewer.window._qt_window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    widget.model.value = HISTORY
+    widget.history_folder.value = str(folder)  # as the folder dialog sets it: loading starts
+    edit = widget.history_folder.line_edit.native
+    edit.setFocus()
+    qtbot.waitUntil(edit.hasFocus, timeout=5000)
+    widget.fit_button.native.setFocus()  # and out again
+    qtbot.waitUntil(lambda: not edit.hasFocus(), timeout=5000)
+    wait_idle(widget)
+    assert len(loaded) == 3 and viewer.dims.nsteps[0] == 3
+
+
+def test_histories_fall_back_to_analyze_where_rethreshold_cannot(
+    docked, wait_idle, history_folder, monkeypatch
+):
+    import napari_kernelspec.analysis.pipeline as pipeline
     from napari_kernelspec.sources.loading import load_kernels
 
-    return load_kernels(folder / f"{STEPS[0]}.pt")
-
-
-def _step_bytes(result) -> int:
-    from napari_kernelspec._napari.history import history_layer_data
-
-    layers = history_layer_data([result], ["s"])
-    return result.nbytes + sum(layer.data.nbytes for layer in layers)
+    _viewer, widget = docked
+    folder, _ = history_folder
+    _open(widget, wait_idle, folder)
+    monkeypatch.setattr(pipeline, "rethreshold", lambda *a, **k: None)  # a newer result type
+    widget.threshold.value = 0.9
+    wait_idle(widget)
+    labels = widget.layers["clusters"].features["cluster"].to_numpy().reshape(3, 6)
+    for t, name in enumerate(STEPS):
+        expected = pipeline.analyze(load_kernels(folder / f"{name}.pt"), threshold=0.9).labels
+        np.testing.assert_array_equal(labels[t], expected)

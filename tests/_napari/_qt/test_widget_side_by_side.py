@@ -134,3 +134,27 @@ def test_hiding_one_mosaic_side_by_side_shows_the_other_alone(docked, wait_idle)
     assert widget.show_.value == "spectra"
     assert len(widget.layers["clusters"].data) == n
     assert widget.layers["spectra"].visible and not widget.layers["kernels"].visible
+
+
+def test_a_show_change_keeps_the_model_that_is_loading(docked, wait_idle):
+    from napari_kernelspec._napari._qt.widget import TORCHVISION
+
+    _viewer, widget = docked
+    widget.model.value = TORCHVISION
+    widget.torchvision_name.value = "no_such_net"
+    widget.request_update()
+    wait_idle(widget)
+    assert widget.last_error is not None and widget.result.bank.model == "alexnet"
+    widget.model.value = "lenet5"  # loading ...
+    widget.show_.value = SIDE_BY_SIDE  # ... while the arrangement changes
+    wait_idle(widget)
+    assert widget.result.bank.model == "lenet5" and widget.last_error is None
+    assert len(widget.layers["clusters"].data) == 2 * 6
+    # after a failed name, going back to the model on screen clears the error
+    widget.model.value = TORCHVISION
+    widget.request_update()
+    wait_idle(widget)
+    assert widget.last_error is not None
+    widget.model.value = "lenet5"
+    wait_idle(widget)
+    assert widget.last_error is None and not widget.summary.value.startswith("Error")

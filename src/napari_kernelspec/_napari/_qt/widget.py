@@ -316,8 +316,17 @@ def _compute_history(
     they are re-cut at a new threshold with `pipeline.rethreshold` (a slider move).
     """
     from ...analysis import pipeline
-    from ..history import history_label, history_layer_data
+    from ..history import check_history_memory, history_label, history_layer_data
 
+    def analyse(bank: KernelBank) -> AnalysisResult:
+        return pipeline.analyze(
+            bank,
+            method=request.method,
+            threshold=request.threshold,  # type: ignore[arg-type]
+            min_samples=request.min_samples,
+        )
+
+    first = None
     try:
         if history is None:
             from ...sources.history import history_steps, step_name
@@ -326,11 +335,13 @@ def _compute_history(
 
             preload_torch()
             paths = history_steps(request.source)
-            banks = []
-            for path in paths:
-                banks.append(load_kernels(path))
+            banks = [load_kernels(paths[0])]
+            first = analyse(banks[0])
+            check_history_memory(first, len(paths))  # before the other steps are loaded
+            for path in paths[1:]:
                 if is_stale():
                     return Outcome(request, cancelled=True)
+                banks.append(load_kernels(path))
             shapes = {bank.weights.shape for bank in banks}
             if len(shapes) > 1:
                 raise KernelSpecError(
@@ -343,19 +354,18 @@ def _compute_history(
             old = history.results or (None,) * len(history)
             results: list[AnalysisResult] = []
             for bank, previous in zip(history.banks, old, strict=True):
-                result = None
-                if previous is not None and _can_rethreshold(previous, bank, request):
+                result = first if not results else None
+                if (
+                    result is None
+                    and previous is not None
+                    and _can_rethreshold(previous, bank, request)
+                ):
                     result = pipeline.rethreshold(previous, float(request.threshold))  # type: ignore[arg-type]
                 if result is None:  # (rethreshold: None for a result type it does not know)
-                    result = pipeline.analyze(
-                        bank,
-                        method=request.method,
-                        threshold=request.threshold,  # type: ignore[arg-type]
-                        min_samples=request.min_samples,
-                    )
+                    result = analyse(bank)
+                    if not results:  # another method or min samples: check the memory again
+                        check_history_memory(result, len(history))
                 results.append(result)
-                if len(results) == 1 and old[0] is None:
-                    _check_history_memory(result, history)
                 if is_stale():
                     return Outcome(request, history=_unanalysed(history), cancelled=True)
             history = replace(history, results=tuple(results), asked=request.threshold)
@@ -370,37 +380,6 @@ def _compute_history(
     except KernelSpecError as exc:
         return Outcome(request, error=str(exc), history=history)
     return Outcome(request, result=history.results[0], layers=built, history=history)
-
-
-#: Most memory a training history may take in the widget: every step's analysis and mosaics
-#: stay in memory so that the dims slider can scrub them.
-MAX_HISTORY_BYTES = 2 << 30
-
-
-def _check_history_memory(first: AnalysisResult, history: History) -> None:
-    """Refuse, after its first step, a history whose steps would not fit `MAX_HISTORY_BYTES`.
-
-    Raises
-    ------
-    KernelSpecError
-        Saying how many steps would fit.
-    """
-    from ..history import history_layer_data
-
-    layers = history_layer_data([first], history.steps[:1])
-    per_step = first.nbytes + sum(
-        int(np.asarray(layer.data).nbytes) for layer in layers if layer.data is not None
-    )
-    if per_step * len(history) <= MAX_HISTORY_BYTES:
-        return
-    fits = max(1, MAX_HISTORY_BYTES // per_step)
-    every = -(-len(history) // fits)
-    raise KernelSpecError(
-        f"{len(history)} steps of this layer need about "
-        f"{per_step * len(history) / 2**30:.1f} GiB in napari ({per_step / 2**20:.1f} MiB per "
-        f"step; at most {MAX_HISTORY_BYTES / 2**30:.0f} GiB): choose a folder with one "
-        f"checkpoint in {every} (at most {fits} steps), or use kernelspec report --history"
-    )
 
 
 def _unanalysed(history: History) -> History:
@@ -551,6 +530,7 @@ class KernelSpectrumWidget(Container):
         self._bank: KernelBank | None = None
         self._history: History | None = None  # the training history shown, if any
         self._shown_request: Request | None = None  # the request the layers show
+        self._failed: Request | None = None  # the last request that failed (generation 0)
         self._applying = False
         self._step: int | None = None  # its step shown by the dims slider
         self._view_of_layers: str | None = None
@@ -683,7 +663,8 @@ class KernelSpectrumWidget(Container):
             # A path typed by hand is taken on Enter or when the field loses focus; one
             # chosen in the dialog (or set from code) at once.
             path_edit.changed.connect(partial(self._on_path, path_edit))
-            path_edit.line_edit.native.editingFinished.connect(self._on_source_text)
+            path_edit.line_edit.native.returnPressed.connect(self._on_source_text)
+            path_edit.line_edit.native.editingFinished.connect(self._on_path_edited)
         self.weights.changed.connect(self.request_update)
         self.method.changed.connect(self.request_update)
         self.threshold.changed.connect(self._on_threshold)
@@ -730,7 +711,7 @@ class KernelSpectrumWidget(Container):
         self._step_signal.setSingleShot(True)
         self._step_signal.setInterval(DEBOUNCE_MS)
         self._step_signal.timeout.connect(self._emit_step)
-        self._bank_pending = False
+        self._announced: KernelBank | None = None  # the bank of the last bank_changed
 
         for label in (self.summary, self.hover):
             label.native.setWordWrap(True)
@@ -816,6 +797,14 @@ class KernelSpectrumWidget(Container):
         if not path_edit.line_edit.native.hasFocus():  # typing: wait for editingFinished
             self._on_source_text()
 
+    def _on_path_edited(self) -> None:
+        """A path field lost focus (or Enter): load what it names, unless that just failed
+        (Enter, a new choice in the dialog or another model control retries)."""
+        wanted = self._controls_request()
+        if wanted is not None and wanted == self._failed:
+            return
+        self._on_source_text()
+
     def _on_source_text(self) -> None:
         if self.model.value in (TORCHVISION, CHECKPOINT, HISTORY):
             self.request_update()
@@ -847,13 +836,20 @@ class KernelSpectrumWidget(Container):
         if self._closed:
             return None
         self._debounce.stop()
-        source = self.source()
-        if source is None:
+        request = self._controls_request()
+        if request is None:
             what = {
                 TORCHVISION: "a torchvision model name",
                 HISTORY: "a folder of checkpoints",
             }.get(self.model.value, "a file")
             self.summary.value = f"Give {what}."
+            return None
+        return self._submit(request)
+
+    def _controls_request(self) -> Request | None:
+        """What the controls ask for (generation 0), or None when they name no source."""
+        source = self.source()
+        if source is None:
             return None
         threshold: float | str = round(float(self.threshold.value), 6)
         if self.auto_threshold.value and self._auto_supported:
@@ -869,17 +865,36 @@ class KernelSpectrumWidget(Container):
             history=self.model.value == HISTORY,
             side_by_side=self.show_.value == SIDE_BY_SIDE,
         )
-        return self._submit(request)
+        return request
 
     def _submit(self, request: Request) -> Request:
-        """Number `request` as the newest and run it (or park it behind the running one)."""
+        """Number `request` as the newest and run it (or park it behind the running one).
+
+        Asking again for what is already on its way (a path field losing focus while its
+        folder loads) changes nothing: the load in flight is not made stale.
+        """
         self._debounce.stop()
+        same = replace(request, generation=0)
+        if self._pending is not None and replace(self._pending, generation=0) == same:
+            return self._pending
+        running = self._worker.request if self._worker is not None else None
+        if (
+            running is not None
+            and self._pending is None
+            and running.generation == self._latest.generation
+            and replace(running, generation=0) == same
+        ):
+            return running
         self._latest.generation += 1
         request = replace(request, generation=self._latest.generation)
         if self._shows(request):
-            # Nothing to recompute (e.g. a slider moved back): it is what is shown.
+            # Nothing to recompute (e.g. a slider moved back, or back to the shown model
+            # after a failed one): it is what is shown.
             self._pending = None
             self._applied = request.generation
+            if self._result is not None:
+                self.last_error, self._failed = None, None
+                self.summary.value = self._summary_text()
             return request
         if self._worker is not None:
             self._pending = request  # replaces (drops) any older waiting request
@@ -950,6 +965,13 @@ class KernelSpectrumWidget(Container):
         cached = self._banks.get(request.bank_key)
         history = cached if isinstance(cached, History) else None
         shown = self._history
+        if (
+            history is None
+            and shown is not None
+            and self._shown_request is not None
+            and self._shown_request.bank_key == request.bank_key
+        ):
+            history = shown  # out of the bank cache, but still what the layers show
         keep_images = False
         if history is not None and shown is not None and shown.banks is history.banks:
             history = shown  # its analyses are reused or re-cut (`_compute_history`)
@@ -1074,10 +1096,11 @@ class KernelSpectrumWidget(Container):
             from napari.utils.notifications import show_error
 
             self.last_error = outcome.error
+            self._failed = replace(request, generation=0)
             self.summary.value = f"Error: {html.escape(outcome.error)}"
             show_error(outcome.error)
             return
-        self.last_error = None
+        self.last_error, self._failed = None, None
         self._apply(outcome)
 
     # --- layers (main thread only) -------------------------------------------------------
@@ -1107,8 +1130,7 @@ class KernelSpectrumWidget(Container):
             self._apply_outcome(outcome)
         finally:
             self._applying = False
-        self._step_signal.stop()  # the signals of this apply are emitted below, once
-        self._bank_pending = False
+        self._step_signal.stop()  # this apply announced the step it shows
 
     def _apply_outcome(self, outcome: Outcome) -> None:
         from ..layers import spectrum_colormap
@@ -1162,7 +1184,7 @@ class KernelSpectrumWidget(Container):
         if outcome.history is not None:
             self._step = self._dims_step()
             result = outcome.history.results[self._step]
-        bank_changed = self._bank is not result.bank
+        bank_changed = self._announced is not result.bank
         self._bank = result.bank
         self._result = result
         self._view_of_layers = outcome.request.view
@@ -1183,6 +1205,7 @@ class KernelSpectrumWidget(Container):
             self._current_filter = None
         self._refresh_hover()
         if bank_changed:
+            self._announced = result.bank
             self.bank_changed.emit(result.bank)
         self.result_changed.emit(result)
 
@@ -1215,7 +1238,6 @@ class KernelSpectrumWidget(Container):
             return
         self._step = step
         result = self._history.results[step]
-        bank_changed = result.bank is not self._bank
         self._bank, self._result = result.bank, result
         if self._asked == AUTO:  # each step has its own automatic threshold
             with self.threshold.changed.blocked():
@@ -1226,14 +1248,13 @@ class KernelSpectrumWidget(Container):
         self._refresh_hover()
         # Linked widgets (feature maps, explain) follow once the slider pauses.
         self._step_signal.start()
-        self._bank_pending = self._bank_pending or bank_changed
 
     def _emit_step(self) -> None:
         if self._closed or self._result is None:
             return
-        if self._bank_pending:
+        if self._announced is not self._result.bank:
+            self._announced = self._result.bank
             self.bank_changed.emit(self._result.bank)
-        self._bank_pending = False
         self.result_changed.emit(self._result)
 
     def _rebuild(self, outcome: Outcome) -> None:
@@ -1245,10 +1266,13 @@ class KernelSpectrumWidget(Container):
 
     def _on_show(self) -> None:
         side = self.show_.value == SIDE_BY_SIDE
-        shown = self._shown_request
-        if shown is not None and (self.source() is None or self.last_error is not None):
-            # The model controls name nothing loadable now (no file yet, a failed name):
-            # rearrange what the layers show instead.
+        shown, wanted, failed = self._shown_request, self._controls_request(), self._failed
+        names_nothing = wanted is None or (
+            failed is not None and replace(wanted, side_by_side=failed.side_by_side) == failed
+        )
+        if shown is not None and names_nothing:
+            # The model controls name nothing loadable now (no file yet, the name that just
+            # failed): rearrange what the layers show instead.
             if not self._closed:
                 self._submit(replace(shown, side_by_side=side))
         else:
@@ -1785,8 +1809,10 @@ def _thumbnail(layer: Any, step: int | None = None) -> np.ndarray | None:
     if layer.rgb:
         rgba = np.concatenate([small[..., :3], np.ones((*small.shape[:2], 1))], axis=-1)
     else:
+        small = small ** float(getattr(layer, "gamma", 1.0))
         rgba = np.asarray(layer.colormap.map(small.ravel())).reshape(*small.shape, 4)
         rgba[np.isnan(small)] = getattr(layer.colormap, "nan_color", (0.0, 0.0, 0.0, 1.0))
+    rgba[..., 3] *= float(layer.opacity)
     return (np.nan_to_num(rgba) * 255).round().astype(np.uint8)
 
 
