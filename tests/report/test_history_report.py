@@ -124,3 +124,25 @@ def test_history_section_renders_in_a_browser(tmp_path, history_dir, open_page):
     assert height > 600
     assert len(charts) == 5 and min(charts) > 100 * 100
     assert len(images) == 3 and min(images) > 0
+
+
+def test_load_history_keeps_every_steps_figures_but_only_the_shown_analyses(tmp_path):
+    import torch
+
+    from napari_kernelspec.analysis import analyze
+    from napari_kernelspec.analysis.history import history_drift
+    from napari_kernelspec.report.history import load_history, shown_steps
+    from napari_kernelspec.sources.loading import load_kernels
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8, 3, 5, 5)).astype(np.float32)
+    for t in range(7):
+        w = w + 0.3 * rng.standard_normal(w.shape).astype(np.float32)
+        torch.save({"conv1.weight": torch.from_numpy(w)}, tmp_path / f"step_{t}.pt")
+    history = load_history(tmp_path, progress=False)
+    assert sorted(history.results) == shown_steps(7) == [0, 3, 6]  # the rest let go
+    # the figures of every step are those of the whole list of analyses
+    everything = [analyze(load_kernels(tmp_path / f"step_{t}.pt")) for t in range(7)]
+    expected = history_drift(everything, [f"step_{t}" for t in range(7)]).to_dict()
+    assert history.drift.to_dict() == expected
+    assert history.last.bank.weights.tolist() == everything[6].bank.weights.tolist()

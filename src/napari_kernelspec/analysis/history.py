@@ -6,7 +6,6 @@ returns per-step figures as arrays over the step axis.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,7 +18,7 @@ from .summary import summary_figures
 if TYPE_CHECKING:
     from .pipeline import AnalysisResult
 
-__all__ = ["DRIFT_SERIES", "HistoryDrift", "filter_change", "history_drift"]
+__all__ = ["DRIFT_SERIES", "DriftBuilder", "HistoryDrift", "filter_change", "history_drift"]
 
 #: The per-step series of `HistoryDrift`, with their chart labels.
 DRIFT_SERIES = {
@@ -94,6 +93,74 @@ def filter_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
         return np.where(norm > 0, diff / np.where(norm > 0, norm, 1.0), np.inf)
 
 
+class DriftBuilder:
+    """`history_drift` one step at a time, keeping only per-step figures and the previous
+    step's weights: a front end can let go of each step's analysis (its spectra and matrices)
+    as soon as it is added.
+
+    Examples
+    --------
+    >>> builder = DriftBuilder()  # doctest: +SKIP
+    >>> for name, result in steps:  # doctest: +SKIP
+    ...     builder.add(name, result)
+    >>> drift = builder.drift()  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[str] = []
+        self._figures: list[dict] = []
+        self._change: list[float] = []
+        self._previous: np.ndarray | None = None
+
+    def add(self, name: str, result: AnalysisResult) -> None:
+        """Add the next step.
+
+        Raises
+        ------
+        KernelSpecError
+            A layer of another shape than the first step's (not one model's checkpoints).
+        """
+        weights = np.asarray(result.bank.weights)
+        if self._previous is not None and weights.shape != self._previous.shape:
+            raise KernelSpecError(
+                f"step {name!r} has a layer of shape {list(weights.shape)}, the first "
+                f"step {list(self._previous.shape)}: a history is the checkpoints of one model"
+            )
+        self._change.append(
+            np.nan
+            if self._previous is None
+            else float(np.mean(filter_change(self._previous, weights)))
+        )
+        self._steps.append(str(name))
+        self._figures.append(summary_figures(result))
+        self._previous = weights
+
+    def drift(self) -> HistoryDrift:
+        """The drift of the steps added so far.
+
+        Raises
+        ------
+        KernelSpecError
+            When no step was added.
+        """
+        if not self._steps:
+            raise KernelSpecError("a history needs at least one step")
+        figures = self._figures
+
+        def column(key: str) -> np.ndarray:
+            return np.array([np.nan if f[key] is None else f[key] for f in figures], dtype=float)
+
+        return HistoryDrift(
+            steps=list(self._steps),
+            median_peak_frequency=column("median_peak_frequency"),
+            median_orientation_selectivity=column("median_orientation_selectivity"),
+            clustered_fraction=column("clustered_fraction"),
+            chance_clustered_fraction=column("chance_clustered_fraction"),
+            duplicates=column("duplicates").astype(int),
+            mean_change=np.array(self._change, dtype=float),
+        )
+
+
 def history_drift(results: Sequence[AnalysisResult], steps: Sequence[str]) -> HistoryDrift:
     """The drift of one layer over the steps of a training history.
 
@@ -119,28 +186,7 @@ def history_drift(results: Sequence[AnalysisResult], steps: Sequence[str]) -> Hi
             f"a history needs one result per step, got {len(results)} results for "
             f"{len(steps)} steps"
         )
-    shape = results[0].bank.weights.shape
-    for name, r in zip(steps, results, strict=True):
-        if r.bank.weights.shape != shape:
-            raise KernelSpecError(
-                f"step {name!r} has a layer of shape {list(r.bank.weights.shape)}, the first "
-                f"step {list(shape)}: a history is the checkpoints of one model"
-            )
-    figures = [summary_figures(r) for r in results]
-
-    def column(key: str) -> np.ndarray:
-        return np.array([np.nan if f[key] is None else f[key] for f in figures], dtype=float)
-
-    change = [np.nan] + [
-        float(np.mean(filter_change(a.bank.weights, b.bank.weights)))
-        for a, b in itertools.pairwise(results)
-    ]
-    return HistoryDrift(
-        steps=[str(s) for s in steps],
-        median_peak_frequency=column("median_peak_frequency"),
-        median_orientation_selectivity=column("median_orientation_selectivity"),
-        clustered_fraction=column("clustered_fraction"),
-        chance_clustered_fraction=column("chance_clustered_fraction"),
-        duplicates=column("duplicates").astype(int),
-        mean_change=np.array(change, dtype=float),
-    )
+    builder = DriftBuilder()
+    for name, result in zip(steps, results, strict=True):
+        builder.add(name, result)
+    return builder.drift()

@@ -1,10 +1,12 @@
 """The report's training-history section (``id="history"``): drift charts and mosaics.
 
-`load_history` loads and analyses every step of a history folder or list file;
-`history_context` turns the results into what ``_history.html.j2`` shows: one inline SVG
-line chart per drift series (`analysis.history.DRIFT_SERIES`, the clustered share with its
-chance level when the analysis gives one), the kernel mosaics at the first, middle and last
-steps, and a table of every step.
+`load_history` loads and analyses every step of a history folder or list file, keeping the
+drift figures of every step but the analyses of the shown steps only (first, middle, last),
+so memory does not grow with the number of steps. `history_context` turns them into what
+``_history.html.j2`` shows: one inline SVG line chart per drift series
+(`analysis.history.DRIFT_SERIES`, the clustered share with its chance level when the
+analysis gives one), the kernel mosaics at the first, middle and last steps, and a table of
+every step.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..analysis import views
-from ..analysis.history import DRIFT_SERIES, HistoryDrift, history_drift
+from ..analysis.history import DRIFT_SERIES, DriftBuilder, HistoryDrift
 from . import images, svg
 
 if TYPE_CHECKING:
     from ..analysis.pipeline import AnalysisResult
 
-__all__ = ["History", "history_context", "history_json", "load_history"]
+__all__ = ["History", "history_context", "history_json", "load_history", "shown_steps"]
 
 _LINE = "#1f6fb2"
 _CHANCE = "#b23a1f"
@@ -34,12 +36,36 @@ _MOSAIC_VIEW = "colour"
 
 @dataclass(frozen=True)
 class History:
-    """A training history, analysed: its name, step names, results and drift."""
+    """A training history, analysed.
+
+    Attributes
+    ----------
+    name : str
+    steps : list of str
+        Every step's name (T).
+    results : dict of int to AnalysisResult
+        The analyses of the steps the report shows (`shown_steps`), by step index.
+    drift : HistoryDrift
+        The figures of every step.
+    """
 
     name: str
     steps: list[str]
-    results: list[AnalysisResult]
+    results: dict[int, AnalysisResult]
     drift: HistoryDrift
+
+    @property
+    def first(self) -> AnalysisResult:
+        return self.results[0]
+
+    @property
+    def last(self) -> AnalysisResult:
+        return self.results[len(self.steps) - 1]
+
+
+def shown_steps(n_steps: int) -> list[int]:
+    """The steps whose kernel mosaics the report shows: first, middle and last."""
+    return sorted({0, (n_steps - 1) // 2, n_steps - 1})
 
 
 def load_history(
@@ -65,12 +91,18 @@ def load_history(
     from ..sources.loading import load_kernels
 
     paths = history_steps(source)
-    results = []
-    for path in tqdm(paths, desc="kernelspec report --history", unit="step", disable=not progress):
-        results.append(analyze(load_kernels(path), method, threshold, min_samples, alpha=alpha))
     steps = [step_name(p) for p in paths]
+    keep = set(shown_steps(len(paths)))
+    builder = DriftBuilder()
+    results = {}
+    bar = tqdm(paths, desc="kernelspec report --history", unit="step", disable=not progress)
+    for t, (path, name) in enumerate(zip(bar, steps, strict=True)):
+        result = analyze(load_kernels(path), method, threshold, min_samples, alpha=alpha)
+        builder.add(name, result)
+        if t in keep:  # the others are dropped once their figures are in the drift
+            results[t] = result
     name = Path(source).name if Path(source).is_dir() else Path(source).stem
-    return History(name, steps, results, history_drift(results, steps))
+    return History(name, steps, results, builder.drift())
 
 
 def _chart(drift: HistoryDrift, key: str) -> str | None:
@@ -146,7 +178,7 @@ def history_context(history: History) -> dict[str, Any]:
         chart = _chart(drift, key)
         if chart is not None:
             charts.append({"key": key, "label": label, "svg": Markup(chart)})
-    picks = sorted({0, (n - 1) // 2, n - 1})
+    picks = shown_steps(n)
     rows = []
     for t in range(n):
         rows.append(
@@ -162,7 +194,7 @@ def history_context(history: History) -> dict[str, Any]:
                 ],
             }
         )
-    bank = history.results[0].bank
+    bank = history.first.bank
     n_f, c, h, w = bank.weights.shape
     return {
         "name": history.name,

@@ -256,7 +256,7 @@ def write_report(
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     if steps is not None and not names:
-        results = [steps.results[0], *steps.results[1:][-1:]]
+        results = [steps.first] if len(steps.steps) == 1 else [steps.first, steps.last]
     sections = None
     if explain is not None:
         from .explain import explain_sections
