@@ -4,6 +4,11 @@ A thin front end: loading (`load_kernels`), analysis (`analyze`) and the layer d
 (`_napari.layers`) all run in a worker thread; this module turns controls into requests and
 hands finished arrays to layers in the main thread.
 
+Sources: the seed models, any torchvision name, a checkpoint file, or a folder of checkpoints
+of one model: a training history (`History`), shown with a leading step axis that napari's
+dims slider scrubs; the widget's current result, table and summary follow the step.
+Arrangements: the kernels or the spectra, or both side by side with one set of frames.
+
 Responsiveness
 --------------
 - Continuous controls (threshold slider, min samples) are debounced (`DEBOUNCE_MS`): a drag
