@@ -392,3 +392,24 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert code == 2
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_our_local_workers_keep_glibcs_memory_trimming_default(monkeypatch):
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which made an analysis
+    take about twice as long (see scan/run.py); the scan's own LocalCluster leaves it out,
+    and the client process's environment is untouched."""
+    import os
+
+    from napari_kernelspec.scan.run import _client
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    client, cluster = _client(None, 1, 30.0)
+    try:
+        seen = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        threads = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+    finally:
+        client.close()
+        cluster.close()
+    assert list(seen.values()) == [None]
+    assert list(threads.values()) == ["1"]  # Dask's other settings stay
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ

@@ -79,6 +79,10 @@ class ScanInterrupted(KeyboardInterrupt):
         self.written, self.out = written, out
 
 
+#: Dask's configuration of the environment its nanny sets before it starts a worker.
+_PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
+
+
 def _client(scheduler: str | None, workers: int | None, timeout: float) -> tuple[Any, Any]:
     """A Dask client and the LocalCluster it owns (None for an existing scheduler)."""
     from distributed import Client, LocalCluster
@@ -100,14 +104,22 @@ def _client(scheduler: str | None, workers: int | None, timeout: float) -> tuple
                 f"some with `dask worker {scheduler}`"
             ) from None
         return client, None
+    import dask
+
     n = workers or os.cpu_count() or 1
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",  # any free port (the HTTP server always runs)
-        silence_logs=logging.ERROR,
-    )
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, so glibc hands freed
+    # memory back to the OS at once. An analysis allocates and frees a few MB per source;
+    # with that setting one took 65-78 ms instead of 35-39 ms (measured in a worker and in a
+    # plain process with the variable set), halving a scan's throughput. Our own cluster's
+    # workers keep glibc's default (a user's `--scheduler` workers keep their settings).
+    with dask.config.set({f"{_PRE_SPAWN}.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # any free port (the HTTP server always runs)
+            silence_logs=logging.ERROR,
+        )
     return Client(cluster, set_as_default=False), cluster
 
 
