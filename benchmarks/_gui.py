@@ -21,3 +21,21 @@ def pump(app: Any, until: Callable[[], bool], timeout: float = 300.0, nap: float
         if time.perf_counter() > deadline:
             raise TimeoutError("the widget did not finish in time")
         time.sleep(nap)
+
+
+def docked_widget() -> tuple[Any, Any, Any]:
+    """A shown napari viewer with a `KernelSpectrumWidget` docked (no autostart).
+
+    Returns
+    -------
+    viewer, app, widget
+    """
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_kernelspec._napari._qt.widget import KernelSpectrumWidget
+
+    viewer = napari.Viewer(show=True)
+    widget = KernelSpectrumWidget(viewer, autostart=False)
+    viewer.window.add_dock_widget(widget)
+    return viewer, QApplication.instance(), widget

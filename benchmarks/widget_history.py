@@ -53,18 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("KERNELSPEC_CACHE", tempfile.mkdtemp(prefix="kernelspec-bench-"))
 
-    import napari
     import numpy as np
-    from qtpy.QtWidgets import QApplication
 
-    from napari_kernelspec._napari._qt.widget import HISTORY, KernelSpectrumWidget
+    from napari_kernelspec._napari._qt.widget import HISTORY
 
     folder = Path(tempfile.mkdtemp(prefix="kernelspec-history-"))
     _write_history(folder, args.steps, args.filters)
-    viewer = napari.Viewer(show=True)
-    app = QApplication.instance()
-    widget = KernelSpectrumWidget(viewer, autostart=False)
-    viewer.window.add_dock_widget(widget)
+    viewer, app, widget = _gui.docked_widget()
 
     def pump(until, timeout: float = 600.0) -> None:
         _gui.pump(app, until, timeout)

@@ -41,18 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("KERNELSPEC_CACHE", tempfile.mkdtemp(prefix="kernelspec-bench-"))
 
-    import napari
     import numpy as np
     from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
 
     import napari_kernelspec.analysis.pipeline as pipeline
-    from napari_kernelspec._napari._qt.widget import TORCHVISION, KernelSpectrumWidget
+    from napari_kernelspec._napari._qt.widget import TORCHVISION
 
-    viewer = napari.Viewer(show=True)
-    app = QApplication.instance()
-    widget = KernelSpectrumWidget(viewer, autostart=False)
-    viewer.window.add_dock_widget(widget)
+    viewer, app, widget = _gui.docked_widget()
     widget.weights.value = "random"
     widget.torchvision_name.value = args.model
     widget.model.value = TORCHVISION

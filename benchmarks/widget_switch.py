@@ -33,16 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("KERNELSPEC_CACHE", tempfile.mkdtemp(prefix="kernelspec-bench-"))
 
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from napari_kernelspec._napari._qt.widget import KernelSpectrumWidget
     from napari_kernelspec.sources.models import SEED_MODELS
 
-    viewer = napari.Viewer(show=True)
-    app = QApplication.instance()
-    widget = KernelSpectrumWidget(viewer, autostart=False)
-    viewer.window.add_dock_widget(widget)
+    viewer, app, widget = _gui.docked_widget()
     widget.weights.value = "random"  # no network here; the same code path as pretrained
     wait(app, widget)
     models = list(SEED_MODELS)

@@ -20,7 +20,6 @@ import pytest
 from napari_kernelspec.analysis import analyze
 from napari_kernelspec.analysis.descriptors import DESCRIPTOR_NAMES
 from napari_kernelspec.analysis.summary import summary_figures
-from napari_kernelspec.cli import main
 from napari_kernelspec.scan.expand import expand_sources
 from napari_kernelspec.scan.run import run_scan
 from napari_kernelspec.scan.store import read_dataset
@@ -46,15 +45,6 @@ def write_checkpoints(folder: Path, n: int, shape=(8, 1, 5, 5), seed: int = 0) -
         torch.save({"conv1.weight": torch.from_numpy(w), "fc.weight": torch.zeros(2, 3)}, path)
         paths.append(str(path))
     return paths
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_rows_equal_analyze(out: Path, models_out: Path, sources: list[str]) -> None:
@@ -84,14 +74,13 @@ def assert_rows_equal_analyze(out: Path, models_out: Path, sources: list[str]) -
 # --- a local cluster, started by the command itself ----------------------------------------
 
 
-def test_scan_on_a_local_cluster_equals_analyze_row_for_row_and_records_failures(tmp_path, capsys):
+def test_scan_on_a_local_cluster_equals_analyze_row_for_row_and_records_failures(tmp_path, cli):
     good = write_checkpoints(tmp_path / "ckpts", 200)
     corrupt = tmp_path / "ckpts" / "sub" / "broken.pth"
     corrupt.parent.mkdir()
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     out, models_out = tmp_path / "filters.parquet", tmp_path / "models.parquet"
-    code, stdout, err = run_cli(
-        capsys,
+    code, stdout, err = cli(
         "scan",
         str(tmp_path / "ckpts"),  # a folder: searched recursively, finds broken.pth too
         "no_such_model_xyz",
@@ -193,12 +182,11 @@ def external_cluster(tmp_path_factory):
                 proc.kill()
 
 
-def test_scan_against_a_running_scheduler(external_cluster, tmp_path, capsys):
+def test_scan_against_a_running_scheduler(external_cluster, tmp_path, cli):
     good = write_checkpoints(tmp_path / "ckpts", 24, shape=(6, 3, 3, 3), seed=1)
     (tmp_path / "list.txt").write_text("# one per line\nckpts/net_000.pt\n\nresnet999\n")
     out = tmp_path / "f.parquet"
-    code, stdout, err = run_cli(
-        capsys,
+    code, stdout, err = cli(
         "scan",
         str(tmp_path / "ckpts" / "net_*.pt"),
         f"@{tmp_path / 'list.txt'}",
@@ -260,12 +248,12 @@ def test_a_killed_worker_process_is_replaced_and_every_source_gets_its_row(
     assert len(read_dataset(out)) == 16 * 64
 
 
-def test_resume_analyses_only_the_missing_sources(external_cluster, tmp_path, capsys):
+def test_resume_analyses_only_the_missing_sources(external_cluster, tmp_path, cli):
     sources = write_checkpoints(tmp_path / "ckpts", 9, seed=3)
     out, models_out = tmp_path / "f.parquet", tmp_path / "m.parquet"
     common = ["--out", str(out), "--models-out", str(models_out), "--scheduler", external_cluster]
     # an interrupted scan: the first 4 sources committed in two batches ...
-    code, _, err = run_cli(capsys, "scan", *sources[:4], *common, "--batch-size", "2")
+    code, _, err = cli("scan", *sources[:4], *common, "--batch-size", "2")
     assert code == 0, err
     committed = {p.name: p.read_bytes() for p in models_out.glob("part-*.parquet")}
     assert len(committed) == 2
@@ -275,18 +263,16 @@ def test_resume_analyses_only_the_missing_sources(external_cluster, tmp_path, ca
     orphan.write_bytes((out / "part-000000.parquet").read_bytes())
     (out / ".part-000003.parquet.abc123.tmp").write_bytes(b"half a part")
     # without --resume the existing scan is refused
-    code, _, err = run_cli(capsys, "scan", *sources, *common)
+    code, _, err = cli("scan", *sources, *common)
     assert code == 2 and "--resume" in err
     # with other parameters, too
-    code, _, err = run_cli(capsys, "scan", *sources, *common, "--resume", "--threshold", "0.5")
+    code, _, err = cli("scan", *sources, *common, "--resume", "--threshold", "0.5")
     assert code == 2 and "same --weights" in err
     # with another models dataset (whose absence would make every filters part look
     # uncommitted), nothing is deleted
-    code, _, err = run_cli(
-        capsys, "scan", *sources, *common, "--resume", "--models-out", str(tmp_path / "x")
-    )
+    code, _, err = cli("scan", *sources, *common, "--resume", "--models-out", str(tmp_path / "x"))
     assert code == 2 and "does not exist" in err and orphan.exists()
-    code, stdout, err = run_cli(capsys, "scan", *sources, *common, "--resume")
+    code, stdout, err = cli("scan", *sources, *common, "--resume")
     assert code == 0, err
     assert "scanned 5 of 9 sources" in stdout and "4 already there" in stdout
     assert not list(out.glob(".*.tmp"))
@@ -297,7 +283,7 @@ def test_resume_analyses_only_the_missing_sources(external_cluster, tmp_path, ca
     assert len(read_dataset(out)) == 9 * 8  # no rows of the orphan part survive
     assert_rows_equal_analyze(out, models_out, sources)
     # nothing left to do
-    code, stdout, _ = run_cli(capsys, "scan", *sources, *common, "--resume")
+    code, stdout, _ = cli("scan", *sources, *common, "--resume")
     assert code == 0 and "scanned 0 of 9 sources" in stdout
 
 
@@ -379,7 +365,7 @@ def test_sources_expand_folders_globs_and_list_files_in_natural_order(tmp_path):
         (["alexnet", "--threshold", "2"], "outside (0, 1]"),
     ],
 )
-def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
+def test_usage_errors_exit_2_with_one_line(tmp_path, cli, argv, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "file").write_text("x")
     argv = [
@@ -388,7 +374,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     ]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "o.parquet")]
-    code, _, err = run_cli(capsys, "scan", *argv)
+    code, _, err = cli("scan", *argv)
     assert code == 2
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ step under a dims position.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from .layers import (
 
 if TYPE_CHECKING:
     from ..analysis.pipeline import AnalysisResult
+    from ..base.bank import KernelBank
 
 __all__ = [
     "MAX_HISTORY_BYTES",
@@ -38,6 +39,7 @@ __all__ = [
     "check_history_memory",
     "history_label",
     "history_layer_data",
+    "load_steps",
     "read_history",
     "sample_lenet5_history",
     "step_metadata",
@@ -181,19 +183,59 @@ def step_name(meta: dict[str, Any], position: Sequence[float]) -> str | None:
     return str(history["steps"][t])
 
 
-def analyse_history(
-    source: str | os.PathLike[str], **params: Any
-) -> tuple[list[AnalysisResult], list[str]]:
-    """Load and analyse every step of a history folder or list file (see `history_steps`)."""
-    from ..analysis.pipeline import analyze
+def load_steps(
+    source: str | os.PathLike[str],
+    analyse: Callable[[KernelBank], AnalysisResult],
+    is_stale: Callable[[], bool] = lambda: False,
+) -> tuple[list[KernelBank], list[str], AnalysisResult] | None:
+    """Load the checkpoints of a history for napari, refusing early what napari cannot hold.
+
+    The first checkpoint is loaded and analysed with `analyse`, and `check_history_memory`
+    decides from it whether every step fits before the others are read; steps of different
+    shapes are refused before any of them is analysed.
+
+    Returns
+    -------
+    (banks, step names, the first step's analysis), or None once `is_stale()` is true
+    (checked between checkpoints).
+
+    Raises
+    ------
+    KernelSpecError
+        A bad folder or list file, a step that does not load, too much memory, mixed shapes.
+    """
+    from ..base.errors import KernelSpecError
     from ..sources.history import history_steps, step_name
     from ..sources.loading import load_kernels
 
     paths = history_steps(source)
-    first = analyze(load_kernels(paths[0]), **params)
-    check_history_memory(first, len(paths))  # before the other steps are loaded
-    results = [first, *(analyze(load_kernels(p), **params) for p in paths[1:])]
-    return results, [step_name(p) for p in paths]
+    banks = [load_kernels(paths[0])]
+    first = analyse(banks[0])
+    check_history_memory(first, len(paths))  # before the other steps are read
+    for path in paths[1:]:
+        if is_stale():
+            return None
+        banks.append(load_kernels(path))
+    shapes = {bank.weights.shape for bank in banks}
+    if len(shapes) > 1:
+        raise KernelSpecError(
+            f"the checkpoints in {source} hold first layers of {len(shapes)} different shapes "
+            f"({', '.join(map(str, sorted(shapes)))}); a training history is the checkpoints "
+            "of one model"
+        )
+    return banks, [step_name(p) for p in paths], first
+
+
+def analyse_history(
+    source: str | os.PathLike[str], **params: Any
+) -> tuple[list[AnalysisResult], list[str]]:
+    """Load and analyse every step of a history folder or list file (see `load_steps`)."""
+    from ..analysis.pipeline import analyze
+
+    loaded = load_steps(source, lambda bank: analyze(bank, **params))
+    assert loaded is not None  # never stale
+    banks, steps, first = loaded
+    return [first, *(analyze(bank, **params) for bank in banks[1:])], steps
 
 
 def history_step_bytes(first: AnalysisResult) -> int:

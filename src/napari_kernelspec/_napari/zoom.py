@@ -14,13 +14,13 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-__all__ = ["follow_zoom", "follow_zoom_of_current_viewer", "update_index_text"]
+__all__ = ["camera_of", "follow_zoom", "follow_zoom_of_current_viewer", "update_index_text"]
 
 #: Viewers already followed (weak: a closed viewer is forgotten).
 _FOLLOWED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _camera(viewer: Any) -> Any:
+def camera_of(viewer: Any) -> Any:
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9 on)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None else viewer.camera
@@ -34,7 +34,7 @@ def update_index_text(viewer: Any) -> None:
     """
     from .layers import index_text_size
 
-    zoom = float(_camera(viewer).zoom)
+    zoom = float(camera_of(viewer).zoom)
     for layer in list(viewer.layers):
         meta = layer.metadata.get("kernelspec") if isinstance(layer.metadata, dict) else None
         if not isinstance(meta, dict) or meta.get("role") != "clusters" or "geometry" not in meta:
@@ -63,7 +63,7 @@ def follow_zoom(viewer: Any) -> None:
             if followed is not None:
                 update_index_text(followed)
 
-        _camera(viewer).events.zoom.connect(on_change)
+        camera_of(viewer).events.zoom.connect(on_change)
         viewer.layers.events.inserted.connect(on_change)
         _FOLLOWED.add(viewer)
     update_index_text(viewer)

@@ -70,7 +70,7 @@ from ...base.errors import KernelSpecError
 from ...base.text import printable
 from ...sources.loading import WEIGHTS
 from ...sources.models import SEED_MODELS
-from ..zoom import follow_zoom, update_index_text
+from ..zoom import camera_of, follow_zoom, update_index_text
 
 if TYPE_CHECKING:
     import os
@@ -321,7 +321,7 @@ def _compute_history(
     they are re-cut at a new threshold with `pipeline.rethreshold` (a slider move).
     """
     from ...analysis import pipeline
-    from ..history import check_history_memory, history_label, history_layer_data
+    from ..history import check_history_memory, history_label, history_layer_data, load_steps
 
     def analyse(bank: KernelBank) -> AnalysisResult:
         return pipeline.analyze(
@@ -334,27 +334,14 @@ def _compute_history(
     first = None
     try:
         if history is None:
-            from ...sources.history import history_steps, step_name
-            from ...sources.loading import load_kernels
             from ..commands import preload_torch
 
             preload_torch()
-            paths = history_steps(request.source)
-            banks = [load_kernels(paths[0])]
-            first = analyse(banks[0])
-            check_history_memory(first, len(paths))  # before the other steps are loaded
-            for path in paths[1:]:
-                if is_stale():
-                    return Outcome(request, cancelled=True)
-                banks.append(load_kernels(path))
-            shapes = {bank.weights.shape for bank in banks}
-            if len(shapes) > 1:
-                raise KernelSpecError(
-                    f"the checkpoints in {request.source} hold first layers of "
-                    f"{len(shapes)} different shapes ({', '.join(map(str, sorted(shapes)))}); "
-                    "a training history is the checkpoints of one model"
-                )
-            history = History(tuple(banks), tuple(step_name(p) for p in paths))
+            loaded = load_steps(request.source, analyse, is_stale)
+            if loaded is None:
+                return Outcome(request, cancelled=True)
+            banks, steps, first = loaded
+            history = History(tuple(banks), tuple(steps))
         if not history.results or not analysis_matches(history.results[0], request, history.asked):
             old = history.results or (None,) * len(history)
             results: list[AnalysisResult] = []
@@ -1523,8 +1510,7 @@ class KernelSpectrumWidget(Container):
     @property
     def camera(self) -> Any:
         """The viewer's camera (``viewer.scene.camera`` from napari 0.9 on)."""
-        scene = getattr(self.viewer, "scene", None)
-        return scene.camera if scene is not None else self.viewer.camera
+        return camera_of(self.viewer)
 
     def hover_text(self, position: Any) -> str | None:
         """Filter, cluster and descriptors of the tile under world `position`, or None.
