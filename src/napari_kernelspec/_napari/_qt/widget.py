@@ -1851,8 +1851,3 @@ def _summary(result: AnalysisResult) -> str:
         parts.append("chance: " + ", ".join(bits))
     parts.append(f"{len(result.duplicates)} duplicate pairs, {len(result.sign_pairs)} sign pairs")
     return "<br>".join(parts)
-
-
-def replace_request(request: Request, **changes: Any) -> Request:
-    """A copy of `request` with `changes` (helper for tests)."""
-    return replace(request, **changes)
