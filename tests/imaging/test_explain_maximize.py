@@ -104,3 +104,38 @@ def test_trained_lenet5_conv2_images_differ_from_untrained():
     b = maximize(untrained, "conv2", range(16), **kw)
     assert np.abs(a["images"] - b["images"]).mean() > 0.1
     assert _concentration(a["images"]).mean() > _concentration(b["images"]).mean()
+
+
+def _reference_maximize(model, layer, filters, size, steps, seed, lr=0.05):
+    """The loop `maximize` ran before the objective engine (kept here as the reference)."""
+    import torch
+
+    from napari_kernelspec.imaging.explain.maximize import (
+        _random_warp,
+        _spectrum_scale,
+        _to_pixels,
+        layer_output,
+        objective,
+    )
+
+    hw = (size, size)
+    scale = _spectrum_scale(*hw, "cpu")
+    gen = torch.Generator().manual_seed(seed * 1_000_003)
+    shape = (len(filters), model.channels, size, size // 2 + 1, 2)
+    spectrum = (torch.randn(shape, generator=gen) * 0.01).requires_grad_(True)
+    which = torch.as_tensor(filters)
+    opt = torch.optim.Adam([spectrum], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        seen = _random_warp(_to_pixels(spectrum, scale, hw), gen)
+        (-objective(layer_output(model, layer, seen), which).sum()).backward()
+        opt.step()
+    with torch.no_grad():
+        return _to_pixels(spectrum, scale, hw).permute(0, 2, 3, 1).numpy()
+
+
+def test_maximize_on_the_engine_equals_the_reference_loop(gabor_model):
+    model, _ = gabor_model
+    got = maximize(model, "conv", [0, 2, 3], size=32, steps=12, seed=5)["images"]
+    want = _reference_maximize(model, "conv", [0, 2, 3], 32, 12, 5)
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...base.errors import KernelSpecError
+from .engine import FilterObjective, iter_optimise
 from .model import drive
 
 if TYPE_CHECKING:
@@ -254,7 +255,6 @@ def iter_maximize(
     hw = (int(size), int(size))
     unit = check_at(model, layer, hw, at)
     c = model.channels
-    scale = _spectrum_scale(*hw, model.device)
     images = np.empty((len(filters), *hw, c), dtype=np.float32)
     values = np.empty(len(filters), dtype=np.float64)
     chunks = [filters[i : i + batch] for i in range(0, len(filters), batch)]
@@ -263,26 +263,29 @@ def iter_maximize(
     for k, chunk in enumerate(chunks):
         # One generator per chunk, seeded from (seed, chunk): same seed, same images.
         gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + k)
-        shape = (len(chunk), c, hw[0], hw[1] // 2 + 1, 2)
-        spectrum = (torch.randn(shape, generator=gen) * 0.01).to(model.device)
-        spectrum.requires_grad_(True)
         which = torch.as_tensor(chunk, device=model.device)
-        opt = torch.optim.Adam([spectrum], lr=lr)
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            pixels = _to_pixels(spectrum, scale, hw)
-            seen = _random_warp(pixels, gen) if transforms else pixels
-            score = objective(layer_output(model, layer, seen), which, unit)
-            (-score.sum()).backward()
-            opt.step()
+        run = iter_optimise(
+            model,
+            FilterObjective(layer, which, unit),
+            len(chunk),
+            size=hw,
+            steps=steps,
+            lr=lr,
+            generator=gen,
+            parameterisation="fourier",
+            transforms=transforms,
+        )
+        while True:
+            try:
+                next(run)
+            except StopIteration as stop:
+                result = stop.value
+                break
             done += 1
             yield done, total
-        with torch.no_grad():
-            pixels = _to_pixels(spectrum, scale, hw)
-            final = objective(layer_output(model, layer, pixels), which, unit)
         start = k * batch
-        images[start : start + len(chunk)] = pixels.permute(0, 2, 3, 1).cpu().numpy()
-        values[start : start + len(chunk)] = final.cpu().numpy()
+        images[start : start + len(chunk)] = result.images
+        values[start : start + len(chunk)] = result.objective
     return {
         "images": images,
         "objective": values,
