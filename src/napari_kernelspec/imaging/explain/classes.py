@@ -215,9 +215,7 @@ def iter_class_attribution(
     import torch
 
     if method not in CLASS_METHODS:
-        raise KernelSpecError(
-            f"method must be one of {', '.join(CLASS_METHODS)}, got {method!r}"
-        )
+        raise KernelSpecError(f"method must be one of {', '.join(CLASS_METHODS)}, got {method!r}")
     arr = np.asarray(pixels, dtype=np.float32)
     if arr.ndim != 4 or arr.shape[1] != model.channels:
         raise ValueError(f"pixels must be (K, {model.channels}, H, W), got {arr.shape}")
@@ -398,4 +396,3 @@ def grabcut(image: Any, saliency: Any, iterations: int = 5, sigma: float = 2.0) 
     except cv2.error:  # too few samples for a colour model: keep the seeds
         return fg
     return np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD))
-

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .model import ExplainModel
 
 __all__ = [
+    "L2",
     "LOGITS",
     "ActivationNorm",
     "ClassLogit",
@@ -41,7 +42,6 @@ __all__ = [
     "FeatureMatch",
     "FilterObjective",
     "GramMatch",
-    "L2",
     "Objective",
     "Optimised",
     "TotalVariation",
@@ -368,6 +368,7 @@ def iter_optimise(
     parameterisation: str = "fourier",
     init: Any = None,
     transforms: bool = True,
+    jitter: float | None = None,
 ) -> Generator[tuple[int, int], None, Optimised]:
     """Ascend `objective` on `n_images` images with Adam; yields ``(done, steps)``.
 
@@ -382,12 +383,14 @@ def iter_optimise(
         to [0, 1] after every step (starts from `init`, or uniform noise).
     init : (B, C, H, W) array_like, optional
         Starting pixels for ``"pixels"``.
+    jitter : float, optional
+        Largest random shift of the transforms in pixels (default `maximize.JITTER_PX`).
     generator : torch.Generator, optional
         The random source of the start and the transforms (default: seeded with `seed`).
     """
     import torch
 
-    from .maximize import _random_warp, _spectrum_scale, _to_pixels
+    from .maximize import JITTER_PX, _random_warp, _spectrum_scale, _to_pixels
 
     if parameterisation not in PARAMETERISATIONS:
         raise KernelSpecError(
@@ -418,13 +421,14 @@ def iter_optimise(
         def render(p: torch.Tensor) -> torch.Tensor:
             return p
 
+    shift = JITTER_PX if jitter is None else float(jitter)
     param.requires_grad_(True)
     opt = torch.optim.Adam([param], lr=lr)
     history: list[float] = []
     for step in range(int(steps)):
         opt.zero_grad(set_to_none=True)
         pixels = render(param)
-        seen = _random_warp(pixels, gen) if transforms else pixels
+        seen = _random_warp(pixels, gen, shift) if transforms else pixels
         acts = activations(model, seen, objective.layers, objective.logits)
         score = objective(acts, seen)
         (-score.sum()).backward()
@@ -438,7 +442,7 @@ def iter_optimise(
         pixels = render(param)
         final = objective(activations(model, pixels, objective.layers, objective.logits), pixels)
     return Optimised(
-        images=pixels.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32),
+        images=pixels.detach().permute(0, 2, 3, 1).cpu().numpy().astype(np.float32),
         objective=final.cpu().numpy().astype(np.float64),
         history=history,
         parameters={
@@ -447,7 +451,7 @@ def iter_optimise(
             "optimizer": "adam",
             "parameterisation": parameterisation,
             "objective": objective.describe(),
-            "transforms": bool(transforms),
+            "transforms": f"jitter +-{shift:g} px, scale, rotation" if transforms else "none",
         },
     )
 

@@ -202,8 +202,8 @@ def _to_pixels(spectrum: torch.Tensor, scale: torch.Tensor, size: tuple[int, int
     return torch.sigmoid(image)
 
 
-def _random_warp(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One random jitter + scale + rotation per image (bilinear, reflected borders)."""
+def _random_warp(x: torch.Tensor, gen: torch.Generator, jitter: float = JITTER_PX) -> torch.Tensor:
+    """One random jitter (+-`jitter` px) + scale + rotation per image (bilinear, reflected)."""
     import torch
     import torch.nn.functional as F
 
@@ -211,7 +211,7 @@ def _random_warp(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     r = torch.rand(b, 4, generator=gen).to(x.device)
     angle = torch.deg2rad((r[:, 0] * 2 - 1) * ROTATE_DEG)
     scale = SCALE_RANGE[0] + r[:, 1] * (SCALE_RANGE[1] - SCALE_RANGE[0])
-    shift = (r[:, 2:] * 2 - 1) * JITTER_PX
+    shift = (r[:, 2:] * 2 - 1) * jitter
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack(
         [
