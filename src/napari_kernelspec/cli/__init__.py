@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "maps": "maps",
     "patches": "patches",
     "explain": "explain",
+    "synthesize": "synthesize",
+    "adversarial": "adversarial",
     "scan": "scan",
 }
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "geometry",
     "geometry_arg",
     "min_samples_arg",
+    "progress_bar",
     "threshold_arg",
     "whole_number",
     "write_json",
@@ -186,3 +189,22 @@ def write_json(data: object, path: str) -> None:
         raise KernelSpecError(
             f"cannot write {path}: {exc.strerror or exc}; pick a writable path"
         ) from None
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr fed by ``(done, total)`` callbacks (steps, positions, images)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
