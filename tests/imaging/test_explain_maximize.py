@@ -139,3 +139,24 @@ def test_maximize_on_the_engine_equals_the_reference_loop(gabor_model):
     got = maximize(model, "conv", [0, 2, 3], size=32, steps=12, seed=5)["images"]
     want = _reference_maximize(model, "conv", [0, 2, 3], 32, 12, 5)
     np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+#: Gabors with a DC component (cosine phase: a non-zero sum), both signs of the sum.
+DC_GABORS = [(0.12, 20, 0.0, 5), (0.16, 75, 0.0, 5), (0.117, 40, 0.5, 4), (0.297, 150, 0.5, 4)]
+
+
+def test_gabors_with_a_dc_component_get_their_own_frequency(tmp_path, gabor):
+    weights = np.asarray(
+        [[gabor(15, f, t, phase=p, sigma=s)] for f, t, p, s in DC_GABORS], dtype=np.float32
+    )
+    sums = weights.sum(axis=(1, 2, 3))
+    assert sums.min() < -1 and sums.max() > 1  # a real DC component, both signs
+    path = tmp_path / "dc.npy"
+    np.save(path, weights)
+    model = explain_model(path, device="cpu")
+    images = maximize(model, "conv", range(len(DC_GABORS)), size=64, steps=128, seed=0)["images"]
+    for k in range(len(DC_GABORS)):
+        want_f, want_t = _peak(weights[k, 0])
+        got_f, got_t = _peak(images[k, ..., 0])
+        assert abs(got_f - want_f) <= 0.03, (k, got_f, want_f)
+        assert _angle_diff(got_t, want_t) <= 10.0, (k, got_t, want_t)
