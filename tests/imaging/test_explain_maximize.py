@@ -160,3 +160,17 @@ def test_gabors_with_a_dc_component_get_their_own_frequency(tmp_path, gabor):
         got_f, got_t = _peak(images[k, ..., 0])
         assert abs(got_f - want_f) <= 0.03, (k, got_f, want_f)
         assert _angle_diff(got_t, want_t) <= 10.0, (k, got_t, want_t)
+
+
+def test_achromatic_filters_get_achromatic_images(tmp_path, gabor):
+    grey = [gabor(11, f, t, phase=p) for f, t, p in [(0.2, 0, 0.0), (0.25, 60, np.pi / 2)]]
+    weights = np.asarray([[g, g, g] for g in grey] + [[grey[1], -grey[1], 0 * grey[1]]])
+    path = tmp_path / "grey.npy"
+    np.save(path, weights.astype(np.float32))
+    model = explain_model(path, device="cpu")
+    images = maximize(model, "conv", [0, 1, 2], size=48, steps=64, seed=0)["images"]
+    colour = [np.abs(i - i.mean(axis=-1, keepdims=True)).mean() / i.std() for i in images]
+    # The grey filters' images keep only the faint colour noise of the start (the colour
+    # axes get no gradient); the red-green filter's image is coloured.
+    assert max(colour[:2]) < 0.15, colour
+    assert colour[2] > 3 * max(colour[:2]), colour
