@@ -18,7 +18,7 @@ def test_class_visualisation_of_every_digit_is_that_digit(trained_lenet5):
     model, _, _ = trained_lenet5
     res = synthesize(model, "class", target=list(range(10)), steps=256, seed=0)
     images = res["images"]
-    assert images.shape == (10, 32, 32, 1) and 0 <= images.min() and images.max() <= 1
+    assert images.shape == (10, 32, 32, 1) and images.min() >= 0 and images.max() <= 1
     probs = predict(model, np.moveaxis(images, -1, 1))
     assert np.all(probs[np.arange(10), np.arange(10)] >= 0.9), probs.max(axis=1)
 
