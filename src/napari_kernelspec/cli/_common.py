@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = [
     "EXIT_USAGE",
@@ -193,12 +193,28 @@ def write_json(data: object, path: str) -> None:
 
 @contextlib.contextmanager
 def progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
-    """A tqdm bar on stderr fed by ``(done, total)`` callbacks (steps, positions, images)."""
+    """A tqdm bar on stderr fed by ``(done, total)`` callbacks (steps, positions, images).
+
+    The bar appears at the first callback, so an error found before the work starts is the
+    only line on stderr.
+    """
     from tqdm import tqdm
 
-    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+    bars: list[Any] = []
 
     def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=total,
+                    desc=desc,
+                    unit=unit,
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    leave=False,
+                )
+            )
+        bar = bars[0]
         if bar.total != total:
             bar.total = total
             bar.refresh()
@@ -207,4 +223,5 @@ def progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
     try:
         yield update
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
