@@ -14,6 +14,7 @@ __all__ = [
     "Parser",
     "add_analysis_options",
     "add_geometry_options",
+    "add_model_output_options",
     "add_weights_option",
     "alpha_arg",
     "geometry",
@@ -225,3 +226,16 @@ def progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         for bar in bars:
             bar.close()
+
+
+def add_model_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--weights``, ``--arch``, ``--out`` and ``--png`` of the explain family."""
+    from ..imaging.explain.model import DEVICES
+
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    add_weights_option(parser)
+    parser.add_argument(
+        "--arch", metavar="NAME", help="the torchvision architecture of a state-dict SOURCE"
+    )
+    parser.add_argument("--out", required=True, metavar="PATH", help="the .npz to write")
+    parser.add_argument("--png", metavar="PATH", help="also write a PNG mosaic")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_weights_option, whole_number
+from ._common import add_model_output_options, whole_number
 
 HELP = "make an adversarial example (FGSM, PGD) towards a class"
 DESCRIPTION = (
@@ -29,7 +29,6 @@ def epsilon_arg(text: str) -> float:
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from ..imaging.explain.adversarial import ADVERSARIAL_METHODS, PGD_STEPS
-    from ..imaging.explain.model import DEVICES
 
     parser.add_argument(
         "source", metavar="SOURCE", help="a model name or a state dict with --arch"
@@ -46,13 +45,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         default=PGD_STEPS,
         help=f"PGD: most steps (default {PGD_STEPS})",
     )
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    add_weights_option(parser)
-    parser.add_argument(
-        "--arch", metavar="NAME", help="the torchvision architecture of a state-dict SOURCE"
-    )
-    parser.add_argument("--out", required=True, metavar="PATH", help="the .npz to write")
-    parser.add_argument("--png", metavar="PATH", help="also write a PNG")
+    add_model_output_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_weights_option, whole_number
+from ._common import add_model_output_options, whole_number
 
 HELP = "show what drives filters or a class score (maximising images, saliency, Grad-CAM)"
 DESCRIPTION = (
@@ -51,7 +51,6 @@ def _pair(text: str) -> tuple[int, int] | str:
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from ..imaging.explain.attribution import METHODS
     from ..imaging.explain.maximize import DEFAULT_SIZE, DEFAULT_STEPS
-    from ..imaging.explain.model import DEVICES
 
     parser.add_argument(
         "source",
@@ -113,13 +112,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=whole_number("--seed", 0), default=0, help="maximize: random seed"
     )
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    add_weights_option(parser)
-    parser.add_argument(
-        "--arch", metavar="NAME", help="the torchvision architecture of a state-dict SOURCE"
-    )
-    parser.add_argument("--out", required=True, metavar="PATH", help="the .npz to write")
-    parser.add_argument("--png", metavar="PATH", help="also write a PNG mosaic")
+    add_model_output_options(parser)
 
 
 def _class_run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_weights_option, whole_number
+from ._common import add_model_output_options, whole_number
 
 HELP = "make images with the network: class visualisation, DeepDream, inversion, texture, style"
 DESCRIPTION = (
@@ -43,7 +43,6 @@ def objective_arg(text: str) -> tuple[str, list[str]]:
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from ..imaging.explain.model import DEVICES
 
     parser.add_argument(
         "source", metavar="SOURCE", help="a model name or a state dict with --arch"
@@ -74,13 +73,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "128; models with a fixed input size use theirs)",
     )
     parser.add_argument("--seed", type=whole_number("--seed", 0), default=0)
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    add_weights_option(parser)
-    parser.add_argument(
-        "--arch", metavar="NAME", help="the torchvision architecture of a state-dict SOURCE"
-    )
-    parser.add_argument("--out", required=True, metavar="PATH", help="the .npz to write")
-    parser.add_argument("--png", metavar="PATH", help="also write a PNG")
+    add_model_output_options(parser)
 
 
 def load_image(path: str, model, size: int):  # type: ignore[no-untyped-def]

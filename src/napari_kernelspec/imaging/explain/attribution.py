@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...base.errors import KernelSpecError
-from .maximize import _Stop, channel_objective, check_at, layer_output
+from .engine import _Stop
+from .maximize import channel_objective, check_at, layer_output
 from .model import drive
 
 if TYPE_CHECKING:

@@ -111,7 +111,7 @@ def activations(
         if len(store) < len(wanted):
             raise KernelSpecError(
                 f"{model.name} cannot run on a {tuple(x.shape[-2:])} input "
-                f"({str(exc).splitlines()[0][:120]}); use another image size"
+                f"({str(exc).splitlines()[0][:120]}); use a larger image size"
             ) from None
         raise
     finally:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...base.errors import KernelSpecError
-from .engine import FilterObjective, iter_optimise
+from .engine import FilterObjective, activations, iter_optimise
 from .model import drive
 
 if TYPE_CHECKING:
@@ -65,10 +65,6 @@ SCALE_RANGE = (0.9, 1.1)
 ROTATE_DEG = 10.0
 
 
-class _Stop(Exception):
-    """Raised by a forward hook once the explained layer has run: the rest is not needed."""
-
-
 def layer_output(model: ExplainModel, layer: str, x: torch.Tensor) -> torch.Tensor:
     """The output of convolution `layer` for pixels `x`, without running the rest of the net.
 
@@ -82,26 +78,8 @@ def layer_output(model: ExplainModel, layer: str, x: torch.Tensor) -> torch.Tens
     (B, N, h, w) tensor
         Differentiable with respect to `x`.
     """
-    store: list[torch.Tensor] = []
-
-    def hook(module: Any, args: Any, out: torch.Tensor) -> None:
-        store.append(out)
-        raise _Stop
-
-    handle = model.conv(layer).register_forward_hook(hook)
-    try:
-        model.net(x)
-    except _Stop:
-        pass
-    except RuntimeError as exc:
-        if not store:
-            raise KernelSpecError(
-                f"{model.name} cannot run on a {tuple(x.shape[-2:])} input "
-                f"({str(exc).splitlines()[0][:120]}); use a larger image size"
-            ) from None
-    finally:
-        handle.remove()
-    return store[0]
+    model.conv(layer)  # a convolution of the model, or a one-line error naming them
+    return activations(model, x, [layer])[layer]
 
 
 def objective(
