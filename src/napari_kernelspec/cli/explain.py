@@ -141,8 +141,8 @@ def _class_run(args: argparse.Namespace) -> int:
         options["layer"] = args.layer
     elif args.layer is not None:
         raise KernelSpecError(f"--layer is for filters and Grad-CAM, not --method {args.method}")
-    if args.method == "occlusion":
-        options.update(window=args.window, window_stride=args.window_stride)
+    if args.method == "occlusion":  # Captum's bar counts the window positions
+        options.update(window=args.window, window_stride=args.window_stride, show_progress=True)
     target = None if args.target is False else args.target
     with progress_bar(f"kernelspec explain {args.method}", "image") as bar:
         result = explain_class(model, image, args.method, target, progress=bar, **options)

@@ -179,6 +179,7 @@ def iter_class_attribution(
     ig_steps: int = IG_STEPS,
     batch: int = 64,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> Generator[tuple[int, int], None, dict[str, Any]]:
     """Attribute class scores of K images to their pixels; yields ``(done, K)`` images.
 
@@ -203,6 +204,8 @@ def iter_class_attribution(
         Integrated gradients' steps from the black image.
     batch : int
         Occluded / noisy / interpolated images per forward pass.
+    show_progress : bool
+        Occlusion: Captum's own bar of window positions on stderr (for long runs).
 
     Returns
     -------
@@ -246,7 +249,9 @@ def iter_class_attribution(
     masks = np.zeros((k, h, w), dtype=bool) if method == "grabcut" else None
     for i in range(k):
         xi = x[i : i + 1].clone()
-        res = _one(model, xi, targets[i], method, conv_name, parameters, batch, seed + i)
+        res = _one(
+            model, xi, targets[i], method, conv_name, parameters, batch, seed + i, show_progress
+        )
         out[i] = res.detach().cpu().numpy()[0]
         if masks is not None:
             masks[i] = grabcut(arr[i], out[i])
@@ -273,6 +278,7 @@ def _one(
     parameters: dict[str, Any],
     batch: int,
     seed: int,
+    show_progress: bool = False,
 ) -> torch.Tensor:
     import torch
     from captum.attr import (
@@ -327,6 +333,7 @@ def _one(
                     baselines=float(parameters["baseline"]),
                     target=target,
                     perturbations_per_eval=batch,
+                    show_progress=show_progress,
                 )
         assert conv_name is not None
         conv = model.conv(conv_name)
