@@ -72,6 +72,12 @@ def test_objectives_compose_and_need_only_their_layers(trained_lenet5):
         + 2 * acts["conv1"].pow(2).flatten(1).mean(1)
     )
     torch.testing.assert_close(obj(acts, pixels), want)
+    prob = engine.ClassProbability(3)(acts, pixels)
+    torch.testing.assert_close(prob, acts["logits"].log_softmax(1)[:, 3])
+    tv = engine.TotalVariation()(acts, torch.zeros(1, 1, 4, 4))
+    assert float(tv) == 0.0
+    same = engine.FeatureMatch("conv1", acts["conv1"])(acts, pixels)
+    torch.testing.assert_close(same, torch.zeros(2))
     early = engine.activations(model, pixels, ["conv1"])  # stops after conv1
     assert set(early) == {"conv1"}
 
