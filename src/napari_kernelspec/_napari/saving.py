@@ -9,8 +9,9 @@
   cluster, colour, descriptors; a history: one row per step and filter, with a ``step``
   column).
 
-Only the plugin's own layers are written; any other layer is refused with a
-`ValueError` naming it (npe2 passes the error on; napari shows it). The bank travels in the
+Only the plugin's own layers are written; any other layer is refused with a `NotOurLayer`
+error (a `TypeError`) naming it. Not a `ValueError`: napari's ``layers.save`` turns that
+into "not a valid writer" and drops the message; this one reaches the user. The bank travels in the
 layer's ``metadata[BANK_KEY]``, put there by `attach_bank` when the layers are made. Files
 are written atomically (`base.atomic.atomic_write`): a failed save leaves no partial file.
 """
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BANK_KEY",
+    "NotOurLayer",
     "attach_bank",
     "bank_of",
     "filter_table_rows",
@@ -46,6 +48,10 @@ __all__ = [
 BANK_KEY = "kernelspec_bank"
 
 _BANK_SUFFIXES = (".npy", ".safetensors")
+
+
+class NotOurLayer(TypeError):
+    """The writer was given a layer the plugin did not make, or one without its bank."""
 
 
 def attach_bank(
@@ -98,13 +104,14 @@ def attach_bank(
 
 
 def _own(meta: dict[str, Any]) -> dict[str, Any]:
-    """The layer's ``metadata``, if the layer is one of the plugin's; else ValueError."""
+    """The layer's ``metadata``, if the layer is one of the plugin's; else `NotOurLayer`."""
     metadata = meta.get("metadata") or {}
     own = metadata.get("kernelspec")
     if not isinstance(own, dict) or "role" not in own:
-        raise ValueError(
+        raise NotOurLayer(
             f"napari-kernelspec saves only its own layers (kernels, spectra, clusters); "
-            f"{meta.get('name', 'this layer')!r} is not one: save it with napari's writer"
+            f"{meta.get('name', 'this layer')!r} is not one: save it with napari's writer "
+            "(.tif, .png, .npz, ...)"
         )
     return metadata
 
@@ -119,13 +126,13 @@ def bank_of(meta: dict[str, Any]) -> dict[str, Any]:
 
     Raises
     ------
-    ValueError
+    NotOurLayer
         Not one of the plugin's layers, or one made without its bank.
     """
     metadata = _own(meta)
     entry = metadata.get(BANK_KEY)
     if not isinstance(entry, dict) or "weights" not in entry:
-        raise ValueError(
+        raise NotOurLayer(
             f"{meta.get('name', 'this layer')!r} carries no kernel bank (only layers opened "
             "from a file or a sample do); save its filter table as .csv instead"
         )
@@ -160,8 +167,10 @@ def write_bank(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
     Raises
     ------
+    NotOurLayer
+        Not one of the plugin's layers, or one without its bank.
     ValueError
-        Not one of the plugin's layers, no bank, or another suffix.
+        Another suffix.
     """
     entry = bank_of(meta)
     suffix = _suffix(path, _BANK_SUFFIXES, "a kernel bank")
@@ -173,7 +182,7 @@ def write_bank(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         return [path]
     from safetensors.numpy import save
 
-    layer = str(entry.get("layer") or "conv")
+    layer = str(entry.get("layer") or "conv").removesuffix(".weight")  # a file's key
     steps = entry.get("steps")
     tensors: dict[str, np.ndarray] = {}
     for t, prefix in enumerate(steps or [None]):
@@ -248,8 +257,10 @@ def write_filter_table(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
     Raises
     ------
+    NotOurLayer
+        Not one of the plugin's layers.
     ValueError
-        Not one of the plugin's layers, or a suffix other than ``.csv``.
+        A suffix other than ``.csv``.
     """
     from ..base.text import csv_cell
 
