@@ -219,7 +219,6 @@ def filter_table_rows(meta: dict[str, Any]) -> tuple[list[str], list[list[Any]]]
     """
     from ..analysis.descriptors import DESCRIPTOR_NAMES
     from ..analysis.palette import to_hex
-    from .history import step_metadata
     from .layers import cluster_edge_colors
 
     own = _own(meta)["kernelspec"]
@@ -231,7 +230,7 @@ def filter_table_rows(meta: dict[str, Any]) -> tuple[list[str], list[list[Any]]]
     columns += names
     rows = []
     for t, step in enumerate(steps):
-        at = step_metadata(own, t) if history else own
+        at = {k: history[k][t] for k in ("labels", "descriptors")} if history else own
         labels = np.asarray(at["labels"], dtype=int)
         rgba = cluster_edge_colors(labels)
         for i, label in enumerate(labels.tolist()):

@@ -79,7 +79,7 @@ def test_other_layers_are_refused_with_a_clear_message(opened, tmp_path):
     from napari_kernelspec._napari.saving import NotOurLayer
 
     for name in ("x.npy", "x.safetensors", "x.csv"):
-        with pytest.raises(NotOurLayer, match="saves only its own layers.*'my image'"):
+        with pytest.raises(NotOurLayer, match=r"saves only its own layers.*'my image'"):
             viewer.layers.save(str(tmp_path / name), selected=True, plugin=PLUGIN)
         assert not (tmp_path / name).exists()
     # with no plugin named, .npy of an image still reaches only this writer: same message
