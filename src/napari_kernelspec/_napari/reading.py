@@ -6,7 +6,8 @@ here, and neither imports the other at module level: the shared pieces used to l
 
 - `preload_torch` / `preload_torch_unless_torch_free`: import torch the one safe way under
   an OpenGL context, and only when loading really needs torch (the samples open without it:
-  importing torch and torchvision took 2.9 s of napari's main thread here).
+  importing torch and torchvision took 2.9 s of napari's main thread here, torchvision
+  1.5-2 s of it: it is imported only where needed).
 - `warnings_as_notifications`: warnings raised while loading (untrained weights, ...) shown
   as napari notifications as well as on stderr.
 """
@@ -43,7 +44,7 @@ def single_path(path: str | os.PathLike[str] | list[Any]) -> str | None:
     return os.fspath(path)
 
 
-def preload_torch() -> None:
+def preload_torch(torchvision: bool = True) -> None:
     """Import torch and torchvision so that they survive an OpenGL context already in place.
 
     torchvision imports ``torch._dynamo``, which imports ``triton``. ``libtriton.so`` bundles
@@ -53,6 +54,13 @@ def preload_torch() -> None:
     torch 2.15 / triton: importing triton *before* the viewer works, after it crashes).
     Loading triton with ``RTLD_DEEPBIND`` makes it use its own LLVM. Linux only; a no-op
     elsewhere, when triton is not installed, or once it is imported.
+
+    Parameters
+    ----------
+    torchvision : bool
+        Import torchvision too. False imports triton (the part that must come first, 0.16 s
+        here) and torch only: torchvision (1.5-2 s) is then imported safely whenever
+        something needs it.
     """
     import importlib.util
     import sys
@@ -68,7 +76,9 @@ def preload_torch() -> None:
         finally:
             sys.setdlopenflags(flags)
     import torch  # noqa: F401
-    import torchvision  # noqa: F401
+
+    if torchvision:
+        import torchvision as _  # noqa: F401
 
 
 def preload_torch_unless_torch_free(sources: Iterable[str | os.PathLike[str]]) -> None:
@@ -80,7 +90,7 @@ def preload_torch_unless_torch_free(sources: Iterable[str | os.PathLike[str]]) -
     from ..sources.loading import loads_without_torch
 
     if not all(loads_without_torch(source) for source in sources):
-        preload_torch()
+        preload_torch(torchvision=False)
 
 
 @contextlib.contextmanager
