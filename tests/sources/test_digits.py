@@ -110,16 +110,10 @@ def test_loading_lenet5_imports_no_torch(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
 
 
-def test_a_damaged_shipped_file_is_not_used(monkeypatch, tmp_path, caplog):
-    broken = tmp_path / digits.SHIPPED_FILE
-    raw = bytearray(digits.shipped_path().read_bytes())
-    raw[len(raw) // 2] ^= 0xFF  # one flipped byte
-    broken.write_bytes(bytes(raw))
-    monkeypatch.setattr(digits, "shipped_path", lambda: broken)
-    with pytest.raises(ValueError, match="SHA-256"):
-        digits.read_shipped()
-    monkeypatch.setenv("KERNELSPEC_CACHE", str(tmp_path / "kc"))
-    calls = []
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Training replaced by a stand-in that counts its calls: (calls, the state it returns)."""
+    calls: list[int] = []
     fake = {"conv1.weight": np.ones((6, 1, 5, 5), np.float32)}
 
     def quick():
@@ -128,6 +122,19 @@ def test_a_damaged_shipped_file_is_not_used(monkeypatch, tmp_path, caplog):
 
     monkeypatch.setattr(digits, "train_lenet5", quick)
     monkeypatch.setattr(digits, "load_digits_32", lambda: (None, None, None, np.zeros(450)))
+    return calls, fake
+
+
+def test_a_damaged_shipped_file_is_not_used(monkeypatch, tmp_path, caplog, fake_training):
+    broken = tmp_path / digits.SHIPPED_FILE
+    raw = bytearray(digits.shipped_path().read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte
+    broken.write_bytes(bytes(raw))
+    monkeypatch.setattr(digits, "shipped_path", lambda: broken)
+    with pytest.raises(ValueError, match="SHA-256"):
+        digits.read_shipped()
+    monkeypatch.setenv("KERNELSPEC_CACHE", str(tmp_path / "kc"))
+    calls, fake = fake_training
     bank = load_kernels("lenet5")
     assert calls == [1] and bank.provenance["shipped"] is False
     np.testing.assert_array_equal(bank.weights, fake["conv1.weight"])
@@ -138,21 +145,13 @@ def test_a_damaged_shipped_file_is_not_used(monkeypatch, tmp_path, caplog):
     np.testing.assert_array_equal(state["conv1.weight"], fake["conv1.weight"])
 
 
-def test_damaged_state_dict_cache_retrains(tmp_path, monkeypatch):
+def test_damaged_state_dict_cache_retrains(tmp_path, monkeypatch, fake_training):
     monkeypatch.setenv("KERNELSPEC_CACHE", str(tmp_path / "kc"))
     monkeypatch.setattr(digits, "shipped_path", lambda: tmp_path / "missing.npz")
     path = digits.state_dict_path(tmp_path / "kc")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"PK\x03\x04 broken")
-    calls = []
-    fake = {"conv1.weight": np.ones((6, 1, 5, 5), np.float32)}
-
-    def quick():
-        calls.append(1)
-        return fake, 0.95
-
-    monkeypatch.setattr(digits, "train_lenet5", quick)
-    monkeypatch.setattr(digits, "load_digits_32", lambda: (None, None, None, np.zeros(450)))
+    calls, fake = fake_training
     bank = load_kernels("lenet5")
     assert calls == [1]
     np.testing.assert_array_equal(bank.weights, fake["conv1.weight"])

@@ -142,12 +142,11 @@ def _layers_of(source: str | Path) -> list[LayerDataTuple]:
     reading.preload_torch_unless_torch_free([source])
     with reading.warnings_as_notifications():
         bank = load_kernels(source, weights="auto")
+        result = analyze(bank)
     follow_zoom_of_current_viewer()  # indices sized to the tiles, also without the widget
     origin = place_beside(_right_edges())
     out = []
-    for layer in layer_data(
-        analyze(bank), DEFAULT_VIEW, origin=origin, colormap=spectrum_colormap()
-    ):
+    for layer in layer_data(result, DEFAULT_VIEW, origin=origin, colormap=spectrum_colormap()):
         data, kwargs, layer_type = layer.as_tuple()
         if layer.role == "spectra":
             kwargs = {**kwargs, "visible": False}
@@ -177,7 +176,8 @@ def _right_edges() -> list[float]:
 
 
 def sample_lenet5() -> list[LayerDataTuple]:
-    """LeNet5's first layer, trained on scikit-learn's digits (deterministic, no download)."""
+    """LeNet5's first layer, trained on scikit-learn's digits (the weights that ship with the
+    package: no training, no download, no torch import)."""
     return _layers_of("lenet5")
 
 
