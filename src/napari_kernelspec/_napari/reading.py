@@ -95,14 +95,19 @@ def preload_torch_unless_torch_free(sources: Iterable[str | os.PathLike[str]]) -
 
 @contextlib.contextmanager
 def warnings_as_notifications() -> Iterator[None]:
-    """Show the warnings raised inside the block as napari notifications (warning level).
+    """Show the plugin's warnings raised inside the block as napari notifications.
 
-    Every warning is also passed on as usual (stderr, logging, ``pytest.warns``). If
-    napari's notification manager already receives warnings (its hooks are installed),
-    they are not shown twice. Without napari, warnings pass on unchanged.
+    The plugin's warnings are the `UserWarning` s of its own classes (`UntrainedWeightsWarning`)
+    or raised from its own modules; others (a library's deprecation, ...) are not shown.
+    Every warning is also passed on as usual (stderr, logging, ``pytest.warns``; the
+    caller's filters decide). If napari's notification manager already receives warnings
+    (its hooks are installed), they are not shown twice. Without napari, warnings pass on
+    unchanged.
     """
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        # the plugin's own warnings every time (a second open warns again); others as
+        # the caller's filters say
+        warnings.filterwarnings("always", category=UserWarning, module=r"napari_kernelspec\.")
         yield
     try:
         from napari.utils.notifications import notification_manager, show_warning
@@ -112,6 +117,18 @@ def warnings_as_notifications() -> Iterator[None]:
         warnings.showwarning == notification_manager.receive_warning
     )
     for record in caught:
-        if show_warning is not None and not hooked:
+        if show_warning is not None and not hooked and _ours(record):
             show_warning(str(record.message))
         warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ours(record: warnings.WarningMessage) -> bool:
+    """A `UserWarning` of the plugin's own classes or raised from the plugin's modules."""
+    if not issubclass(record.category, UserWarning):
+        return False
+    if record.category.__module__.split(".")[0] == "napari_kernelspec":
+        return True
+    return os.path.abspath(record.filename).startswith(_PACKAGE + os.sep)
