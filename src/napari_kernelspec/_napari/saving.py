@@ -12,7 +12,9 @@
 Only the plugin's own layers are written; any other layer is refused with a `NotOurLayer`
 error (a `TypeError`) naming it. Not a `ValueError`: napari's ``layers.save`` turns that
 into "not a valid writer" and drops the message; this one reaches the user. The bank travels in the
-layer's ``metadata[BANK_KEY]``, put there by `attach_bank` when the layers are made. Files
+layer's ``metadata[BANK_KEY]``, put there by `attach_bank` when the layers are made; a
+model's layer made without it (the widget's) is loaded again by name from the kernel cache
+(pretrained, seeded random and the shipped LeNet5 weights are the same numbers every time). Files
 are written atomically (`base.atomic.atomic_write`): a failed save leaves no partial file.
 """
 
@@ -131,12 +133,51 @@ def bank_of(meta: dict[str, Any]) -> dict[str, Any]:
     """
     metadata = _own(meta)
     entry = metadata.get(BANK_KEY)
-    if not isinstance(entry, dict) or "weights" not in entry:
+    if isinstance(entry, dict) and "weights" in entry:
+        return entry
+    reloaded = _reload(metadata["kernelspec"])
+    if reloaded is None:
         raise NotOurLayer(
-            f"{meta.get('name', 'this layer')!r} carries no kernel bank (only layers opened "
-            "from a file or a sample do); save its filter table as .csv instead"
+            f"{meta.get('name', 'this layer')!r} carries no kernel bank (layers opened from a "
+            "file or a sample do, and a model's layer is loaded again); save its filter table "
+            "as .csv instead"
         )
-    return entry
+    return reloaded
+
+
+#: Weights kinds a layer's metadata names that `load_kernels` gives again, number for number
+#: (from the kernel cache): layer metadata value -> ``weights=``.
+_RELOADABLE = {"pretrained": "pretrained", "random": "random", "trained-digits": "pretrained"}
+
+
+def _reload(own: dict[str, Any]) -> dict[str, Any] | None:
+    """The bank of a model's layer made without `attach_bank` (the widget's), loaded again.
+
+    Only single-step layers of a model (pretrained, seeded random or the shipped LeNet5
+    weights: the same numbers every time) whose shape matches the layer's; None otherwise
+    (files, histories), or when the load fails.
+    """
+    kind = _RELOADABLE.get(str(own.get("weights")))
+    if kind is None or own.get("history") or not own.get("model"):
+        return None
+    from ..sources.loading import load_kernels, loads_without_torch
+    from ..sources.models import known_conv
+    from .reading import preload_torch
+
+    model, layer = str(own["model"]), own.get("layer")
+    known = known_conv(model)
+    if known is not None and known.name == layer:
+        layer = None  # the first layer: the kernel cache's entry, no model to build
+    try:
+        if layer is not None or not loads_without_torch(model, kind):
+            preload_torch()  # under napari's OpenGL context, before torchvision
+        bank = load_kernels(model, weights=kind, layer=layer)
+    except Exception:
+        return None
+    n = (own.get("geometry") or {}).get("n")
+    if bank.source != own.get("weights") or (n is not None and bank.n_filters != int(n)):
+        return None
+    return attach_bank({}, bank)["metadata"][BANK_KEY]
 
 
 def _suffix(path: str, allowed: tuple[str, ...], what: str) -> str:

@@ -106,3 +106,15 @@ def test_a_training_history_saves_every_step(make_napari_viewer, tmp_path):
     with table.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 13 * 6 and rows[-1]["step"] == "epoch_012"
+
+
+def test_the_widgets_layers_save_their_bank(docked, tmp_path):
+    """Layers the widget made (no bank in their metadata): the model's bank, loaded again."""
+    viewer, widget = docked  # AlexNet, seeded random weights
+    kernels = next(
+        lay for lay in viewer.layers if lay.metadata.get("kernelspec", {}).get("role") == "kernels"
+    )
+    viewer.layers.selection = {kernels}
+    path = tmp_path / "widget.npy"
+    assert viewer.layers.save(str(path), selected=True, plugin=PLUGIN) == [str(path)]
+    np.testing.assert_array_equal(np.load(path), widget.bank.weights)
