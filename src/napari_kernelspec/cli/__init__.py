@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "patches": "patches",
     "explain": "explain",
     "scan": "scan",
+    "dataset": "dataset",
 }
 
 

@@ -45,7 +45,9 @@ def tsne_2d(x: np.ndarray, seed: int = 0, threads: int = 1) -> np.ndarray:
     if n < 4:
         return pca_2d(x, seed)
     dims = min(50, n - 1, x.shape[1])
-    reduced = PCA(n_components=dims, random_state=seed).fit_transform(x) if dims < x.shape[1] else x
+    reduced = (
+        PCA(n_components=dims, random_state=seed).fit_transform(x) if dims < x.shape[1] else x
+    )
     perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     with threadpool_limits(limits=threads):

@@ -237,7 +237,9 @@ def _build_runner(bank: KernelBank, embedding: str) -> _Runner:
             return F.conv2d(x, weight, bias, bank.stride, bank.padding, bank.dilation, bank.groups)
 
         in_channels = bank.n_channels * bank.groups
-        geometry = _network.conv_geometry(bank.kernel_size, bank.stride, bank.padding, bank.dilation)
+        geometry = _network.conv_geometry(
+            bank.kernel_size, bank.stride, bank.padding, bank.dilation
+        )
     else:
         net = _network.network(bank)
 
@@ -313,7 +315,11 @@ def process_partition(task: PartitionTask) -> PartitionResult:
                 except KernelSpecError as exc:
                     raise KernelSpecError(f"{key}: {exc}") from None
                 if not meta:
-                    meta = {k: v for k, v in prep.meta.items() if k not in ("image_shape", "image_dtype")}
+                    meta = {
+                        k: v
+                        for k, v in prep.meta.items()
+                        if k not in ("image_shape", "image_dtype")
+                    }
                     if params.normalize == "auto" and prep.mean is not None:
                         meta["normalisation"] = run.normalisation
                 inputs.append(prep.tile(0, prep.shape[0]))
@@ -383,4 +389,3 @@ def _same_shape_runs(inputs: list[np.ndarray]) -> list[list[int]]:
         else:
             runs.append([i])
     return runs
-

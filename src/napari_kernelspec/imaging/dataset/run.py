@@ -49,7 +49,12 @@ DEFAULT_NEIGHBOURS = 5
 #: Images per partition (a Dask task, a stored part).
 DEFAULT_PARTITION = 256
 #: The Parquet files `DatasetResult.write` writes.
-TABLES = ("filter_stats.parquet", "filter_classes.parquet", "images.parquet", "top_patches.parquet")
+TABLES = (
+    "filter_stats.parquet",
+    "filter_classes.parquet",
+    "images.parquet",
+    "top_patches.parquet",
+)
 
 SELECTIVITY_NOTE = (
     "class-selectivity index (Morcos et al. 2018): (mu_max - mu_rest) / (mu_max + mu_rest) of "
@@ -203,12 +208,19 @@ class DatasetResult:
         return dict(
             zip(
                 TABLES,
-                (self.filter_table(), self.class_table(), self.image_table(), self.patches_table()),
+                (
+                    self.filter_table(),
+                    self.class_table(),
+                    self.image_table(),
+                    self.patches_table(),
+                ),
                 strict=True,
             )
         )
 
-    def write(self, out: str | os.PathLike[str], extra: Sequence[tuple[str, bytes]] = ()) -> list[str]:
+    def write(
+        self, out: str | os.PathLike[str], extra: Sequence[tuple[str, bytes]] = ()
+    ) -> list[str]:
         """Write the Parquet tables (and `extra` files) into folder `out`, all replaced
         together (none is half-written). Returns the paths written.
         """

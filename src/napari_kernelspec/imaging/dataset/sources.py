@@ -112,7 +112,9 @@ def folder_source(folder: str | os.PathLike[str], labelled: bool | None = None) 
     if not root.is_dir():
         raise KernelSpecError(f"{root} is not a folder; give a folder of images")
     own = sorted(p.name for p in root.iterdir() if p.is_file() and _is_image(p.name))
-    subfolders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subfolders = sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if labelled is None:
         labelled = bool(subfolders) and not own
     if labelled:
@@ -129,7 +131,9 @@ def folder_source(folder: str | os.PathLike[str], labelled: bool | None = None) 
         )
         items = tuple((str(path), int(label)) for path, label in found)
         kind = f"{len(classes)} classes (one subfolder each)"
-        return DatasetSource(items, tuple(classes), str(root), f"{root}: {len(items)} images, {kind}")
+        return DatasetSource(
+            items, tuple(classes), str(root), f"{root}: {len(items)} images, {kind}"
+        )
     paths = sorted(str(p) for p in _walk_images(root))
     if not paths:
         raise KernelSpecError(f"{root} holds no images (.png, .jpg, .tif, ...)")
@@ -182,7 +186,9 @@ def digits_source(limit: int | None = None) -> DatasetSource:
     )
 
 
-def open_source(folder: str | os.PathLike[str] | None = None, sample: str | None = None) -> DatasetSource:
+def open_source(
+    folder: str | os.PathLike[str] | None = None, sample: str | None = None
+) -> DatasetSource:
     """A folder or a bundled sample (exactly one of them).
 
     Raises
@@ -194,7 +200,9 @@ def open_source(folder: str | os.PathLike[str] | None = None, sample: str | None
         raise KernelSpecError("give either a folder of images or a bundled sample, not both")
     if sample is not None:
         if sample not in SAMPLES:
-            raise KernelSpecError(f"unknown sample {sample!r}; the samples are: {', '.join(SAMPLES)}")
+            raise KernelSpecError(
+                f"unknown sample {sample!r}; the samples are: {', '.join(SAMPLES)}"
+            )
         return digits_source()
     return folder_source(folder)  # type: ignore[arg-type]
 

@@ -111,7 +111,9 @@ class FilterStatistics:
     def merge(self, other: FilterStatistics) -> FilterStatistics:
         """The statistics of both sets of images (a new object; Chan's parallel update)."""
         if self.count.shape != other.count.shape:
-            raise ValueError(f"cannot merge statistics of {self.count.shape} and {other.count.shape}")
+            raise ValueError(
+                f"cannot merge statistics of {self.count.shape} and {other.count.shape}"
+            )
         out = FilterStatistics(*(getattr(self, f).copy() for f in _FIELDS))
         for slot in range(out.count.shape[0]):
             n = other.count[slot]

@@ -67,7 +67,9 @@ class PartitionStore:
         Parts of another run, or existing parts without `resume`.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], print_: dict[str, Any], resume: bool) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], print_: dict[str, Any], resume: bool
+    ) -> None:
         self.folder = Path(folder)
         self.print = print_
         path = self.folder / "fingerprint.json"
