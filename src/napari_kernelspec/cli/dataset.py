@@ -66,9 +66,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size",
         type=whole_number("--batch-size"),
-        default=32,
+        default=16,
         metavar="N",
-        help="images per forward pass (default 32)",
+        help="images per forward pass (default 16)",
     )
     parser.add_argument(
         "--partition-size",

@@ -55,19 +55,25 @@ def tsne_2d(x: np.ndarray, seed: int = 0, threads: int = 1) -> np.ndarray:
 
 
 def nearest_neighbours(x: np.ndarray, k: int = 5) -> np.ndarray:
-    """Each row's `k` nearest other rows (Euclidean, nearest first).
+    """Each row's `k` nearest other rows (Euclidean, exact, nearest first; memory: the
+    distances of one block of rows at a time).
 
     Returns
     -------
     (M, min(k, M - 1)) ndarray of int64
     """
+    from sklearn import config_context
     from sklearn.neighbors import NearestNeighbors
 
-    x = _check(x)
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"expected an (M, D) array, got shape {x.shape}")
     k = min(int(k), len(x) - 1)
     if k < 1:
         return np.zeros((len(x), 0), np.int64)
-    found = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)
+    # Distances in blocks of at most 64 MB (scikit-learn's default allows 1 GB at once).
+    with config_context(working_memory=64):
+        found = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)
     out = np.empty((len(x), k), np.int64)
     for i, row in enumerate(found):  # drop the row itself (or one duplicate of it)
         row = row[row != i][:k] if (row == i).any() else row[:k]

@@ -57,7 +57,7 @@ class DatasetParameters:
     embedding: str = "layer"
     k: int = 9
     normalize: str = "auto"
-    batch_size: int = 32
+    batch_size: int = 16
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -336,13 +336,7 @@ def process_partition(task: PartitionTask) -> PartitionResult:
                         f"{bank.layer} of {bank.display_name}: {str(exc).splitlines()[0]}; "
                         "give larger images"
                     ) from None
-                signed = out.numpy()
-                relu = np.maximum(signed, 0)
-                stats.add(relu, np.asarray([labels[i] for i in group]))
-                if run.penultimate is not None:
-                    vectors.append(run.penultimate(x).numpy().astype(np.float32))
-                else:
-                    vectors.append(relu.mean(axis=(2, 3)).astype(np.float32))
+                signed = out.numpy()  # the layer's response before ReLU: the patches'
                 h, w = x.shape[2], x.shape[3]
                 maps = (
                     FeatureMaps(
@@ -360,6 +354,12 @@ def process_partition(task: PartitionTask) -> PartitionResult:
                 first = task.start + b0 + group[0]
                 index = np.where(found.image_index >= 0, found.image_index + first, -1)
                 tops.append(_with_images(found, index))
+                relu = np.maximum(signed, 0, out=signed)  # in place: the maps are this batch's
+                stats.add(relu, np.asarray([labels[i] for i in group]))
+                if run.penultimate is not None:
+                    vectors.append(run.penultimate(x).numpy().astype(np.float32))
+                else:
+                    vectors.append(relu.mean(axis=(2, 3)).astype(np.float32))
                 del out, signed, relu
     top = merge_top_patches(tops)
     top.meta.update(n_images=len(items))

@@ -276,7 +276,7 @@ def dataset_statistics(
     k: int = 9,
     neighbours: int = DEFAULT_NEIGHBOURS,
     normalize: str = "auto",
-    batch_size: int = 32,
+    batch_size: int = 16,
     partition_size: int = DEFAULT_PARTITION,
     tsne: bool = True,
     store: str | os.PathLike[str] | None = None,

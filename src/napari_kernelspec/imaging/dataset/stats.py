@@ -89,14 +89,17 @@ class FilterStatistics:
             raise ValueError(f"labels must be in -1 .. {self.n_classes - 1}")
         slots = np.where(labels < 0, self.n_classes, labels)
         for slot in np.unique(slots):
-            x = acts[slots == slot].astype(np.float64, copy=False)
-            x = np.moveaxis(x, 1, 0).reshape(self.n_filters, -1)
-            n = float(x.shape[1])
+            # float32 maps, float64 sums: no float64 copy of a batch's maps is made
+            x = acts if (slots == slot).all() else acts[slots == slot]
+            n = float(x.shape[0] * x.shape[2] * x.shape[3])
             if n == 0:
                 continue
-            mean = x.mean(axis=1)
-            m2 = ((x - mean[:, None]) ** 2).sum(axis=1)
-            fires = (x > 0).sum(axis=1).astype(np.float64)
+            mean = x.sum(axis=(0, 2, 3), dtype=np.float64) / n
+            deviation = x - mean.astype(x.dtype)[None, :, None, None]
+            np.square(deviation, out=deviation)
+            m2 = deviation.sum(axis=(0, 2, 3), dtype=np.float64)
+            del deviation
+            fires = np.count_nonzero(x > 0, axis=(0, 2, 3)).astype(np.float64)
             self._combine(slot, n, fires, mean, m2)
 
     def _combine(self, slot: int, n: float, fires, mean, m2) -> None:
