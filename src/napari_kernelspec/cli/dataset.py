@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from ._common import add_weights_option, whole_number
 
@@ -98,13 +100,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
     import shutil
-    from pathlib import Path
+
+    import numpy as np
 
     from ..base.errors import KernelSpecError
     from ..base.text import printable
     from ..imaging.dataset.sources import open_source
     from ..report.dataset import write_dataset
-    from ..scan.dataset import PARTITIONS, compute_dataset
+    from ..scan.dataset import PARTITIONS
 
     if (args.folder is None) == (args.sample is None):
         raise KernelSpecError("give a FOLDER of images or --sample digits (one of them)")
@@ -117,24 +120,15 @@ def run(args: argparse.Namespace) -> int:
 
         for name in ("distributed", "tornado", "bokeh"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    result = compute_dataset(
-        args.source,
-        source,
-        out,
-        args.layer,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        resume=args.resume,
-        progress=not args.no_progress,
-        weights=args.weights,
-        embedding=args.embedding,
-        k=args.k,
-        neighbours=args.neighbours,
-        normalize=args.normalize,
-        batch_size=args.batch_size,
-        partition_size=args.partition_size,
-        tsne=not args.no_tsne,
-    )
+    try:
+        result = _compute(args, source, out)
+    except KeyboardInterrupt:
+        kept = len(list((out / PARTITIONS).glob("part-*.npz")))
+        sys.stderr.write(
+            f"kernelspec: interrupted; {kept} finished partitions are in "
+            f"{printable(str(out / PARTITIONS))}: run the same command with --resume\n"
+        )
+        return 130
     write_dataset(result, out)
     shutil.rmtree(out / PARTITIONS, ignore_errors=True)  # done: nothing left to resume
     meta = result.meta
@@ -153,7 +147,30 @@ def run(args: argparse.Namespace) -> int:
         f"written to {printable(str(out))}: filter_stats.parquet, filter_classes.parquet, "
         "images.parquet, top_patches.parquet, report.html",
     ]
-    if result.classes and (si == si).any():
-        lines.insert(1, f"median class selectivity {float(__import__('numpy').nanmedian(si)):.3f}")
+    if result.classes and np.isfinite(si).any():
+        lines.insert(1, f"median class selectivity {float(np.nanmedian(si)):.3f}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _compute(args: argparse.Namespace, source: Any, out: Path) -> Any:
+    from ..scan.dataset import compute_dataset
+
+    return compute_dataset(
+        args.source,
+        source,
+        out,
+        args.layer,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        resume=args.resume,
+        progress=not args.no_progress,
+        weights=args.weights,
+        embedding=args.embedding,
+        k=args.k,
+        neighbours=args.neighbours,
+        normalize=args.normalize,
+        batch_size=args.batch_size,
+        partition_size=args.partition_size,
+        tsne=not args.no_tsne,
+    )
