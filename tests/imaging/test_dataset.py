@@ -296,6 +296,21 @@ def test_command_errors_are_one_line_and_write_nothing(tmp_path, cli, args, mess
     assert not (tmp_path / "out").exists()
 
 
+def test_error_after_the_start_leaves_no_folder(gratings, gabor_bank, tmp_path, cli):
+    out = tmp_path / "out"
+    code, _, err = cli(
+        "dataset", str(gabor_bank), str(gratings), "--out", str(out), "--embedding",
+        "penultimate", "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and "weights file" in err and err.count("\n") == 1
+    assert not out.exists()
+    small = gratings / "A" / "tiny.png"
+    PIL.fromarray(np.zeros((3, 3), np.uint8)).save(small)  # fails inside the first partition
+    code, _, err = cli("dataset", str(gabor_bank), str(gratings), "--out", str(out))
+    assert code == 2 and "tiny.png" in err
+    assert not out.exists()
+
+
 def test_image_too_small_for_the_layer_names_it(tmp_path, gabor_bank):
     folder = tmp_path / "small" / "A"
     folder.mkdir(parents=True)

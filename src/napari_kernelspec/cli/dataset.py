@@ -120,8 +120,12 @@ def run(args: argparse.Namespace) -> int:
 
         for name in ("distributed", "tornado", "bokeh"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    existed = out.exists()
     try:
         result = _compute(args, source, out)
+    except KernelSpecError:
+        _remove_if_empty(out / PARTITIONS, out if not existed else None)
+        raise
     except KeyboardInterrupt:
         kept = len(list((out / PARTITIONS).glob("part-*.npz")))
         sys.stderr.write(
@@ -174,3 +178,13 @@ def _compute(args: argparse.Namespace, source: Any, out: Path) -> Any:
         partition_size=args.partition_size,
         tsne=not args.no_tsne,
     )
+
+
+def _remove_if_empty(partitions: Path, out: Path | None) -> None:
+    """After an error: no finished partition means nothing to resume, so leave no folder."""
+    if partitions.is_dir() and not any(partitions.glob("part-*.npz")):
+        for p in partitions.iterdir():
+            p.unlink()
+        partitions.rmdir()
+    if out is not None and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()

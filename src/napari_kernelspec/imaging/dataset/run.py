@@ -351,6 +351,11 @@ def dataset_statistics(
     bank = resolve_bank(model, weights, layer)
     if embedding == "auto":
         embedding = "penultimate" if bank.source in _network.MODEL_SOURCES else "layer"
+    if embedding == "penultimate" and bank.source not in _network.MODEL_SOURCES:
+        raise KernelSpecError(
+            f"{bank.display_name} is a weights file: it has no classifier whose penultimate "
+            "features could embed the images; embed with the layer's average maps instead"
+        )
     params = DatasetParameters(embedding, int(k), normalize, int(batch_size))
     tasks = partition_tasks(source, bank, params, int(partition_size))
     results: dict[int, PartitionResult] = {}
