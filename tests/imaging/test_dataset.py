@@ -317,3 +317,30 @@ def test_image_too_small_for_the_layer_names_it(tmp_path, gabor_bank):
     PIL.fromarray(np.zeros((4, 4), np.uint8)).save(folder / "tiny.png")
     with pytest.raises(KernelSpecError, match=r"tiny\.png"):
         dataset_statistics(gabor_bank, folder_source(folder.parent))
+
+
+def test_mixed_sizes_match_feature_maps_and_top_patches_image_by_image(tmp_path, gabor_bank):
+    """Statistics and patches over a folder of two image sizes = today's one-image tools."""
+    from napari_kernelspec.imaging import feature_maps, read_image, top_patches
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, size in enumerate((20, 20, 31, 20, 31)):
+        PIL.fromarray(rng.integers(0, 256, (size, size + i), dtype=np.uint8)).save(
+            folder / f"{i}.png"
+        )
+    source = folder_source(folder)
+    result = dataset_statistics(gabor_bank, source, k=3, batch_size=2, tsne=False)
+    paths = [key for key, _ in source.items]
+    maps = [feature_maps(str(gabor_bank), read_image(p)).maps for p in paths]
+    pooled = np.concatenate([m.reshape(2, -1) for m in maps], axis=1).astype(np.float64)
+    overall = result.stats.overall()
+    np.testing.assert_allclose(overall.means()[0], pooled.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(overall.variance()[0], pooled.var(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(overall.fire_fraction()[0], (pooled > 0).mean(axis=1))
+    np.testing.assert_allclose(result.embedding, [m.mean(axis=(1, 2)) for m in maps], rtol=1e-5)
+    expected = top_patches(str(gabor_bank), paths, k=3)
+    np.testing.assert_array_equal(result.top.image_index, expected.image_index)
+    np.testing.assert_array_equal(result.top.boxes, expected.boxes)
+    np.testing.assert_allclose(result.top.activations, expected.activations, rtol=1e-5)
