@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "synthesize": "synthesize",
     "adversarial": "adversarial",
     "scan": "scan",
+    "dataset": "dataset",
 }
 
 
