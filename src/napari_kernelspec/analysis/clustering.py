@@ -423,3 +423,73 @@ def dbscan_reach(similarity: np.ndarray, min_samples: int = 2) -> np.ndarray:
     core = -np.partition(-others, min_samples - 2, axis=-1)[..., min_samples - 2]
     via_core = np.minimum(others, core[..., None, :]).max(axis=-1)
     return np.maximum(core, via_core)
+
+
+def dendrogram_nodes(similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The complete-linkage dendrogram as merges: size, level and members of each.
+
+    Parameters
+    ----------
+    similarity : (N, N) ndarray
+        Symmetric similarity, N >= 2.
+
+    Returns
+    -------
+    sizes : (N - 1,) ndarray of int64
+        Members of the cluster each merge makes.
+    levels : (N - 1,) ndarray of float64
+        Its lowest pairwise similarity (``1 - height`` of complete linkage).
+    under : (N, N - 1) ndarray of bool
+        ``under[i, j]``: filter i belongs to the cluster of merge j.
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    n = len(similarity)
+    tree = linkage(squareform(_distance(similarity), checks=False), method="complete")
+    members = np.zeros((n, 2 * n - 1), dtype=bool)
+    members[np.arange(n), np.arange(n)] = True
+    for row, (a, b) in enumerate(tree[:, :2].astype(np.int64).tolist()):
+        members[:, n + row] = members[:, a] | members[:, b]
+    return tree[:, 3].astype(np.int64), 1.0 - tree[:, 2], members[:, n:]
+
+
+def size_tested_clusters(
+    similarity: np.ndarray, level_by_size: np.ndarray, min_samples: int = 2
+) -> np.ndarray:
+    """Complete-linkage clusters, each kept only if its level passes its size's test.
+
+    A merge of m filters whose lowest pairwise similarity is s is a cluster when
+    ``s >= level_by_size[m]`` (and ``m >= min_samples``); the clusters are the largest such
+    merges. The test can only refuse merges: every pair inside a cluster of size m has
+    similarity >= ``level_by_size[m]``, so >= ``min(level_by_size[sizes found])``.
+
+    Parameters
+    ----------
+    similarity : (N, N) ndarray
+        Symmetric similarity, 1 on the diagonal.
+    level_by_size : (N + 1,) array_like
+        Lowest similarity accepted for a cluster of each size (+inf: never).
+    min_samples : int
+
+    Returns
+    -------
+    (N,) ndarray of int64
+        Labels numbered by first member, -1 unclustered.
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    n = len(similarity)
+    labels = np.full(n, -1, dtype=np.int64)
+    if n < max(2, min_samples):
+        return labels
+    sizes, levels, under = dendrogram_nodes(similarity)
+    level_by_size = np.asarray(level_by_size, dtype=np.float64)
+    passing = (sizes >= min_samples) & (levels >= level_by_size[sizes])
+    # the largest passing merges: visit merges from the top of the tree down
+    for j in np.flatnonzero(passing)[::-1]:
+        members = under[:, j]
+        if (labels[members] < 0).all():
+            block = similarity[np.ix_(members, members)]
+            if block.min() >= level_by_size[sizes[j]]:  # rounding guard, as linkage_clusters
+                labels[members] = j
+    return _renumber(labels)

@@ -14,13 +14,14 @@ import numpy as np
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
 from . import spectra as _spectra
-from .chance import ALPHA, estimate_chance
+from .chance import ALPHA, MIN_AUTO_THRESHOLD, estimate_chance
 from .clustering import (
     cosine_similarity,
     labels_to_clusters,
     linkage_clusters,
     pearson_similarity,
     seed_clusters,
+    size_tested_clusters,
 )
 from .descriptors import DESCRIPTOR_NAMES, descriptors, undefined_descriptors
 from .redundancy import Pair, redundant_pairs, signed_cosine
@@ -121,6 +122,9 @@ class AnalysisResult:
     chance_clustered_fraction: float = math.nan
     redundancy_threshold: float = DEFAULT_THRESHOLD
     notes: tuple[str, ...] = ()
+    structure_p_value: float = math.nan
+    null_model: str = ""
+    null_contrasts: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
     def n_filters(self) -> int:
@@ -348,14 +352,30 @@ def analyze(
         frequencies = None
     else:
         shown = _spectra.response_spectra(power)
-        similarity = pearson_similarity(_spectra.resolved_amplitude(weights))
+        from .chance import similarity_vectors
+        v = similarity_vectors(weights, "response")
+        similarity = np.clip(v @ v.T, -1, 1)
+        similarity = (similarity + similarity.T) / 2
+        np.fill_diagonal(similarity, 1.0)
         frequencies = _spectra.centred_frequencies(n_fft)
     chance = estimate_chance(weights, method, min_samples)
-    threshold = chance.auto_threshold(alpha) if fixed is None else fixed
-    if method == "seed":
-        labels = seed_clusters(similarity, threshold, min_samples)
+    chance_fraction = None
+    if fixed is None and chance.size_tested:
+        levels = chance.level_by_size(alpha)
+        labels = size_tested_clusters(similarity, levels, min_samples)
+        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.array([])
+        used = levels[sizes[sizes > 0]] if sizes.size else levels[min_samples:]
+        finite = used[np.isfinite(used)]
+        threshold = float(np.clip(finite.min(), MIN_AUTO_THRESHOLD, 1.0)) if finite.size else 1.0
+        chance_fraction = chance.rule_clustered_fraction(alpha)
     else:
-        labels = linkage_clusters(similarity, threshold, min_samples)
+        threshold = chance.auto_threshold(alpha) if fixed is None else fixed
+        if method == "seed":
+            labels = seed_clusters(similarity, threshold, min_samples)
+        else:
+            labels = linkage_clusters(similarity, threshold, min_samples)
+    if chance_fraction is None:
+        chance_fraction = chance.clustered_fraction(threshold)
 
     redundancy_threshold = DEFAULT_THRESHOLD if fixed is None else fixed
     cosine = signed_cosine(weights)
@@ -380,9 +400,11 @@ def analyze(
         threshold_rule=rule,
         alpha=alpha,
         chance_similarity=chance.chance_similarity,
-        chance_clustered_fraction=chance.clustered_fraction(threshold),
+        chance_clustered_fraction=chance_fraction,
         redundancy_threshold=redundancy_threshold,
         notes=notes,
+        structure_p_value=chance.structure_p_value(similarity),
+        null_model=chance.null_model,
     )
 
 
