@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/null_acceptance.py            # the whole table (~1-2 min)
     .venv/bin/python benchmarks/null_acceptance.py --quick    # a few banks per row
+    .venv/bin/python benchmarks/null_acceptance.py --speed    # analyze, cold and memoised
 
 Rows (the ``"response"`` method with its defaults: auto threshold, complete linkage):
 
@@ -37,8 +38,9 @@ COLOURS = {"grey": (1.0, 1.0, 1.0), "red-green": (1.0, -1.0, 0.0), "blue-yellow"
 
 
 def gabor(size: int, frequency: float, theta_deg: float, phase: float) -> np.ndarray:
-    """A (size, size) Gabor with envelope sigma size / 4."""
-    sigma = size / 4
+    """A (size, size) Gabor with envelope sigma max(size / 4, 1) px (a narrower envelope on
+    3x3 leaves too few pixels for a tuning that random phases share)."""
+    sigma = max(size / 4, 1.0)
     y, x = np.mgrid[:size, :size] - (size - 1) / 2
     t = np.radians(theta_deg)
     envelope = np.exp(-(x**2 + y**2) / (2 * sigma**2))
@@ -115,10 +117,36 @@ def planted_scores(result, truth: np.ndarray) -> tuple[float, float]:
     return float(ari), float(np.mean(result.labels[~planted] >= 0))
 
 
+def speed(repeat: int = 5) -> int:
+    """Median / min / max seconds of `analyze` on 64 Gaussian filters: cold (a new layer, so
+    a new null) and memoised (the same layer again)."""
+    from napari_kernelspec import KernelBank, analyze
+
+    print("| shape | cold s (median / min / max) | memoised s |")
+    print("| --- | --- | --- |")
+    for shape in ((64, 3, 3, 3), (64, 3, 7, 7), (64, 3, 11, 11)):
+        cold, warm = [], []
+        for seed in range(repeat):
+            bank = KernelBank(np.random.default_rng(seed).normal(size=shape), "b", "c", "array")
+            t = time.perf_counter()
+            analyze(bank)
+            cold.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            analyze(bank)
+            warm.append(time.perf_counter() - t)
+        fmt = " / ".join(f"{v:.2f}" for v in (np.median(cold), min(cold), max(cold)))
+        wfmt = " / ".join(f"{v:.3f}" for v in (np.median(warm), min(warm), max(warm)))
+        print(f"| {'x'.join(map(str, shape))} | {fmt} | {wfmt} |")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two banks per row")
+    parser.add_argument("--speed", action="store_true", help="only time analyze")
     args = parser.parse_args(argv)
+    if args.speed:
+        return speed()
     reps = 2 if args.quick else 6
     start = time.perf_counter()
     print("| bank | clustered mean / worst | p < 0.01 |")

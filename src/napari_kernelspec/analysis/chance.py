@@ -46,6 +46,7 @@ import numpy as np
 from .clustering import (
     centred_rows,
     dbscan_reach,
+    _joins_two_clusters,
     dendrogram_nodes,
     linkage_reach,
     size_tested_clusters,
@@ -82,6 +83,9 @@ NULL_ENTRIES = 1 << 20
 MIN_NULL_BANKS = 3
 LAYER_CENTRED = True
 STRUCTURE_STATISTIC = "nn"
+#: Per-size merge tests never accept a cluster looser than the similarity this share of
+#: null pairs exceeds.
+FLOOR_P = 0.05
 #: Short names of the nulls (`AnalysisResult.null_model`).
 NULL_MODEL = "matched"
 SEED_NULL_MODEL = "shuffled"
@@ -136,12 +140,14 @@ class ChanceModel:
     node_sizes: np.ndarray | None = None
     node_levels: np.ndarray | None = None
     node_under: np.ndarray | None = None
+    node_children: np.ndarray | None = None
+    floor_similarity: float = float("nan")
 
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays this estimate holds."""
         arrays = (self.reach, self.null_statistic, self.size_levels, self.node_under)
-        return sum(int(a.nbytes) for a in arrays if a is not None) + 2 * int(
+        return sum(int(a.nbytes) for a in arrays if a is not None) + 4 * int(
             0 if self.node_sizes is None else self.node_sizes.nbytes
         )
 
@@ -178,7 +184,12 @@ class ChanceModel:
     def _rule_shares(self, levels: np.ndarray) -> np.ndarray:
         """Share of each null layer's filters clustered by the per-size rule."""
         sizes = self.node_sizes
-        passing = self.node_levels >= levels[sizes]  # (S, N - 1)
+        passing = (sizes >= self.min_samples) & (self.node_levels >= levels[sizes])  # (S, N-1)
+        n = self.reach.shape[1]
+        for b in range(len(passing)):  # the same refusals as `size_tested_clusters`
+            passing[b] &= ~_joins_two_clusters(
+                passing[b], self.node_children[b], n, self.node_levels[b], self.chance_similarity
+            )
         clustered = (self.node_under & passing[:, None, :]).any(axis=-1)
         return clustered.mean(axis=-1)
 
@@ -190,8 +201,8 @@ class ChanceModel:
         allowed_tail = int(np.floor(TAIL_PROB * n_banks + 1e-9))
         chosen = np.full(n + 1, np.inf)
         share = 0.0
-        # no cluster looser than the pairs that 1 % of null pairs exceed
-        floor = self.chance_similarity
+        # no cluster looser than the pairs that FLOOR_P of null pairs exceed
+        floor = self.floor_similarity
         for rank in range(n_banks):  # q = (rank + 1) / S, from strict to lax
             levels = np.maximum(np.nextafter(ordered[rank], np.inf), floor)
             levels[: self.min_samples] = np.inf
@@ -475,11 +486,12 @@ def _estimate(weights: np.ndarray, method: str, min_samples: int, p: float) -> C
         null = shuffled_surrogates(weights, n_banks)
     reach = np.empty((n_banks, n))
     statistic = np.empty(n_banks)
-    tested = method == "response" and n >= max(2, min_samples)
+    tested = method == "response" and min_samples >= 2 and n >= min_samples
     if tested:
         node_sizes = np.empty((n_banks, n - 1), dtype=np.int64)
         node_levels = np.empty((n_banks, n - 1))
         node_under = np.empty((n_banks, n, n - 1), dtype=bool)
+        node_children = np.empty((n_banks, n - 1, 2), dtype=np.int64)
         size_levels = np.empty((n_banks, n + 1))
     n_pairs = n * (n - 1) // 2
     keep = min(n_pairs, max(1, MAX_CHANCE_PAIRS // n_banks))
@@ -511,7 +523,9 @@ def _estimate(weights: np.ndarray, method: str, min_samples: int, p: float) -> C
                 # The product of a matrix with its transpose can differ from symmetric by
                 # rounding; linkage reads one triangle, so that is enough.
                 b = start + k
-                node_sizes[b], node_levels[b], node_under[b] = dendrogram_nodes(one)
+                node_sizes[b], node_levels[b], node_under[b], node_children[b] = (
+                    dendrogram_nodes(one, children=True)
+                )
                 big = node_sizes[b] >= min_samples
                 reach[b] = np.where(
                     node_under[b] & big, node_levels[b], -np.inf
@@ -524,7 +538,11 @@ def _estimate(weights: np.ndarray, method: str, min_samples: int, p: float) -> C
             pairs.append(sim[:, rows, cols].ravel())
             statistic[start : start + group] = nearest_neighbour_statistic(sim)
         del sim
-    chance = float(np.quantile(np.concatenate(pairs), 1.0 - p)) if pairs else float("nan")
+    if pairs:
+        pooled = np.concatenate(pairs)
+        chance, floor = (float(v) for v in np.quantile(pooled, [1.0 - p, 1.0 - FLOOR_P]))
+    else:
+        chance = floor = float("nan")
     reach.setflags(write=False)
     if method != "response" or not n_pairs:
         return ChanceModel(method, min_samples, reach, chance, p, SEED_NULL_MODEL, None)
@@ -543,6 +561,8 @@ def _estimate(weights: np.ndarray, method: str, min_samples: int, p: float) -> C
         node_sizes,
         node_levels,
         node_under,
+        node_children,
+        floor,
     )
 
 
@@ -557,3 +577,70 @@ def _size_levels(similarity: np.ndarray, min_samples: int) -> np.ndarray:
     n = len(similarity)
     sizes, levels, _ = dendrogram_nodes(similarity)
     return _levels_by_size(sizes, levels, n)
+
+
+#: Null layers whose filters the descriptors are compared with (`descriptor_contrasts`).
+CONTRAST_BANKS = 4
+#: Descriptors compared with the null (orientation itself is circular: its selectivity is).
+CONTRAST_DESCRIPTORS = (
+    "peak_frequency",
+    "centroid_frequency",
+    "bandwidth",
+    "orientation_selectivity",
+    "dc_ratio",
+    "aliasing_fraction",
+    "achromatic_fraction",
+)
+
+
+def descriptor_contrasts(
+    weights: np.ndarray,
+    values: dict[str, np.ndarray],
+    n_fft: int,
+    stride: tuple[int, int] = (1, 1),
+) -> dict[str, dict[str, float]]:
+    """How the layer's descriptors differ from those of its matched null.
+
+    Each descriptor of the layer's N filters against those of ``CONTRAST_BANKS * N`` filters
+    of `matched_surrogates` (the same seed as the chance level): a two-sided Mann-Whitney U
+    test and the rank-biserial effect size ``2 U / (n1 n2) - 1`` (+1: every filter of the
+    layer above every null filter, -1: below). The null filters are combinations of the
+    layer's own, so they are not independent of it: read the p-value as a screen, not as an
+    exact error rate.
+
+    Parameters
+    ----------
+    weights : (N, C, H, W) array_like
+    values : dict of str to (N,) ndarray
+        The layer's descriptors (`descriptors.descriptors`, NaN where undefined).
+    n_fft : int
+        DFT size the descriptors were computed at.
+    stride : (int, int)
+
+    Returns
+    -------
+    dict of str to {"effect": float, "p_value": float}
+        Only descriptors defined (finite and not constant) for the layer and the null.
+    """
+    from scipy.stats import mannwhitneyu
+
+    from .descriptors import descriptors
+    from .spectra import response_powers
+
+    weights = np.asarray(weights, dtype=np.float64)
+    if len(weights) < 2:
+        return {}
+    null = matched_surrogates(weights, CONTRAST_BANKS).reshape(-1, *weights.shape[1:])
+    power, structure = response_powers(null, n_fft)
+    null_values = descriptors(null, power, stride, ac_power=structure)
+    out: dict[str, dict[str, float]] = {}
+    for name in CONTRAST_DESCRIPTORS:
+        a = np.asarray(values.get(name, []), dtype=np.float64)
+        b = np.asarray(null_values[name], dtype=np.float64)
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        if a.size < 2 or b.size < 2 or np.ptp(np.concatenate([a, b])) == 0:
+            continue
+        test = mannwhitneyu(a, b, alternative="two-sided")
+        effect = 2.0 * float(test.statistic) / (a.size * b.size) - 1.0
+        out[name] = {"effect": effect, "p_value": float(test.pvalue)}
+    return out

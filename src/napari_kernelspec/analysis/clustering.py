@@ -425,7 +425,26 @@ def dbscan_reach(similarity: np.ndarray, min_samples: int = 2) -> np.ndarray:
     return np.maximum(core, via_core)
 
 
-def dendrogram_nodes(similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _joins_two_clusters(
+    passing: np.ndarray,
+    children: np.ndarray,
+    n: int,
+    levels: np.ndarray | None = None,
+    join_level: float = np.inf,
+) -> np.ndarray:
+    """For each merge: whether it or a merge below it joins two passing subtrees at a level
+    below `join_level`."""
+    holds = np.zeros(2 * n - 1, dtype=bool)  # a passing merge at or below the node
+    blocked = np.zeros(2 * n - 1, dtype=bool)
+    for j, (a, b) in enumerate(children.tolist()):
+        node = n + j
+        loose = levels is None or levels[j] < join_level
+        blocked[node] = blocked[a] or blocked[b] or (holds[a] and holds[b] and loose)
+        holds[node] = holds[a] or holds[b] or bool(passing[j])
+    return blocked[n:]
+
+
+def dendrogram_nodes(similarity: np.ndarray, children: bool = False) -> tuple[np.ndarray, ...]:
     """The complete-linkage dendrogram as merges: size, level and members of each.
 
     Parameters
@@ -441,6 +460,9 @@ def dendrogram_nodes(similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
         Its lowest pairwise similarity (``1 - height`` of complete linkage).
     under : (N, N - 1) ndarray of bool
         ``under[i, j]``: filter i belongs to the cluster of merge j.
+    children : (N - 1, 2) ndarray of int64
+        Only with ``children=True``: the two nodes each merge joins (``< N``: a filter,
+        ``N + j``: merge j).
     """
     from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
@@ -451,11 +473,15 @@ def dendrogram_nodes(similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     members[np.arange(n), np.arange(n)] = True
     for row, (a, b) in enumerate(tree[:, :2].astype(np.int64).tolist()):
         members[:, n + row] = members[:, a] | members[:, b]
-    return tree[:, 3].astype(np.int64), 1.0 - tree[:, 2], members[:, n:]
+    out = (tree[:, 3].astype(np.int64), 1.0 - tree[:, 2], members[:, n:])
+    return (*out, tree[:, :2].astype(np.int64)) if children else out
 
 
 def size_tested_clusters(
-    similarity: np.ndarray, level_by_size: np.ndarray, min_samples: int = 2
+    similarity: np.ndarray,
+    level_by_size: np.ndarray,
+    min_samples: int = 2,
+    join_level: float = np.inf,
 ) -> np.ndarray:
     """Complete-linkage clusters, each kept only if its level passes its size's test.
 
@@ -471,6 +497,12 @@ def size_tested_clusters(
     level_by_size : (N + 1,) array_like
         Lowest similarity accepted for a cluster of each size (+inf: never).
     min_samples : int
+    join_level : float
+        See below (the caller passes the similarity 1 % of null pairs exceed).
+
+    A merge below `join_level` that joins two groups which each contain an accepted merge is
+    refused, and so are the merges above it: two tight groups stay two clusters even where
+    their union is still more alike than the null's clusters of that size.
 
     Returns
     -------
@@ -482,9 +514,10 @@ def size_tested_clusters(
     labels = np.full(n, -1, dtype=np.int64)
     if n < max(2, min_samples):
         return labels
-    sizes, levels, under = dendrogram_nodes(similarity)
+    sizes, levels, under, children = dendrogram_nodes(similarity, children=True)
     level_by_size = np.asarray(level_by_size, dtype=np.float64)
     passing = (sizes >= min_samples) & (levels >= level_by_size[sizes])
+    passing &= ~_joins_two_clusters(passing, children, n, levels, join_level)
     # the largest passing merges: visit merges from the top of the tree down
     for j in np.flatnonzero(passing)[::-1]:
         members = under[:, j]

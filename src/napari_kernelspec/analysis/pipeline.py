@@ -14,7 +14,13 @@ import numpy as np
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
 from . import spectra as _spectra
-from .chance import ALPHA, MIN_AUTO_THRESHOLD, estimate_chance
+from .chance import (
+    ALPHA,
+    MIN_AUTO_THRESHOLD,
+    NULL_MODEL,
+    descriptor_contrasts,
+    estimate_chance,
+)
 from .clustering import (
     cosine_similarity,
     labels_to_clusters,
@@ -86,9 +92,12 @@ class AnalysisResult:
         Per-filter descriptors, keys `descriptors.DESCRIPTOR_NAMES`; NaN where the kernel
         size or channel count cannot define one (see `notes`).
     threshold_rule : {"auto", "fixed"}
-        ``"auto"``: `threshold` is the lowest at which shuffled surrogates of this layer have
-        at most `alpha` of their filters clustered (`chance.ChanceModel.auto_threshold`);
-        ``"fixed"``: the number given.
+        ``"auto"``: for ``"response"``, complete-linkage clusters each tested against the
+        null for its size (`chance.ChanceModel.level_by_size`; null layers have at most
+        `alpha` of their filters clustered), and `threshold` is the lowest level a found
+        cluster had to pass (every pair inside is at least that similar); for ``"seed"``,
+        the lowest threshold at which shuffled surrogates have at most `alpha` clustered.
+        ``"fixed"``: the number given, plain complete linkage (DBSCAN for ``"seed"``).
     alpha : float
         Share of chance-clustered filters the auto rule allows.
     chance_similarity : float
@@ -101,6 +110,18 @@ class AnalysisResult:
         when auto (signed cosine of raw weights has its own scale).
     notes : tuple of str
         One line per thing the result cannot say for this layer (undefined descriptors).
+    structure_p_value : float
+        Layer-level test against the null: the Monte Carlo p-value of the layer's mean
+        nearest-neighbour tuning similarity among `chance.NULL_BANKS` null layers
+        (``"response"``; resolution ``1 / (banks + 1)``); NaN for ``"seed"`` and for
+        one-filter layers.
+    null_model : str
+        Short name of the null the ``chance_*`` fields and the p-value refer to:
+        ``"matched"`` (`chance.matched_surrogates`) or ``"shuffled"`` (pixels shuffled
+        within each channel, ``"seed"``).
+    null_contrasts : dict of str to {"effect", "p_value"}
+        Per descriptor: rank-biserial effect size and Mann-Whitney p-value of the layer
+        against the null's filters (`chance.descriptor_contrasts`); empty for ``"seed"``.
     """
 
     bank: KernelBank
@@ -216,6 +237,12 @@ class AnalysisResult:
             "chance_similarity": _json_float(self.chance_similarity),
             "chance_clustered_fraction": _json_float(self.chance_clustered_fraction),
             "redundancy_threshold": self.redundancy_threshold,
+            "structure_p_value": _json_float(self.structure_p_value),
+            "null_model": self.null_model,
+            "null_contrasts": {
+                name: {k: _json_float(v) for k, v in test.items()}
+                for name, test in self.null_contrasts.items()
+            },
             "notes": list(self.notes),
             "labels": self.labels.tolist(),
             "clusters": self.clusters,
@@ -360,11 +387,13 @@ def analyze(
         frequencies = _spectra.centred_frequencies(n_fft)
     chance = estimate_chance(weights, method, min_samples)
     chance_fraction = None
-    if fixed is None and chance.size_tested:
+    if fixed is None and chance.size_tested and min_samples >= 2:
         levels = chance.level_by_size(alpha)
-        labels = size_tested_clusters(similarity, levels, min_samples)
+        labels = size_tested_clusters(similarity, levels, min_samples, chance.chance_similarity)
+        # the reported threshold: the loosest level a found cluster passed (every pair inside
+        # every cluster is at least that similar); with none, the level of the smallest size
         sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.array([])
-        used = levels[sizes[sizes > 0]] if sizes.size else levels[min_samples:]
+        used = levels[sizes[sizes > 0]] if sizes.size else levels[min_samples : min_samples + 1]
         finite = used[np.isfinite(used)]
         threshold = float(np.clip(finite.min(), MIN_AUTO_THRESHOLD, 1.0)) if finite.size else 1.0
         chance_fraction = chance.rule_clustered_fraction(alpha)
@@ -383,6 +412,9 @@ def analyze(
     values, notes = undefined_descriptors(
         descriptors(weights, power, bank.stride, ac_power=structure), weights.shape
     )
+    contrasts = {}
+    if chance.null_model == NULL_MODEL:
+        contrasts = descriptor_contrasts(weights, values, n_fft, bank.stride)
     return AnalysisResult(
         bank=bank,
         method=method,
@@ -405,6 +437,7 @@ def analyze(
         notes=notes,
         structure_p_value=chance.structure_p_value(similarity),
         null_model=chance.null_model,
+        null_contrasts=contrasts,
     )
 
 
@@ -432,6 +465,11 @@ _RETHRESHOLD_FIELDS = frozenset(
         "chance_clustered_fraction",
         "redundancy_threshold",
         "notes",
+        # the null: the layer-level test and the descriptors against the null do not
+        # depend on the threshold
+        "structure_p_value",
+        "null_model",
+        "null_contrasts",
     }
 )
 
