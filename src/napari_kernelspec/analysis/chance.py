@@ -44,12 +44,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .clustering import (
+    _joins_two_clusters,
     centred_rows,
     dbscan_reach,
-    _joins_two_clusters,
     dendrogram_nodes,
     linkage_reach,
-    size_tested_clusters,
     unit_rows,
 )
 from .spectra import METHODS, seed_spectra, tuning_features
@@ -81,8 +80,6 @@ NULL_BANKS = 199
 #: (p-values then resolve to 1 / (banks + 1)); at least `MIN_NULL_BANKS`.
 NULL_ENTRIES = 1 << 20
 MIN_NULL_BANKS = 3
-LAYER_CENTRED = True
-STRUCTURE_STATISTIC = "nn"
 #: Per-size merge tests never accept a cluster looser than the similarity this share of
 #: null pairs exceeds.
 FLOOR_P = 0.05
@@ -186,10 +183,10 @@ class ChanceModel:
         sizes = self.node_sizes
         passing = (sizes >= self.min_samples) & (self.node_levels >= levels[sizes])  # (S, N-1)
         n = self.reach.shape[1]
-        for b in range(len(passing)):  # the same refusals as `size_tested_clusters`
-            passing[b] &= ~_joins_two_clusters(
-                passing[b], self.node_children[b], n, self.node_levels[b], self.chance_similarity
-            )
+        # the same refusals as `size_tested_clusters`, every null layer at once
+        passing &= ~_joins_two_clusters(
+            passing, self.node_children, n, self.node_levels, self.chance_similarity
+        )
         clustered = (self.node_under & passing[:, None, :]).any(axis=-1)
         return clustered.mean(axis=-1)
 
@@ -203,27 +200,27 @@ class ChanceModel:
         share = 0.0
         # no cluster looser than the pairs that FLOOR_P of null pairs exceed
         floor = self.floor_similarity
-        for rank in range(n_banks):  # q = (rank + 1) / S, from strict to lax
+
+        def rule(rank: int) -> tuple[np.ndarray, np.ndarray]:
             levels = np.maximum(np.nextafter(ordered[rank], np.inf), floor)
             levels[: self.min_samples] = np.inf
-            shares = self._rule_shares(levels)
-            if shares.mean() > alpha + 1e-12 or np.sum(shares > cap + 1e-12) > allowed_tail:
-                break
-            chosen, share = levels, float(shares.mean())
+            return levels, self._rule_shares(levels)
+
+        def allowed(shares: np.ndarray) -> bool:
+            return shares.mean() <= alpha + 1e-12 and np.sum(shares > cap + 1e-12) <= allowed_tail
+
+        # q = (rank + 1) / S from strict to lax; the null's clustered share grows with q, so
+        # the laxest allowed rank is found by bisection (8 evaluations for 199 null layers)
+        lo, hi = -1, n_banks  # allowed(lo) holds (or lo = -1), allowed(hi) fails (or hi = S)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            levels, shares = rule(mid)
+            if allowed(shares):
+                lo, chosen, share = mid, levels, float(shares.mean())
+            else:
+                hi = mid
         chosen = np.minimum(chosen, np.inf)
         return chosen, share
-
-    def size_tail_p(self, similarity: np.ndarray) -> float:
-        """Layer-level p-value from the per-size tails (see `structure_p_value`)."""
-        n_banks, n = self.reach.shape
-        best = self.size_levels[:, self.min_samples :]
-        observed = _size_levels(np.asarray(similarity), self.min_samples)[self.min_samples :]
-        layer = ((best >= observed - 1e-12).sum(axis=0) + 1) / (n_banks + 1)
-        layer_stat = float(layer.min())
-        # each null layer against the others
-        rank = (best[None, :, :] >= best[:, None, :]).sum(axis=1)  # includes itself
-        null_stat = (rank / (n_banks + 1)).min(axis=1)
-        return float((1 + np.sum(null_stat <= layer_stat + 1e-12)) / (1 + n_banks))
 
     @property
     def n_banks(self) -> int:
@@ -239,8 +236,6 @@ class ChanceModel:
         """
         if self.null_statistic is None or self.reach.shape[1] < 2:
             return float("nan")
-        if self.size_tested and STRUCTURE_STATISTIC == "size":
-            return self.size_tail_p(similarity)
         observed = float(nearest_neighbour_statistic(np.asarray(similarity)))
         # a hair of tolerance: a layer equal to its null up to rounding is not "above" it
         exceed = int(np.sum(self.null_statistic >= observed - 1e-12))
@@ -368,18 +363,17 @@ def nearest_neighbour_statistic(similarity: np.ndarray) -> np.ndarray:
     return sim.max(axis=-1).mean(axis=-1)
 
 
-def similarity_vectors(
-    weights: np.ndarray, method: str, dtype: type = np.float64
-) -> np.ndarray:
+def similarity_vectors(weights: np.ndarray, method: str, dtype: type = np.float64) -> np.ndarray:
     """Unit rows whose dot products are the tuning similarity of `method`.
 
     Parameters
     ----------
     weights : (..., N, C, H, W) array_like
     method : {"response", "seed"}
-        ``"response"``: mean-removed `spectra.tuning_features` (dot = Pearson
+        ``"response"``: `spectra.tuning_features` with the layer's mean feature removed
+        (over the N axis: the spectrum every filter shares, such as the low-pass shape of
+        smooth filters, does not make them alike), then each row's mean (dot = Pearson
         correlation); ``"seed"``: the seed spectra (dot = cosine).
-
     dtype : {np.float64, np.float32}
         Precision of the ``"response"`` features (float32 for null layers).
 
@@ -394,8 +388,9 @@ def similarity_vectors(
         return unit_rows(flat.reshape(*lead, -1))
     if method == "response":
         features = tuning_features(weights, dtype=dtype)
-        if LAYER_CENTRED:
-            features = features - features.mean(axis=-2, keepdims=True)
+        # centred across the layer's filters: the spectrum every filter shares (the low-pass
+        # shape of smooth filters) does not make them alike
+        features = features - features.mean(axis=-2, keepdims=True)
         return unit_rows(centred_rows(features))
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
@@ -523,13 +518,11 @@ def _estimate(weights: np.ndarray, method: str, min_samples: int, p: float) -> C
                 # The product of a matrix with its transpose can differ from symmetric by
                 # rounding; linkage reads one triangle, so that is enough.
                 b = start + k
-                node_sizes[b], node_levels[b], node_under[b], node_children[b] = (
-                    dendrogram_nodes(one, children=True)
+                node_sizes[b], node_levels[b], node_under[b], node_children[b] = dendrogram_nodes(
+                    one, children=True
                 )
                 big = node_sizes[b] >= min_samples
-                reach[b] = np.where(
-                    node_under[b] & big, node_levels[b], -np.inf
-                ).max(axis=1)
+                reach[b] = np.where(node_under[b] & big, node_levels[b], -np.inf).max(axis=1)
                 size_levels[b] = _levels_by_size(node_sizes[b], node_levels[b], n)
         else:
             for k, one in enumerate(sim):
@@ -571,12 +564,6 @@ def _levels_by_size(sizes: np.ndarray, levels: np.ndarray, n: int) -> np.ndarray
     out = np.full(n + 1, -np.inf)
     np.maximum.at(out, sizes, levels)
     return np.maximum.accumulate(out[::-1])[::-1]
-
-
-def _size_levels(similarity: np.ndarray, min_samples: int) -> np.ndarray:
-    n = len(similarity)
-    sizes, levels, _ = dendrogram_nodes(similarity)
-    return _levels_by_size(sizes, levels, n)
 
 
 #: Null layers whose filters the descriptors are compared with (`descriptor_contrasts`).

@@ -429,19 +429,37 @@ def _joins_two_clusters(
     passing: np.ndarray,
     children: np.ndarray,
     n: int,
-    levels: np.ndarray | None = None,
+    levels: np.ndarray,
     join_level: float = np.inf,
 ) -> np.ndarray:
-    """For each merge: whether it or a merge below it joins two passing subtrees at a level
-    below `join_level`."""
-    holds = np.zeros(2 * n - 1, dtype=bool)  # a passing merge at or below the node
-    blocked = np.zeros(2 * n - 1, dtype=bool)
-    for j, (a, b) in enumerate(children.tolist()):
-        node = n + j
-        loose = levels is None or levels[j] < join_level
-        blocked[node] = blocked[a] or blocked[b] or (holds[a] and holds[b] and loose)
-        holds[node] = holds[a] or holds[b] or bool(passing[j])
-    return blocked[n:]
+    """For each merge: whether it or a merge below it joins two subtrees that each hold a
+    passing merge, at a level below `join_level`.
+
+    Parameters
+    ----------
+    passing, levels : (..., N - 1) ndarray
+        Leading axes (null layers) are processed together.
+    children : (..., N - 1, 2) ndarray of int
+    n : int
+
+    Returns
+    -------
+    (..., N - 1) ndarray of bool
+    """
+    passing = np.asarray(passing, dtype=bool)
+    lead = passing.shape[:-1]
+    passing = passing.reshape(-1, n - 1)
+    children = np.asarray(children).reshape(-1, n - 1, 2)
+    loose = np.asarray(levels).reshape(-1, n - 1) < join_level
+    rows = np.arange(len(passing))
+    holds = np.zeros((len(passing), 2 * n - 1), dtype=bool)  # a passing merge at/below
+    blocked = np.zeros((len(passing), 2 * n - 1), dtype=bool)
+    for j in range(n - 1):
+        a, b = children[:, j, 0], children[:, j, 1]
+        ha, hb = holds[rows, a], holds[rows, b]
+        blocked[:, n + j] = blocked[rows, a] | blocked[rows, b] | (ha & hb & loose[:, j])
+        holds[:, n + j] = ha | hb | passing[:, j]
+    return blocked[:, n:].reshape(*lead, n - 1)
 
 
 def dendrogram_nodes(similarity: np.ndarray, children: bool = False) -> tuple[np.ndarray, ...]:
@@ -490,6 +508,10 @@ def size_tested_clusters(
     merges. The test can only refuse merges: every pair inside a cluster of size m has
     similarity >= ``level_by_size[m]``, so >= ``min(level_by_size[sizes found])``.
 
+    A merge below `join_level` that joins two groups which each contain an accepted merge is
+    refused, and so are the merges above it: two tight groups stay two clusters even where
+    their union is still more alike than the null's clusters of that size.
+
     Parameters
     ----------
     similarity : (N, N) ndarray
@@ -498,11 +520,7 @@ def size_tested_clusters(
         Lowest similarity accepted for a cluster of each size (+inf: never).
     min_samples : int
     join_level : float
-        See below (the caller passes the similarity 1 % of null pairs exceed).
-
-    A merge below `join_level` that joins two groups which each contain an accepted merge is
-    refused, and so are the merges above it: two tight groups stay two clusters even where
-    their union is still more alike than the null's clusters of that size.
+        See above (the analysis passes the similarity 1 % of null pairs exceed).
 
     Returns
     -------

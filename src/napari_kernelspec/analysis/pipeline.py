@@ -20,12 +20,12 @@ from .chance import (
     NULL_MODEL,
     descriptor_contrasts,
     estimate_chance,
+    similarity_vectors,
 )
 from .clustering import (
     cosine_similarity,
     labels_to_clusters,
     linkage_clusters,
-    pearson_similarity,
     seed_clusters,
     size_tested_clusters,
 )
@@ -327,18 +327,20 @@ def analyze(
         The layer, e.g. from `load_kernels`.
     method : {"response", "seed"}
         ``"response"`` (default): zero-padded frequency response of all channels on a
-        cycles/pixel axis; tuning similarity = Pearson correlation of the mean-removed
-        amplitude spectra at the frequencies the kernel size resolves
-        (`spectra.resolved_amplitude`); complete-linkage clusters (every pair inside >=
-        `threshold`).
+        cycles/pixel axis; tuning similarity = Pearson correlation of the amplitude spectra
+        on colour axes (`spectra.tuning_features`, the layer's mean removed;
+        `chance.similarity_vectors`); complete-linkage clusters (every pair inside >=
+        `threshold`), against the matched null (`chance.matched_surrogates`).
         ``"seed"``: the seed tool's spectra (channel 0, resized, log) and DBSCAN clusters,
         reproduced exactly.
     threshold : float in (0, 1], "auto" or None
-        Similarity threshold of clusters. ``"auto"``: the lowest at which shuffled
-        surrogates of this layer would have at most `alpha` of their filters clustered
-        (see `chance`). None: the method's default, ``"auto"`` for ``"response"`` and 0.93
-        for ``"seed"`` (which then reproduces the seed tool). A fixed number also sets
-        duplicates and sign pairs; with ``"auto"`` they use `DEFAULT_THRESHOLD`.
+        Similarity threshold of clusters. ``"auto"``: merges tested against the layer's
+        null for their size, so that null layers have at most `alpha` of their filters
+        clustered (``"response"``), or the lowest threshold at which shuffled surrogates
+        have at most `alpha` clustered (``"seed"``; see `chance`). None: the method's
+        default, ``"auto"`` for ``"response"`` and 0.93 for ``"seed"`` (which then
+        reproduces the seed tool). A fixed number also sets duplicates and sign pairs;
+        with ``"auto"`` they use `DEFAULT_THRESHOLD`.
     min_samples : int
         Smallest cluster (DBSCAN's ``min_samples`` for ``"seed"``).
     n_fft : int
@@ -379,11 +381,7 @@ def analyze(
         frequencies = None
     else:
         shown = _spectra.response_spectra(power)
-        from .chance import similarity_vectors
-        v = similarity_vectors(weights, "response")
-        similarity = np.clip(v @ v.T, -1, 1)
-        similarity = (similarity + similarity.T) / 2
-        np.fill_diagonal(similarity, 1.0)
+        similarity = cosine_similarity(similarity_vectors(weights, "response"))
         frequencies = _spectra.centred_frequencies(n_fft)
     chance = estimate_chance(weights, method, min_samples)
     chance_fraction = None
@@ -414,7 +412,12 @@ def analyze(
     )
     contrasts = {}
     if chance.null_model == NULL_MODEL:
-        contrasts = descriptor_contrasts(weights, values, n_fft, bank.stride)
+        # memoised with the null (same weights): a slider move or a re-analysis re-uses it
+        memo = chance.__dict__.setdefault("_contrasts", {})
+        key = (n_fft, tuple(bank.stride))
+        if key not in memo:
+            memo[key] = descriptor_contrasts(weights, values, n_fft, bank.stride)
+        contrasts = memo[key]
     return AnalysisResult(
         bank=bank,
         method=method,

@@ -304,7 +304,6 @@ def tuning_features(
         raise ValueError(f"weights must be a non-empty (..., C, H, W) array, got {x.shape}")
     if x.shape[-1] == 1 and x.shape[-2] == 1:
         return np.zeros((*x.shape[:-3], 0), dtype=dtype)
-    from scipy import fft
 
     h, w = x.shape[-2:]
     grid = max(int(grid), h, w)
