@@ -124,13 +124,17 @@ def _threshold(result: AnalysisResult) -> str:
 
 
 def chance_line(result: AnalysisResult) -> str:
-    """``"34 % clustered; matched null: 2 %; structure p = 0.005 (similarity 0.62 reached by
-    1% of null pairs)"`` (`analysis.summary.summary_line`)."""
+    """``"34 % clustered; matched null: 2 %; structure p = 0.005"``
+    (`analysis.summary.summary_line`), then on a line of its own the similarity 1 % of null
+    pairs reach."""
     from ..analysis.summary import summary_line
 
     text = summary_line(result)
     if result.chance_similarity == result.chance_similarity:  # not NaN
-        text += f" (similarity {result.chance_similarity:.2f} reached by 1% of null pairs)"
+        text += (
+            f"\nnull similarity: {result.chance_similarity:.2f} reached by 1% of "
+            f"{result.null_model or 'null'} null pairs"
+        )
     return text
 
 
