@@ -19,6 +19,7 @@ import numpy as np
 
 from ..analysis import palette, views
 from ..analysis.descriptors import DESCRIPTOR_LABELS, DESCRIPTOR_NAMES
+from ..analysis.summary import format_p, null_contrast_text, summary_line
 from ..base.text import number, percent
 from . import images, svg
 
@@ -258,7 +259,7 @@ def _heatmap(result: AnalysisResult, colors: list[str], slug: str, vmin: float) 
     stops = [palette.to_hex(c) for c in images.colormap(np.linspace(vmin, 1.0, 11), vmin, 1.0)]
     marks = [(result.threshold, "threshold")]
     if math.isfinite(result.chance_similarity):
-        marks.append((result.chance_similarity, "chance (1% of pairs)"))
+        marks.append((result.chance_similarity, "null (1% of pairs)"))
     scale = svg.colour_scale(stops, vmin, 1.0, "tuning similarity", f"scale-{slug}", marks=marks)
     return {
         **_image(picture, f"{result.bank.display_name}: similarity"),
@@ -305,6 +306,13 @@ def summary_statistics(result: AnalysisResult) -> dict[str, Any]:
         "threshold": result.threshold,
         "threshold_rule": result.threshold_rule,
         "chance_similarity": result.chance_similarity,
+        "structure_p": getattr(result, "structure_p_value", math.nan),
+        "structure_p_text": format_p(getattr(result, "structure_p_value", None)),
+        "null_model": getattr(result, "null_model", ""),
+        "null_line": summary_line(result),
+        "null_contrast": null_contrast_text(result, max_items=2)
+        if result.n_clusters == 0 or not getattr(result, "structure_p_value", 1.0) <= 0.01
+        else "",
         "duplicates": len(result.duplicates),
         "sign_pairs": len(result.sign_pairs),
         "peak": stat(d["peak_frequency"], np.median),
