@@ -1,0 +1,115 @@
+"""Hostile outputs and options: device nodes, FIFOs, links, huge numbers, broken pipes.
+
+Each test names the issue item it covers (#20). Everything is made inside the test's own
+temporary folder (device nodes only as root); nothing under ``/dev`` is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BANK = np.random.default_rng(0).standard_normal((6, 3, 5, 5)).astype(np.float32)
+
+
+@pytest.fixture
+def bank(tmp_path) -> Path:
+    path = tmp_path / "bank.npy"
+    np.save(path, BANK)
+    return path
+
+
+def _one_error_line(code: int, err: str) -> str:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kernelspec: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# --- item 1: outputs that are links, FIFOs, devices, folders, sockets ---------------------
+
+
+def test_json_through_a_symlink_replaces_the_target_and_keeps_the_link(cli, bank, tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    code, _, err = cli("analyze", str(bank), "--json", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads(target.read_text())["n_filters"] == 6
+
+
+def test_json_into_a_fifo_is_written_through(cli, bank, tmp_path):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code, _, err = cli("analyze", str(bank), "--json", str(fifo))
+    reader.join(10)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still a FIFO, not a regular file
+    assert json.loads(received[0])["n_filters"] == 6
+
+
+def test_report_json_into_a_fifo_is_written_through(tmp_path):
+    from napari_kernelspec.base.atomic import write_together
+
+    fifo = tmp_path / "r.json"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_together([(tmp_path / "r.html", "<p>"), (fifo, "{}")])
+    reader.join(10)
+    assert received == [b"{}"] and stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert (tmp_path / "r.html").read_text() == "<p>"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root")
+def test_json_onto_a_character_device_is_written_through(cli, bank, tmp_path):
+    null = tmp_path / "null.json"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # the same device as /dev/null
+    code, _, err = cli("analyze", str(bank), "--json", str(null))
+    assert code == 0, err
+    assert stat.S_ISCHR(null.lstat().st_mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root")
+def test_png_onto_a_full_device_is_one_line(cli, bank, tmp_path):
+    full = tmp_path / "full.png"
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # the same device as /dev/full
+    code, _, err = cli(
+        "explain", str(bank), "--method", "maximize", "--filters", "0", "--steps", "1",
+        "--size", "16", "--out", str(tmp_path / "o.npz"), "--png", str(full),
+    )  # fmt: skip
+    assert code != 0 and "Traceback" not in err
+    assert stat.S_ISCHR(full.lstat().st_mode)
+
+
+def test_output_onto_a_folder_or_socket_is_refused(cli, bank, tmp_path):
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    line = _one_error_line(*cli("analyze", str(bank), "--json", str(folder))[::2])
+    assert "folder" in line
+    sock_path = tmp_path / "s.json"
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(sock_path))
+        line = _one_error_line(*cli("analyze", str(bank), "--json", str(sock_path))[::2])
+        assert "socket" in line
+        assert stat.S_ISSOCK(sock_path.lstat().st_mode)
+    finally:
+        sock.close()
+    assert folder.is_dir() and not list(folder.iterdir())
