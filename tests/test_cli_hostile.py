@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -113,3 +112,20 @@ def test_output_onto_a_folder_or_socket_is_refused(cli, bank, tmp_path):
     finally:
         sock.close()
     assert folder.is_dir() and not list(folder.iterdir())
+
+
+# --- item 11: a reader that goes away -------------------------------------------------------
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capfd):
+    from napari_kernelspec.cli import main
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head` that has already exited
+    with open(write_end, "w", buffering=1 << 16) as pipe:
+        monkeypatch.setattr(sys, "stdout", pipe)
+        code = main(["models"])
+        monkeypatch.undo()
+        assert code == 141  # 128 + SIGPIPE, as a shell reports a reader gone
+    assert "Traceback" not in capfd.readouterr().err
+
