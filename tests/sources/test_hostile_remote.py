@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -176,7 +179,7 @@ def test_a_declared_oversize_download_is_refused_before_reading(monkeypatch):
     sent: list[int] = []
 
     def respond(h) -> None:
-        _headers(h, 200, {"Content-Length": str(len(data))})
+        _headers(h, 200, {"Content-Length": str(len(data)), "Accept-Ranges": "none"})
         if h.body:
             sent.append(1)
             h.wfile.write(data)
@@ -191,7 +194,7 @@ def test_a_download_that_does_not_parse_is_not_kept():
     junk = b"<html>sign in</html>" + b" " * 5000
 
     def respond(h) -> None:
-        _headers(h, 200, {"Content-Length": str(len(junk))})  # no Accept-Ranges
+        _headers(h, 200, {"Content-Length": str(len(junk)), "Accept-Ranges": "none"})
         if h.body:
             h.wfile.write(junk)
 
@@ -205,7 +208,7 @@ def test_a_download_that_parses_is_kept():
     data = _safetensors_bytes()
 
     def respond(h) -> None:
-        _headers(h, 200, {"Content-Length": str(len(data))})
+        _headers(h, 200, {"Content-Length": str(len(data)), "Accept-Ranges": "none"})
         if h.body:
             h.wfile.write(data)
 
@@ -263,7 +266,7 @@ def test_a_stalled_download_ends(monkeypatch):
     monkeypatch.setenv("KERNELSPEC_HTTP_TIMEOUT", "0.5")
 
     def respond(h) -> None:  # no Range support, 1 byte every 0.1 s (never silent 0.5 s)
-        _headers(h, 200, {"Content-Length": "60"})
+        _headers(h, 200, {"Content-Length": "60", "Accept-Ranges": "none"})
         if not h.body:
             return
         try:
@@ -292,7 +295,7 @@ def test_a_300_character_file_name(tmp_path):
     np.testing.assert_array_equal(bank.weights, KERNELS)
 
     def whole(h) -> None:  # the same without Range support: a download, cached
-        _headers(h, 200, {"Content-Length": str(len(data))})
+        _headers(h, 200, {"Content-Length": str(len(data)), "Accept-Ranges": "none"})
         if h.body:
             h.wfile.write(data)
 
@@ -337,7 +340,18 @@ def test_a_redirect_loop_says_so(cli):
     assert "redirect" in err
 
 
-def test_server_errors_are_one_line_after_retries(cli):
+def _kernelspec(*argv: str, **env: str) -> subprocess.CompletedProcess:
+    """The real command in a subprocess: its logging set-up is what users see."""
+    return subprocess.run(
+        [sys.executable, "-m", "napari_kernelspec.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env},
+    )
+
+
+def test_server_errors_are_one_line_after_retries(tmp_path):
     calls: list[float] = []
 
     def respond(h) -> None:
@@ -345,7 +359,14 @@ def test_server_errors_are_one_line_after_retries(cli):
         _headers(h, 500, {"Content-Length": "0"})
 
     with _Server(respond) as srv:
-        code, _, err = cli("analyze", f"{srv.url}/w.pth")
-    assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "HTTP 500" in err
-    assert len(calls) >= 2  # it did retry, quietly
+        done = _kernelspec("analyze", f"{srv.url}/w.pth")
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "HTTP 500" in done.stderr
+        assert len(calls) >= 2  # it did retry, quietly
+        calls.clear()
+        hub = _kernelspec(
+            "analyze", "hf://owner/repo/w.safetensors",
+            HF_ENDPOINT=srv.url, HF_HUB_CACHE=str(tmp_path / "hf"), HF_HUB_ETAG_TIMEOUT="2",
+        )  # fmt: skip
+    assert hub.returncode == 2 and len(hub.stderr.strip().splitlines()) == 1, hub.stderr
+    assert "HTTP 500" in hub.stderr

@@ -286,7 +286,7 @@ def _retrying(call: Callable[[], Any]) -> Any:
         except Exception as exc:
             if attempt == _ATTEMPTS - 1 or not _transient(exc):
                 raise
-            logger.info("retrying after %s", exc)
+            logger.debug("retrying after %s", exc)  # the final error line says enough
             time.sleep(0.3 * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
