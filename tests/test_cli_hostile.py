@@ -129,3 +129,103 @@ def test_a_closed_pipe_ends_quietly(monkeypatch, capfd):
         assert code == 141  # 128 + SIGPIPE, as a shell reports a reader gone
     assert "Traceback" not in capfd.readouterr().err
 
+
+# --- item 5: outputs are bounded before they are allocated ---------------------------------
+
+
+@pytest.fixture
+def grey_png(tmp_path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "grey.png"
+    Image.fromarray(np.full((300, 200), 128, np.uint8)).save(path)
+    return path
+
+
+def test_maps_beyond_the_element_limit_are_one_line(cli, bank, grey_png, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELSPEC_MAX_OUTPUT_ELEMENTS", "100000")  # 6 x 296 x 196 = 348,096
+    out = tmp_path / "m.npz"
+    line = _one_error_line(*cli("maps", str(bank), str(grey_png), "--out", str(out))[::2])
+    assert "KERNELSPEC_MAX_OUTPUT_ELEMENTS" in line and "348,096" in line
+    assert not out.exists()
+    monkeypatch.setenv("KERNELSPEC_MAX_OUTPUT_ELEMENTS", "400000")
+    code, _, err = cli("maps", str(bank), str(grey_png), "--out", str(out))
+    assert code == 0, err
+    assert np.load(out)["maps"].shape == (6, 296, 196)
+
+
+def test_the_default_limit_refuses_terabytes_of_padding(cli, bank, grey_png, tmp_path):
+    from napari_kernelspec.imaging import feature_maps
+
+    with pytest.raises(Exception, match="KERNELSPEC_MAX_OUTPUT_ELEMENTS") as info:
+        feature_maps(str(bank), np.zeros((100, 100), np.uint8), padding=100_000)
+    assert type(info.value).__name__ == "KernelSpecError"
+
+
+def test_an_image_beyond_the_limit_is_refused_before_decoding(cli, bank, tmp_path, monkeypatch):
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.new("L", (3000, 3000)).save(big)  # 9 million pixels, a few KB of PNG
+    monkeypatch.setenv("KERNELSPEC_MAX_OUTPUT_ELEMENTS", "1000000")
+    for argv in (
+        ["maps", str(bank), str(big), "--out", str(tmp_path / "m.npz")],
+        ["patches", str(bank), str(big)],
+        ["report", "--models", str(bank), "--image", str(big), "--out", str(tmp_path / "r.html")],
+    ):
+        line = _one_error_line(*cli(*argv)[::2])
+        assert "big.png" in line and "KERNELSPEC_MAX_OUTPUT_ELEMENTS" in line
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_bad_limit_value_is_one_line(cli, bank, grey_png, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELSPEC_MAX_OUTPUT_ELEMENTS", "lots")
+    line = _one_error_line(
+        *cli("maps", str(bank), str(grey_png), "--out", str(tmp_path / "m.npz"))[::2]
+    )
+    assert "KERNELSPEC_MAX_OUTPUT_ELEMENTS" in line
+
+
+# --- item 7: whole numbers are bounded before anything is allocated ------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["explain", "{bank}", "--filters", "0-2000000000", "--out", "{tmp}/o.npz"],
+        ["explain", "{bank}", "--seed", "99999999999999999999", "--out", "{tmp}/o.npz"],
+        ["explain", "{bank}", "--steps", "99999999999999999999", "--out", "{tmp}/o.npz"],
+        ["patches", "{bank}", "{png}", "--k", "1000000000"],
+        ["maps", "{bank}", "{png}", "--stride", "99999999999999999999", "--out", "{tmp}/o.npz"],
+        ["maps", "{bank}", "{png}", "--padding", "100000", "--out", "{tmp}/o.npz"],
+    ],
+    ids=["filters", "seed", "steps", "k", "stride", "padding"],
+)
+def test_huge_whole_numbers_are_one_line(cli, bank, grey_png, tmp_path, argv):
+    argv = [a.format(bank=bank, png=grey_png, tmp=tmp_path) for a in argv]
+    _one_error_line(*cli(*argv)[::2])
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_a_filter_range_is_checked_against_the_filter_count_first(bank):
+    import tracemalloc
+
+    from napari_kernelspec.base.errors import KernelSpecError
+    from napari_kernelspec.imaging.explain.model import parse_filters
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(KernelSpecError, match="filter index 6 is out of range"):
+            parse_filters("0-2000000000", 6, "conv")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+    assert parse_filters("1-3,0", 6) == [1, 2, 3, 0]
+
+
+def test_a_missing_layer_reads_well(cli, bank, tmp_path):
+    line = _one_error_line(
+        *cli("explain", str(bank), "--layer", "nope.conv", "--out", str(tmp_path / "o.npz"))[::2]
+    )
+    assert "'nope.conv' is not a layer of bank.npy" in line
