@@ -134,11 +134,18 @@ def analyse_source(source: str, params: ScanParameters) -> SourceResult:
         is empty. ``model["seconds"]`` is the time taken either way.
     """
     from ..analysis.pipeline import analyze
+    from ..base.errors import KernelSpecError
     from ..sources.loading import load_kernels
+    from .expand import UNREADABLE
 
     start = time.perf_counter()
     caught: list[str] = []
     try:
+        if source.startswith(UNREADABLE):  # listed by `expand_sources`: say so in its row
+            raise KernelSpecError(
+                f"cannot read the folder {source[len(UNREADABLE) :]}: the weights files in it "
+                "were not scanned; check its permissions"
+            )
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             bank = load_kernels(source, weights=params.weights, layer=params.layer)
