@@ -29,7 +29,7 @@ def bank(tmp_path) -> Path:
 
 def _one_error_line(code: int, err: str) -> str:
     assert code == 2, err
-    lines = err.strip().splitlines()
+    lines = [x for x in err.strip().splitlines() if not x.startswith("kernelspec report:")]
     assert len(lines) == 1 and lines[0].startswith("kernelspec: error: "), err
     assert "Traceback" not in err
     return lines[0]
@@ -229,3 +229,36 @@ def test_a_missing_layer_reads_well(cli, bank, tmp_path):
         *cli("explain", str(bank), "--layer", "nope.conv", "--out", str(tmp_path / "o.npz"))[::2]
     )
     assert "'nope.conv' is not a layer of bank.npy" in line
+
+
+# --- item 10: one bad model does not end the report -----------------------------------------
+
+
+def test_a_bad_model_is_a_note_and_the_others_are_reported(cli, bank, tmp_path):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"\x93NUMPY junk")
+    out = tmp_path / "r.html"
+    code, _, err = cli("report", "--models", f"{bank},{bad}", "--out", str(out))
+    assert code == 1, err
+    assert "bad.npy was left out of the report" in err and "Traceback" not in err
+    html = out.read_text()
+    assert 'id="failures"' in html and "bad.npy" in html
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert [r["display_name"] for r in document["results"]] == ["bank.npy"]
+    assert document["failures"][0]["model"] == str(bad)
+
+
+def test_an_unknown_model_is_refused_before_any_work(cli, bank, tmp_path):
+    out = tmp_path / "r.html"
+    line = _one_error_line(
+        *cli("report", "--models", f"{bank},no_such_model_xyz", "--out", str(out))[::2]
+    )
+    assert "no_such_model_xyz" in line and not out.exists()
+
+
+def test_only_bad_models_write_nothing(cli, tmp_path):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"\x93NUMPY junk")
+    out = tmp_path / "r.html"
+    line = _one_error_line(*cli("report", "--models", str(bad), "--out", str(out))[::2])
+    assert "bad.npy" in line and not out.exists()
