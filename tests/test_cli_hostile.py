@@ -262,3 +262,31 @@ def test_only_bad_models_write_nothing(cli, tmp_path):
     out = tmp_path / "r.html"
     line = _one_error_line(*cli("report", "--models", str(bad), "--out", str(out))[::2])
     assert "bad.npy" in line and not out.exists()
+
+
+def test_report_history_alone_draws_no_empty_model_bar(cli, tmp_path):
+    """Issue #20 item 12: no "0/0 ... 0model" bar when the models are the history's steps."""
+    for t in range(3):
+        np.save(tmp_path / f"epoch_{t}.npy", BANK * (1 + 0.25 * t))
+    out = str(tmp_path / "r.html")
+    code, _, err = cli("report", "--history", str(tmp_path), "--threshold", "0.9", "--out", out)
+    assert code == 0, err
+    assert "0model" not in err and "kernelspec report:" not in err
+
+
+def test_explain_png_caption_is_not_cut_off(cli, tmp_path):
+    """Issue #20 item 12: a long model name widens the mosaic instead of being cut."""
+    from PIL import Image
+
+    long_bank = tmp_path / ("filters_of_a_model_with_a_rather_long_name_" * 3 + ".npy")
+    np.save(long_bank, BANK)
+    png = tmp_path / "m.png"
+    code, _, err = cli(
+        "explain", str(long_bank), "--filters", "0", "--steps", "1", "--size", "16",
+        "--out", str(tmp_path / "o.npz"), "--png", str(png),
+    )  # fmt: skip
+    assert code == 0, err
+    pixels = np.asarray(Image.open(png).convert("L"))
+    caption = pixels[:24]
+    assert (caption < 128).any()  # the caption is there
+    assert (caption[:, -4:] == 255).all()  # and ends before the right edge

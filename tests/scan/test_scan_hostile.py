@@ -92,3 +92,14 @@ def test_an_unreadable_folder_is_reported_not_skipped(cli, tmp_path, monkeypatch
     row = analyse_source(found[-1], ScanParameters()).model  # the scan's row for it
     assert "cannot read" not in str(analyse_source(found[0], ScanParameters()).model["error"])
     assert "cannot read the folder" in row["error"] and str(locked) in row["error"]
+
+
+def test_credentials_never_reach_the_scan_tables():
+    """Issue #20 item 9: the Parquet rows of a URL source hold it redacted."""
+    from napari_kernelspec.scan.worker import ScanParameters, analyse_source
+
+    url = "http://bob:hunter2@127.0.0.1:9/w.pth?token=s3cr3t&v=1"  # port 9: refused at once
+    result = analyse_source(url, ScanParameters())
+    row = result.model
+    assert row["error"] and row["source"] == "http://***@127.0.0.1:9/w.pth?token=***&v=1"
+    assert "hunter2" not in repr(row) and "s3cr3t" not in repr(row)

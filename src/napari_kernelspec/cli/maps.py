@@ -32,7 +32,8 @@ def pair_arg(minimum: int):
             ) from None
         if len(values) not in (1, 2) or min(values) < minimum or max(values) > MAX_GEOMETRY:
             raise argparse.ArgumentTypeError(
-                f"expected one or two whole numbers from {minimum} to {MAX_GEOMETRY}, got {text!r}"
+                f"expected one or two whole numbers >= {minimum} (at most {MAX_GEOMETRY}), "
+                f"got {text!r}"
             )
         return (values[0], values[-1])
 

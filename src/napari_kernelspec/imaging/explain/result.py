@@ -254,8 +254,15 @@ def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 
 
     Tiles smaller than `min_tile` pixels are enlarged (nearest neighbour).
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
+    font = ImageFont.load_default()
+    meta = result.meta
+    title = f"{meta.get('name', '')} {result.layer}: {result.method}"
+    trained = meta.get("trained", True)
+    second = f"weights: {meta.get('weights', '')}" if trained else "UNTRAINED: random weights"
+    # The caption sets the width when it is wider than the mosaic: never cut off.
+    caption_w = 8 + int(max(font.getlength(title), font.getlength(second)))
     stack = tiles(result)
     h = stack.shape[1]
     zoom = max(1, -(-min_tile // h))
@@ -267,19 +274,16 @@ def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 
     framed[:, label:] = stack
     body = (mosaic(framed, gap=2, fill=1.0) * 255).round().astype(np.uint8)
     header = 2 * label  # caption: model, layer, method; UNTRAINED in red when it is
-    pixels = np.full((body.shape[0] + header, max(body.shape[1], 320), 3), 255, np.uint8)
+    width = max(body.shape[1], 320, caption_w)
+    pixels = np.full((body.shape[0] + header, width, 3), 255, np.uint8)
     pixels[header:, : body.shape[1]] = body
     img = Image.fromarray(pixels)
     draw = ImageDraw.Draw(img)
-    meta = result.meta
-    draw.text((1, 0), f"{meta.get('name', '')} {result.layer}: {result.method}", fill=(0, 0, 0))
-    if meta.get("trained", True):
-        draw.text((1, label), f"weights: {meta.get('weights', '')}", fill=(0, 0, 0))
-    else:
-        draw.text((1, label), "UNTRAINED: random weights", fill=(200, 0, 0))
+    draw.text((1, 0), title, fill=(0, 0, 0), font=font)
+    draw.text((1, label), second, fill=(0, 0, 0) if trained else (200, 0, 0), font=font)
     origins = tile_origins(len(stack), (tile_h + label, tile_w), gap=2)
     for (row, col), f in zip(origins, result.filters, strict=True):
-        draw.text((int(col) + 1, int(row) + header), str(f), fill=(0, 0, 0))
+        draw.text((int(col) + 1, int(row) + header), str(f), fill=(0, 0, 0), font=font)
     path = Path(path)
     try:
         with atomic_write(path, "wb") as fh:
