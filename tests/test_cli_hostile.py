@@ -290,3 +290,15 @@ def test_explain_png_caption_is_not_cut_off(cli, tmp_path):
     caption = pixels[:24]
     assert (caption < 128).any()  # the caption is there
     assert (caption[:, -4:] == 255).all()  # and ends before the right edge
+
+
+def test_explain_outputs_are_bounded_too(cli, bank, grey_png, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELSPEC_MAX_OUTPUT_ELEMENTS", "100000")
+    out = tmp_path / "o.npz"
+    line = _one_error_line(
+        *cli(
+            "explain", str(bank), "--method", "gradient", "--image", str(grey_png),
+            "--filters", "0-5", "--out", str(out),
+        )[::2]
+    )  # fmt: skip
+    assert "KERNELSPEC_MAX_OUTPUT_ELEMENTS" in line and not out.exists()

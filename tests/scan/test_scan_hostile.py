@@ -103,3 +103,15 @@ def test_credentials_never_reach_the_scan_tables():
     row = result.model
     assert row["error"] and row["source"] == "http://***@127.0.0.1:9/w.pth?token=***&v=1"
     assert "hunter2" not in repr(row) and "s3cr3t" not in repr(row)
+
+
+def test_the_error_of_an_analysed_source_is_null_and_documented(capsys):
+    """Issue #20 item 12: the Parquet `error` of an analysed source is null (not ""), and
+    the command's help says so."""
+    from napari_kernelspec.cli import main
+    from napari_kernelspec.scan.worker import ScanParameters, analyse_source
+
+    assert analyse_source("lenet5", ScanParameters(weights="random")).model["error"] is None
+    with pytest.raises(SystemExit):
+        main(["scan", "--help"])
+    assert "(null for an analysed source" in " ".join(capsys.readouterr().out.split())

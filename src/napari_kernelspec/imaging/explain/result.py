@@ -19,6 +19,7 @@ import numpy as np
 from ...analysis.views import mosaic, tile_origins
 from ...base.atomic import atomic_write
 from ...base.errors import KernelSpecError
+from ...base.limits import check_elements
 from .attribution import METHODS, iter_attribute
 from .maximize import iter_maximize
 from .model import ExplainModel, drive
@@ -85,11 +86,15 @@ def iter_explain(
     name = model.resolve_layer(layer)
     chosen = model.check_filters(name, filters)
     if method == "maximize":
+        size = int(options.get("size") or 0)
+        check_elements((len(chosen), size, size, 3), f"{len(chosen)} maximising images")
         res = yield from iter_maximize(model, name, chosen, **options)
         caveats: list[str] = []
     else:
         if image is None:
             raise KernelSpecError(f"--method {method} explains a filter on an image: give --image")
+        shape = np.shape(image)
+        check_elements((len(chosen), 3, *shape[:2]), f"the attributions of {len(chosen)} filters")
         res = yield from iter_attribute(model, name, chosen, image, method, **options)
         caveats = res["caveats"]
     meta = {
