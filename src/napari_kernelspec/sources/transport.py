@@ -135,11 +135,11 @@ def _run(loop: Any, url: str, coro_fn: Any, *args: Any, left: float | None) -> A
 
     try:
         return sync(loop, coro_fn, *args, timeout=None if left is None else left + 0.5)
-    except (TimeoutError, asyncio.TimeoutError) as exc:
-        raise _expired(url, exc) from exc
     except Exception as exc:
-        if "Timeout" in type(exc).__name__:
-            raise _expired(url, exc) from exc
+        if isinstance(exc, asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
+            expired = _expired(url, exc)
+            if expired is not exc:
+                raise expired from exc
         raise
 
 
