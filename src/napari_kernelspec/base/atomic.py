@@ -279,14 +279,18 @@ def write_together(contents: Sequence[tuple[str | os.PathLike[str], str | bytes]
             if not _LOCKED:  # Windows renames only closed files
                 os.close(fd)
         try:
+            # FIFOs and devices first, outside the held signals: opening a FIFO waits for a
+            # reader, and Ctrl-C must still end that wait.
+            for (_, tmp, target), (_, data) in zip(staged, contents, strict=True):
+                if not tmp:
+                    with open(target, "wb") as fh:
+                        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+                    done.append(target)
             with _signals_held():
-                for (_, tmp, target), (_, data) in zip(staged, contents, strict=True):
+                for _, tmp, target in staged:
                     if tmp:
                         os.replace(tmp, kinds[target][1])
-                    else:
-                        with open(target, "wb") as fh:
-                            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-                    done.append(target)
+                        done.append(target)
         except KeyboardInterrupt as exc:
             if not done:
                 raise
