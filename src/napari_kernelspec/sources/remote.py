@@ -528,12 +528,12 @@ class RangeFile(io.RawIOBase):
     def _fetch(self, start: int, end: int) -> bytes:
         if self.requests >= MAX_REQUESTS:
             raise KernelSpecError(
-                f"{self.url} needed more than {MAX_REQUESTS} requests; the file is damaged "
-                "or not a weights checkpoint"
+                f"{redact(self.url)} needed more than {MAX_REQUESTS} requests; the file is "
+                "damaged or not a weights checkpoint"
             )
         if self.bytes_transferred + (end - start) > self._budget:
             raise KernelSpecError(
-                f"{self.url} asks for more than {self._budget // 2**20} MiB before its "
+                f"{redact(self.url)} asks for more than {self._budget // 2**20} MiB before its "
                 "tensor; the file is damaged or not a weights checkpoint"
             )
         try:
@@ -579,7 +579,7 @@ class _Reads:
 class _Url:
     def __init__(self, url: str, download_to: Path | None = None) -> None:
         self.url = url
-        self.name = url
+        self.name = redact(url)  # in every message about the file
         self.download_to = download_to or _download_path(url)
 
     def sibling(self, rel: str) -> _Url:
@@ -885,7 +885,7 @@ def _read(
     try:
         with transport.deadline():
             key, (weights, bias), fmt = _read_location(loc, layer, reads, rename)
-    except _NetworkError as exc:
+    except (_NetworkError, transport.TooSlow) as exc:
         if unavailable is KernelSpecError:
             raise
         raise unavailable(f"{exc}; {hint}") from exc

@@ -44,6 +44,7 @@ __all__ = [
     "STALL_BYTES",
     "DeadlineExceeded",
     "RangeMismatch",
+    "TooSlow",
     "cache_name",
     "check_content_range",
     "deadline",
@@ -65,7 +66,11 @@ _DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.Cont
 )
 
 
-class DeadlineExceeded(KernelSpecError):
+class TooSlow(KernelSpecError):
+    """The server is too slow (deadline passed, download stalled): it counts as unavailable."""
+
+
+class DeadlineExceeded(TooSlow):
     """A source's Range requests took longer than its overall deadline."""
 
     def __init__(self, url: str, seconds: float) -> None:
@@ -261,7 +266,7 @@ async def _stream(fs: Any, url: str, out: Any, bar: Any) -> None:
             window_bytes += len(chunk)
             if loop.time() - window_start >= silence:
                 if window_bytes < STALL_BYTES:
-                    raise KernelSpecError(
+                    raise TooSlow(
                         f"cannot read {redact(url)}: the download stalled (less than "
                         f"{STALL_BYTES // 1024} KiB in {silence:g} s); try again later or "
                         "raise KERNELSPEC_HTTP_TIMEOUT"
