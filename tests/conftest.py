@@ -61,3 +61,32 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def digits_cache(tmp_path_factory):
+    """A cache folder holding LeNet5 trained on the digits (trained once per session, ~7 s).
+
+    Point ``KERNELSPEC_CACHE`` at it (``monkeypatch.setenv``) to use the trained weights.
+    """
+    from napari_kernelspec.sources import digits
+
+    root = tmp_path_factory.mktemp("digits-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KERNELSPEC_CACHE", str(root))
+        digits.trained_lenet5()
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_lenet5(digits_cache):
+    """``(model, x_test, y_test)``: the trained LeNet5 as an ExplainModel on the CPU, and the
+    first 20 held-out digits (1, 32, 32) in [0, 1] with their labels."""
+    from napari_kernelspec.imaging.explain.model import explain_model
+    from napari_kernelspec.sources.digits import load_digits_32
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KERNELSPEC_CACHE", str(digits_cache))
+        model = explain_model("lenet5", weights="pretrained", device="cpu")
+    _, _, x_test, y_test = load_digits_32()
+    return model, x_test[:20], y_test[:20]

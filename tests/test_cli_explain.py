@@ -136,3 +136,126 @@ def test_untrained_weights_are_flagged_in_the_npz_and_the_png(cli, tmp_path):
     caption = np.asarray(Image.open(png).convert("RGB"))[12:24]
     red = (caption[..., 0] > 150) & (caption[..., 1] < 80) & (caption[..., 2] < 80)
     assert red.sum() > 20  # the red UNTRAINED line is drawn
+
+
+@pytest.fixture
+def digit_pngs(tmp_path, monkeypatch, digits_cache):
+    """Two held-out digits as PNG files (and their labels); the trained LeNet5 is cached."""
+    from napari_kernelspec.sources.digits import load_digits_32
+
+    monkeypatch.setenv("KERNELSPEC_CACHE", str(digits_cache))
+    _, _, x, y = load_digits_32()
+    paths = []
+    for i in (0, 5):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray((x[i, 0] * 255).round().astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths, [int(y[0]), int(y[5])]
+
+
+def _meta(path):
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files if k != "meta"}, json.loads(str(data["meta"]))
+
+
+def test_explain_class_gradcam_and_grabcut(cli, tmp_path, digit_pngs):
+    (image, _), (label, _) = digit_pngs
+    out, png = tmp_path / "g.npz", tmp_path / "g.png"
+    code, stdout, err = cli("explain", "lenet5", "--method", "gradcam", "--image", str(image),
+                            "--out", str(out), "--png", str(png))  # fmt: skip
+    assert code == 0, err
+    arrays, meta = _meta(out)
+    assert arrays["attributions"].shape == (1, 1, 32, 32)
+    assert meta["method"] == "gradcam" and meta["layer"] == "conv2"
+    assert meta["target_class"] == meta["predicted_class"] == label
+    assert 0.5 < meta["predicted_probability"] <= 1.0
+    assert f"predicted: {label} with probability" in stdout and png.is_file()
+    out = tmp_path / "m.npz"
+    code, _, err = cli("explain", "lenet5", "--method", "grabcut", "--image", str(image),
+                       "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    arrays, meta = _meta(out)
+    assert arrays["masks"].shape == (1, 32, 32) and arrays["masks"].dtype == bool
+    assert 0 < arrays["masks"].mean() < 1
+
+
+def test_explain_occlusion_of_another_class(cli, tmp_path, digit_pngs):
+    (image, _), (label, _) = digit_pngs
+    other = (label + 3) % 10
+    out = tmp_path / "o.npz"
+    code, stdout, err = cli("explain", "lenet5", "--method", "occlusion", "--class", str(other),
+                            "--image", str(image), "--window", "6", "--window-stride", "2",
+                            "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    arrays, meta = _meta(out)
+    assert meta["target_class"] == other and meta["predicted_class"] == label
+    assert meta["parameters"]["window"] == 6 and arrays["attributions"].shape == (1, 1, 32, 32)
+    assert f"of class {other} written" in stdout
+
+
+def test_synthesize_class_and_style(cli, tmp_path, digit_pngs):
+    (content, style), _ = digit_pngs
+    out = tmp_path / "s.npz"
+    code, stdout, err = cli("synthesize", "lenet5", "--objective", "class:3,8", "--steps", "128",
+                            "--out", str(out), "--png", str(tmp_path / "s.png"))  # fmt: skip
+    assert code == 0, err
+    arrays, meta = _meta(out)
+    assert arrays["images"].shape == (2, 32, 32, 1)
+    assert meta["target_class"] == [3, 8] and meta["predicted_class"] == [3, 8]
+    assert "class 3: probability" in stdout
+    out = tmp_path / "st.npz"
+    code, stdout, err = cli("synthesize", "lenet5", "--objective", "style", "--image",
+                            str(content), "--style-image", str(style), "--steps", "100",
+                            "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    _, meta = _meta(out)
+    assert meta["parameters"]["content_layer"] == "conv1"
+    assert meta["end"]["style_loss"] < meta["start"]["style_loss"]
+    assert "content_loss:" in stdout
+
+
+def test_adversarial_pgd_and_failing_fgsm(cli, tmp_path, digit_pngs):
+    (image, _), (label, _) = digit_pngs
+    target = (label + 1) % 10
+    out, png = tmp_path / "a.npz", tmp_path / "a.png"
+    code, stdout, err = cli("adversarial", "lenet5", "--image", str(image), "--class",
+                            str(target), "--epsilon", "0.3", "--out", str(out),
+                            "--png", str(png))  # fmt: skip
+    assert code == 0, err
+    arrays, meta = _meta(out)
+    assert meta["predicted_class"] == label and meta["predicted_class_after"] == target
+    assert 0 < meta["epsilon_used"] <= 0.3 and meta["fooled"] is True
+    assert arrays["images"].shape == (1, 32, 32, 1) and "fooled:" in stdout
+    out = tmp_path / "f.npz"
+    code, stdout, err = cli("adversarial", "lenet5", "--image", str(image), "--class",
+                            str(target), "--epsilon", "0.02", "--method", "fgsm",
+                            "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    _, meta = _meta(out)
+    assert meta["fooled"] is False and "not fooled: FGSM failed" in stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "lenet5", "--class", "3", "--method", "maximize"], "--class explains"),
+        (["explain", "lenet5", "--method", "gradcam"], "give --image"),
+        (["explain", "lenet5", "--class", "x", "--image", "IMG"], "--class must be a class"),
+        (["explain", "lenet5", "--method", "gradient", "--class", "12", "--image", "IMG"],
+         "class 12 is out of range"),
+        (["synthesize", "lenet5", "--objective", "dream"], "needs dream:LAYER"),
+        (["synthesize", "lenet5", "--objective", "style", "--image", "IMG"], "--style-image"),
+        (["synthesize", "lenet5", "--objective", "invert:nope", "--image", "IMG"], "'nope'"),
+        (["adversarial", "lenet5", "--image", "IMG", "--class", "1", "--epsilon", "2"],
+         "--epsilon must be in (0, 1]"),
+    ],
+)  # fmt: skip
+def test_new_commands_bad_input_is_one_line_exit_2(cli, tmp_path, digit_pngs, argv, message):
+    (image, _), _ = digit_pngs
+    out = tmp_path / "x.npz"
+    argv = [str(image) if a == "IMG" else a for a in argv]
+    code, _, err = cli(*argv, "--out", str(out))
+    assert code == 2, err
+    assert err.startswith("kernelspec: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()

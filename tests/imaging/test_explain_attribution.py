@@ -178,3 +178,25 @@ def test_bad_inputs_are_one_line_errors(gabor_file):
         attribute(model, "conv", [0], image, "occlusion", window=99)
     with pytest.raises(KernelSpecError, match="NaN"):
         attribute(model, "conv", [0], np.full((40, 40), np.nan), "guided")
+
+
+@pytest.mark.parametrize(("window", "stride", "at"), [(4, 1, None), (5, 2, None), (4, 1, (3, 4))])
+def test_first_layer_occlusion_equals_captums(monkeypatch, window, stride, at):
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 5, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3)
+    )
+    model = wrap_model(net, normalise=True)  # the ImageNet normalisation comes first
+    image = np.random.default_rng(0).uniform(size=(23, 27, 3)).astype(np.float32)
+    kw = {"at": at, "window": window, "window_stride": stride, "baseline": 0.3}
+    fast = attribute(model, "0", [0, 3], image, "occlusion", **kw)
+    assert fast["parameters"]["occlusion_path"].startswith("first-layer incremental (2 of 2")
+    monkeypatch.setenv("KERNELSPEC_CAPTUM_OCCLUSION", "1")
+    slow = attribute(model, "0", [0, 3], image, "occlusion", **kw)
+    assert "occlusion_path" not in slow["parameters"]
+    assert np.abs(slow["attributions"]).max() > 1e-3
+    np.testing.assert_allclose(fast["attributions"], slow["attributions"], atol=1e-6, rtol=1e-4)
+    deeper = attribute(model, "2", [1], image, "occlusion", **kw)  # not the first layer
+    assert "occlusion_path" not in deeper["parameters"]

@@ -104,3 +104,73 @@ def test_trained_lenet5_conv2_images_differ_from_untrained():
     b = maximize(untrained, "conv2", range(16), **kw)
     assert np.abs(a["images"] - b["images"]).mean() > 0.1
     assert _concentration(a["images"]).mean() > _concentration(b["images"]).mean()
+
+
+def _reference_maximize(model, layer, filters, size, steps, seed, lr=0.05):
+    """The loop `maximize` ran before the objective engine (kept here as the reference)."""
+    import torch
+
+    from napari_kernelspec.imaging.explain.maximize import (
+        _random_warp,
+        _spectrum_scale,
+        _to_pixels,
+        layer_output,
+        objective,
+    )
+
+    hw = (size, size)
+    scale = _spectrum_scale(*hw, "cpu")
+    gen = torch.Generator().manual_seed(seed * 1_000_003)
+    shape = (len(filters), model.channels, size, size // 2 + 1, 2)
+    spectrum = (torch.randn(shape, generator=gen) * 0.01).requires_grad_(True)
+    which = torch.as_tensor(filters)
+    opt = torch.optim.Adam([spectrum], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        seen = _random_warp(_to_pixels(spectrum, scale, hw), gen)
+        (-objective(layer_output(model, layer, seen), which).sum()).backward()
+        opt.step()
+    with torch.no_grad():
+        return _to_pixels(spectrum, scale, hw).permute(0, 2, 3, 1).numpy()
+
+
+def test_maximize_on_the_engine_equals_the_reference_loop(gabor_model):
+    model, _ = gabor_model
+    got = maximize(model, "conv", [0, 2, 3], size=32, steps=12, seed=5)["images"]
+    want = _reference_maximize(model, "conv", [0, 2, 3], 32, 12, 5)
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+#: Gabors with a DC component (cosine phase: a non-zero sum), both signs of the sum.
+DC_GABORS = [(0.12, 20, 0.0, 5), (0.16, 75, 0.0, 5), (0.117, 40, 0.5, 4), (0.297, 150, 0.5, 4)]
+
+
+def test_gabors_with_a_dc_component_get_their_own_frequency(tmp_path, gabor):
+    weights = np.asarray(
+        [[gabor(15, f, t, phase=p, sigma=s)] for f, t, p, s in DC_GABORS], dtype=np.float32
+    )
+    sums = weights.sum(axis=(1, 2, 3))
+    assert sums.min() < -1 and sums.max() > 1  # a real DC component, both signs
+    path = tmp_path / "dc.npy"
+    np.save(path, weights)
+    model = explain_model(path, device="cpu")
+    images = maximize(model, "conv", range(len(DC_GABORS)), size=64, steps=128, seed=0)["images"]
+    for k in range(len(DC_GABORS)):
+        want_f, want_t = _peak(weights[k, 0])
+        got_f, got_t = _peak(images[k, ..., 0])
+        assert abs(got_f - want_f) <= 0.03, (k, got_f, want_f)
+        assert _angle_diff(got_t, want_t) <= 10.0, (k, got_t, want_t)
+
+
+def test_achromatic_filters_get_achromatic_images(tmp_path, gabor):
+    grey = [gabor(11, f, t, phase=p) for f, t, p in [(0.2, 0, 0.0), (0.25, 60, np.pi / 2)]]
+    weights = np.asarray([[g, g, g] for g in grey] + [[grey[1], -grey[1], 0 * grey[1]]])
+    path = tmp_path / "grey.npy"
+    np.save(path, weights.astype(np.float32))
+    model = explain_model(path, device="cpu")
+    images = maximize(model, "conv", [0, 1, 2], size=48, steps=64, seed=0)["images"]
+    colour = [np.abs(i - i.mean(axis=-1, keepdims=True)).mean() / i.std() for i in images]
+    # The grey filters' images keep only the faint colour noise of the start (the colour
+    # axes get no gradient); the red-green filter's image is coloured.
+    assert max(colour[:2]) < 0.15, colour
+    assert colour[2] > 3 * max(colour[:2]), colour

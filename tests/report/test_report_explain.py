@@ -62,3 +62,23 @@ def test_a_layer_that_is_not_a_convolution_writes_nothing(tmp_path):
             explain_options={"steps": 1, "size": 16},
         )  # fmt: skip
     assert not out.exists()
+
+
+def test_trained_classifier_gets_what_drives_its_class(tmp_path, monkeypatch, digits_cache):
+    monkeypatch.setenv("KERNELSPEC_CACHE", str(digits_cache))
+    files = write_report(
+        ["lenet5"], weights="pretrained", out=tmp_path / "r.html", progress=False,
+        explain="last", explain_options={"steps": 64, "size": 32},
+    )  # fmt: skip
+    html = files.html.read_text()
+    assert "What drives the class" in html
+    # The first held-out digit is a 2, and the trained LeNet5 says so.
+    assert "the network predicts <b>2</b> (class 2, probability" in html
+    found = re.findall(r'<img src="data:image/png;base64,([^"]+)"[^>]*alt="LeNet5: ([^"]+)"', html)
+    ours = [(data, alt) for data, alt in found if alt.endswith(" of 2")]
+    assert [alt for _, alt in ours] == [
+        "the sample, Grad-CAM and gradient of 2",
+        "class visualisation of 2",
+    ]
+    row = np.asarray(Image.open(io.BytesIO(base64.b64decode(ours[0][0]))))
+    assert row.shape[1] > 2.9 * row.shape[0]  # three tiles side by side

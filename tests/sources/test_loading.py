@@ -10,7 +10,7 @@ import pytest
 
 from napari_kernelspec.base.bank import KernelBank
 from napari_kernelspec.base.errors import KernelSpecError
-from napari_kernelspec.sources import cache, models, pretrained
+from napari_kernelspec.sources import cache, loading, models, pretrained
 from napari_kernelspec.sources.loading import UntrainedWeightsWarning, load_kernels
 
 # GUIDE §1: first-layer facts of the eight seed models.
@@ -127,6 +127,31 @@ def test_random_is_deterministic(ld_env, tmp_path, monkeypatch):
     assert not d.provenance["cached"] and e.provenance["cached"]
     for other in (b, c, d, e):
         np.testing.assert_array_equal(a.weights, other.weights)
+
+
+@pytest.mark.parametrize("model", sorted(loading.FIRST_CONV_BUILT_FIRST))
+def test_random_first_conv_built_alone_is_the_whole_models(ld_env, model):
+    """The shortcut for the random weights is the whole network's first layer, bit for bit."""
+    import torch
+
+    bank = load_kernels(model, weights="random", use_cache=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(loading.RANDOM_SEED)
+        module = models.build_model(model, "cpu").get_submodule(bank.layer)
+    np.testing.assert_array_equal(bank.weights, module.weight.detach().numpy())
+    np.testing.assert_array_equal(bank.bias, module.bias.detach().numpy())
+
+
+def test_loads_without_torch_only_when_certain(ld_env, tmp_path):
+    np.save(tmp_path / "w.npy", np.ones((2, 1, 3, 3), np.float32))
+    assert loading.loads_without_torch(tmp_path / "w.npy")
+    assert loading.loads_without_torch("lenet5")  # the shipped weights
+    assert not loading.loads_without_torch(tmp_path / "w.pth")
+    assert not loading.loads_without_torch("alexnet", weights="random")  # not cached yet
+    load_kernels("alexnet", weights="random")
+    assert loading.loads_without_torch("alexnet", weights="random")  # cached now
+    assert not loading.loads_without_torch("alexnet")  # auto: pretrained not known missing
+    assert not loading.loads_without_torch("no-such-model")
 
 
 def test_pretrained_from_hub_cache_then_kernel_cache(ld_env):

@@ -25,6 +25,16 @@ def test_weights_info_matches_torchvision():
     assert info.filename == "alexnet-owt-7be5be79.pth"
 
 
+@pytest.mark.parametrize("model", sorted(pretrained.SEED_WEIGHTS))
+def test_the_seed_weights_table_is_torchvisions_default(model):
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(model).DEFAULT
+    info = pretrained.SEED_WEIGHTS[model]
+    assert info.enum_name == f"{type(weights).__name__}.{weights.name}"
+    assert info.url == weights.url
+
+
 def test_hub_path_is_torchvisions(pt_env):
     import torch
 

@@ -1,6 +1,10 @@
 """npe2 entry points: the reader and the sample data (thin; heavy imports inside functions).
 
-The widget itself is ``napari_kernelspec._napari._qt.widget:KernelSpectrumWidget``.
+The widget itself is ``napari_kernelspec._napari._qt.widget:KernelSpectrumWidget``; the
+writer is in `saving`; what the readers share is in `reading`.
+
+The samples open without training and, with the kernel cache filled, without importing
+torch: LeNet5's trained weights ship with the package (`sources.digits.read_shipped`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..sources.checkpoints import SUFFIXES
+from . import reading
 
 __all__ = [
     "READER_SUFFIXES",
@@ -29,45 +34,13 @@ READER_SUFFIXES = SUFFIXES
 MAX_KERNEL = 64
 
 #: Kernel view of layers opened by the reader and the sample data.
-DEFAULT_VIEW = "colour"
+DEFAULT_VIEW = reading.DEFAULT_VIEW
 
-LayerDataTuple = tuple[Any, dict[str, Any], str]
+LayerDataTuple = reading.LayerDataTuple
 
-
-def preload_torch() -> None:
-    """Import torch and torchvision so that they survive an OpenGL context already in place.
-
-    torchvision imports ``torch._dynamo``, which imports ``triton``. ``libtriton.so`` bundles
-    its own LLVM; once napari has made its OpenGL context, Mesa (llvmpipe, radeonsi) has loaded
-    the system ``libLLVM`` into the process, and ``import triton`` then resolves LLVM symbols
-    to Mesa's copy and crashes the process with a segmentation fault (seen under Xvfb with
-    torch 2.15 / triton: importing triton *before* the viewer works, after it crashes).
-    Loading triton with ``RTLD_DEEPBIND`` makes it use its own LLVM. Linux only; a no-op
-    elsewhere, when triton is not installed, or once it is imported.
-    """
-    import importlib.util
-    import sys
-
-    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
-    if deepbind and "triton" not in sys.modules and importlib.util.find_spec("triton"):
-        flags = sys.getdlopenflags()
-        sys.setdlopenflags(flags | deepbind)
-        try:
-            import triton  # noqa: F401
-        except Exception:  # a broken triton: torch copes without it
-            pass
-        finally:
-            sys.setdlopenflags(flags)
-    import torch  # noqa: F401
-    import torchvision  # noqa: F401
-
-
-def _single_path(path: str | os.PathLike[str] | list[Any]) -> str | None:
-    if isinstance(path, list | tuple):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    return os.fspath(path)
+#: Import torch safely under napari's OpenGL context (kept here for the widgets' imports).
+preload_torch = reading.preload_torch
+_single_path = reading.single_path
 
 
 def _numpy_holds_kernels(path: Path) -> bool:
@@ -139,6 +112,9 @@ def get_reader(
 def read_weights(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTuple]:
     """Open a weights file as the widget's three layers: spectra, kernels, clusters.
 
+    Warnings raised while loading are also shown as napari notifications. Every layer
+    carries the bank (`saving.attach_bank`), so File > Save Layers can write it back.
+
     Raises
     ------
     KernelSpecError
@@ -160,20 +136,21 @@ def _layers_of(source: str | Path) -> list[LayerDataTuple]:
     from ..analysis.pipeline import analyze
     from ..sources.loading import load_kernels
     from .layers import layer_data, place_beside, spectrum_colormap
+    from .saving import attach_bank
     from .zoom import follow_zoom_of_current_viewer
 
-    preload_torch()
-    bank = load_kernels(source, weights="auto")
+    reading.preload_torch_unless_torch_free([source])
+    with reading.warnings_as_notifications():
+        bank = load_kernels(source, weights="auto")
+        result = analyze(bank)
     follow_zoom_of_current_viewer()  # indices sized to the tiles, also without the widget
     origin = place_beside(_right_edges())
     out = []
-    for layer in layer_data(
-        analyze(bank), DEFAULT_VIEW, origin=origin, colormap=spectrum_colormap()
-    ):
+    for layer in layer_data(result, DEFAULT_VIEW, origin=origin, colormap=spectrum_colormap()):
         data, kwargs, layer_type = layer.as_tuple()
         if layer.role == "spectra":
             kwargs = {**kwargs, "visible": False}
-        out.append((data, kwargs, layer_type))
+        out.append((data, attach_bank(kwargs, bank), layer_type))
     return out
 
 
@@ -199,7 +176,8 @@ def _right_edges() -> list[float]:
 
 
 def sample_lenet5() -> list[LayerDataTuple]:
-    """LeNet5's first layer, trained on scikit-learn's digits (deterministic, no download)."""
+    """LeNet5's first layer, trained on scikit-learn's digits (the weights that ship with the
+    package: no training, no download, no torch import)."""
     return _layers_of("lenet5")
 
 

@@ -275,30 +275,44 @@ def history_label(source: str | os.PathLike[str]) -> str:
     return f"{Path(source).name} history"
 
 
-def read_history(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTuple]:
-    """npe2 reader of a folder of checkpoints: the three layers with a T axis."""
-    from .commands import DEFAULT_VIEW, _single_path, preload_torch
+def _history_layers(source: str | os.PathLike[str], view: str, label: str) -> list[LayerDataTuple]:
+    """Load and analyse every step of `source`; its three layers, each carrying the banks."""
+    from ..sources.history import history_steps
+    from .reading import preload_torch_unless_torch_free, warnings_as_notifications
+    from .saving import attach_bank
     from .zoom import follow_zoom_of_current_viewer
 
-    single = _single_path(path)
+    preload_torch_unless_torch_free(history_steps(source))
+    follow_zoom_of_current_viewer()
+    with warnings_as_notifications():
+        results, steps = analyse_history(source)
+    banks = [result.bank for result in results]
+    out = []
+    for layer in history_layer_data(results, steps, view, label):
+        data, kwargs, layer_type = layer.as_tuple()
+        out.append((data, attach_bank(kwargs, banks, steps), layer_type))
+    return out
+
+
+def read_history(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTuple]:
+    """npe2 reader of a folder of checkpoints: the three layers with a T axis.
+
+    torch is imported only for steps that need it (not for ``.npy``/``.npz`` steps).
+    """
+    from .reading import DEFAULT_VIEW, single_path
+
+    single = single_path(path)
     if single is None:
         raise ValueError(f"read_history opens one folder at a time, got {path!r}")
-    preload_torch()
-    follow_zoom_of_current_viewer()
-    results, steps = analyse_history(single)
-    layers = history_layer_data(results, steps, DEFAULT_VIEW, history_label(single))
-    return [layer.as_tuple() for layer in layers]
+    return _history_layers(single, DEFAULT_VIEW, history_label(single))
 
 
 def sample_lenet5_history() -> list[LayerDataTuple]:
-    """LeNet5 trained on scikit-learn's digits, one checkpoint per epoch (made once, cached)."""
-    from ..sources.history import lenet5_history
-    from .commands import preload_torch
-    from .zoom import follow_zoom_of_current_viewer
+    """LeNet5's first layer trained on scikit-learn's digits, one step per epoch.
 
-    preload_torch()
-    follow_zoom_of_current_viewer()
-    folder = lenet5_history()
-    results, steps = analyse_history(folder)
-    layers = history_layer_data(results, steps, "colour", "LeNet5 training")
-    return [layer.as_tuple() for layer in layers]
+    From the weights that ship with the package: no training, no torch import (see
+    `sources.history.lenet5_history`).
+    """
+    from ..sources.history import lenet5_history
+
+    return _history_layers(lenet5_history(), "colour", "LeNet5 training")

@@ -38,7 +38,10 @@ COMMANDS: dict[str, str] = {
     "maps": "maps",
     "patches": "patches",
     "explain": "explain",
+    "synthesize": "synthesize",
+    "adversarial": "adversarial",
     "scan": "scan",
+    "dataset": "dataset",
 }
 
 

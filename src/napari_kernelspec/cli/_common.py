@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import NoReturn
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 __all__ = [
     "EXIT_USAGE",
@@ -12,11 +14,13 @@ __all__ = [
     "Parser",
     "add_analysis_options",
     "add_geometry_options",
+    "add_model_output_options",
     "add_weights_option",
     "alpha_arg",
     "geometry",
     "geometry_arg",
     "min_samples_arg",
+    "progress_bar",
     "threshold_arg",
     "whole_number",
     "write_json",
@@ -191,3 +195,52 @@ def write_json(data: object, path: str) -> None:
         raise KernelSpecError(
             f"cannot write {path}: {exc.strerror or exc}; pick a writable path"
         ) from None
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr fed by ``(done, total)`` callbacks (steps, positions, images).
+
+    The bar appears at the first callback, so an error found before the work starts is the
+    only line on stderr.
+    """
+    from tqdm import tqdm
+
+    bars: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=total,
+                    desc=desc,
+                    unit=unit,
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    leave=False,
+                )
+            )
+        bar = bars[0]
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def add_model_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--weights``, ``--arch``, ``--out`` and ``--png`` of the explain family."""
+    from ..imaging.explain.model import DEVICES
+
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    add_weights_option(parser)
+    parser.add_argument(
+        "--arch", metavar="NAME", help="the torchvision architecture of a state-dict SOURCE"
+    )
+    parser.add_argument("--out", required=True, metavar="PATH", help="the .npz to write")
+    parser.add_argument("--png", metavar="PATH", help="also write a PNG mosaic")

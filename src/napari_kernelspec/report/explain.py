@@ -3,6 +3,11 @@
 `kernelspec report --explain LAYER` adds, to each model's section, the images that maximise
 the first 16 filters of the analysed (first) layer and of LAYER (a module name, or ``middle``
 / ``last``: that convolution of each model, counted in registration order).
+
+For trained classifiers it adds "what drives the class": on a sample image (scikit-image's
+photo of Chelsea for RGB models, a held-out digit for the digits LeNet5), the predicted
+class, its Grad-CAM (last convolution) and gradient saliency, and the class visualisation
+of that class (its logit ascended, L2-regularised, at the report's size and steps).
 """
 
 from __future__ import annotations
@@ -63,6 +68,79 @@ def _layer_section(model: Any, layer: str, steps: int, size: int, seed: int) -> 
     }
 
 
+def _sample_image(model: Any) -> tuple[np.ndarray, str]:
+    """(C, H, W) sample input in [0, 1] and what it is."""
+    if model.channels == 1:
+        from ..sources.digits import load_digits_32
+
+        _, _, x, y = load_digits_32()
+        return x[0], f"a held-out digit ({int(y[0])})"
+    from PIL import Image
+    from skimage.data import chelsea
+
+    img = Image.fromarray(chelsea())
+    img = img.resize((round(img.width * 224 / img.height), 224), Image.Resampling.LANCZOS)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return np.moveaxis(arr, -1, 0), "scikit-image's photo of Chelsea the cat"
+
+
+def _class_section(model: Any, steps: int, size: int, seed: int) -> dict[str, Any] | None:
+    """Grad-CAM, gradient saliency and the class visualisation of the predicted class."""
+    from ..base.errors import KernelSpecError
+    from ..imaging.explain.classes import class_attribution
+    from ..imaging.explain.result import diverging
+    from ..imaging.explain.synthesis import synthesize
+
+    if not model.is_trained:
+        return None
+    pixels, what = _sample_image(model)
+    try:
+        cam = class_attribution(model, pixels[None], "gradcam")
+    except KernelSpecError:  # not a classifier (a one-layer weights file)
+        return None
+    target = int(cam["targets"][0])
+    prob = float(cam["probabilities"][0, target])
+    grad = class_attribution(model, pixels[None], "gradient", target)["attributions"][0]
+    vis = synthesize(model, "class", target=[target], steps=steps, size=size, seed=seed)
+    from ..imaging.explain.classes import class_names
+
+    names = class_names(model)
+    name = names[target] if names else str(target)
+    rgb = np.moveaxis(pixels, 0, -1)
+    rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
+    heat = cam["attributions"][0, 0]
+    heat = heat / heat.max() if heat.max() > 0 else heat
+    overlay = 0.5 * rgb + 0.5 * np.stack([heat, 0.2 * heat, 1 - heat], axis=-1)
+    tiles = [rgb, overlay, diverging(grad.sum(axis=0))]
+    picture_vis = vis["images"][0]
+    if picture_vis.shape[-1] == 1:
+        picture_vis = np.repeat(picture_vis, 3, axis=-1)
+    h = rgb.shape[0]
+    factor = images.upscale_factor(h, 2 * _TILE_PX)
+    row = views.mosaic(
+        np.stack([images.upscale(t, factor) for t in tiles]).astype(np.float32),
+        ncols=3,
+        gap=2,
+        fill=1.0,
+    )
+    vis_factor = images.upscale_factor(picture_vis.shape[0], 2 * _TILE_PX)
+    vis_img = images.upscale(picture_vis, vis_factor)
+    out = {"name": name, "target": target, "probability": f"{prob:.3f}", "what": what}
+    for key, pic, alt in [
+        ("attribution", row, f"{model.name}: the sample, Grad-CAM and gradient of {name}"),
+        ("visualisation", vis_img, f"{model.name}: class visualisation of {name}"),
+    ]:
+        ph, pw = pic.shape[:2]
+        out[key] = {
+            "uri": images.png_data_uri(np.clip(pic, 0, 1)),
+            "width": pw,
+            "height": ph,
+            "aspect": f"{pw / ph:.5f}",
+            "alt": alt,
+        }
+    return out
+
+
 def explain_sections(
     results: Sequence[AnalysisResult],
     layer: str,
@@ -88,8 +166,9 @@ def explain_sections(
     Returns
     -------
     list of dict
-        ``layers`` (the first layer's and `layer`'s mosaics, as image contexts), ``steps``,
-        ``size``, ``caveats``.
+        ``layers`` (the first layer's and `layer`'s mosaics, as image contexts), ``classes``
+        (trained classifiers: the predicted class of a sample image, its Grad-CAM, gradient
+        and class visualisation; else None), ``steps``, ``size``, ``caveats``.
 
     Raises
     ------
@@ -113,6 +192,7 @@ def explain_sections(
         out.append(
             {
                 "layers": [_layer_section(model, name, steps, size, seed) for name in layers],
+                "classes": _class_section(model, steps, size, seed),
                 "steps": steps,
                 "size": size,
                 "trained": model.is_trained,

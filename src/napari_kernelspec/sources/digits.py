@@ -3,12 +3,17 @@
 LeNet5 is not in torchvision and has no downloadable weights, so its "pretrained" weights are
 made here: the 8x8 digits of ``sklearn.datasets.load_digits`` are upscaled to 32x32, split into
 fixed training and held-out sets, and the network is trained with fixed seeds on one thread.
-The trained state dict is cached (a few hundred kilobytes) in the kernel cache folder.
+The trained weights ship with the package (`SHIPPED_FILE`, checked against `SHIPPED_SHA256`
+on every read), so the sample data and the widgets never train on the main thread: training
+with the recipe took 10 s of napari's main thread with an empty cache. If the shipped file is
+missing, damaged or made with another recipe, the network is trained here and the state dict
+cached (a few hundred kilobytes) in the kernel cache folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -20,7 +25,17 @@ import numpy as np
 
 from ..base.atomic import atomic_write
 
-__all__ = ["RECIPE", "load_digits_32", "state_dict_path", "train_lenet5", "trained_lenet5"]
+__all__ = [
+    "RECIPE",
+    "SHIPPED_FILE",
+    "SHIPPED_SHA256",
+    "load_digits_32",
+    "read_shipped",
+    "shipped_path",
+    "state_dict_path",
+    "train_lenet5",
+    "trained_lenet5",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +52,14 @@ RECIPE: dict[str, Any] = {
     "optimizer": "adam",
     "upscale": "bilinear 8x8 -> 32x32",
 }
+
+#: The trained weights that ship with the package (``sources/data``), made with `RECIPE` by
+#: ``scripts/make_lenet5_weights.py``: the whole trained state dict, the first layer before
+#: training and after every epoch, and the held-out accuracies. About 0.3 MB.
+SHIPPED_FILE = "lenet5_digits.npz"
+
+#: SHA-256 of `SHIPPED_FILE`; a file with another digest is not used (see `read_shipped`).
+SHIPPED_SHA256 = "dfbed879629b9bfc6b60c5185332a3cce62b5c9e12583d85fa2096ec56270fbd"
 
 
 def load_digits_32() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -154,22 +177,96 @@ def state_dict_path(cache_folder: Path) -> Path:
     return cache_folder / f"lenet5-digits-{tag}.npz"
 
 
-def trained_lenet5(use_cache: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The digits-trained LeNet5 state dict, from the cache or trained now (then cached).
+def shipped_path() -> Path:
+    """Where `SHIPPED_FILE` lies in the installed package."""
+    return Path(__file__).with_name("data") / SHIPPED_FILE
+
+
+def read_shipped(
+    path: str | Path | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """The shipped trained LeNet5: state dict, information and first-layer history.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        Default: `shipped_path`.
+
+    Returns
+    -------
+    state : dict of str to ndarray
+        The trained state dict, float32 (``"conv1.weight"`` is (6, 1, 5, 5)).
+    info : dict
+        JSON-safe: ``recipe``, ``accuracy`` (held-out), ``n_test``, ``epoch_accuracy`` (one
+        per history step), ``made_with`` (versions), ``sha256``.
+    history : dict of str to dict
+        ``{"epoch_000": {"conv1.weight": (6, 1, 5, 5), "conv1.bias": (6,)}, ...}``: the
+        first layer before training and after each of the ``RECIPE["epochs"]`` epochs.
+
+    Raises
+    ------
+    ValueError
+        The file's SHA-256 is not `SHIPPED_SHA256`, or it was made with another recipe.
+    OSError
+        The file cannot be read.
+    """
+    path = Path(path) if path is not None else shipped_path()
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != SHIPPED_SHA256:
+        raise ValueError(f"SHA-256 {digest[:12]}... is not the expected {SHIPPED_SHA256[:12]}...")
+    import io
+
+    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+        info = json.loads(str(data["__info__"][()]))
+        arrays = {k: np.array(data[k], dtype=np.float32) for k in data.files if k != "__info__"}
+    if info.get("recipe") != RECIPE:
+        raise ValueError("made with another recipe")
+    state: dict[str, np.ndarray] = {}
+    history: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        group, _, name = key.partition(":")
+        if group == "state":
+            state[name] = value
+        else:
+            history.setdefault(group, {})[name] = value
+    if "conv1.weight" not in state or len(history) != int(RECIPE["epochs"]) + 1:
+        raise ValueError("incomplete")
+    return state, {**info, "sha256": digest}, dict(sorted(history.items()))
+
+
+def trained_lenet5(
+    use_cache: bool = True, shipped: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The digits-trained LeNet5 state dict: the shipped one, else cached, else trained now.
 
     Parameters
     ----------
     use_cache : bool
-        Read and write the trained state dict in the kernel cache folder.
+        Read and write a state dict trained here in the kernel cache folder.
+    shipped : bool
+        Use the weights that ship with the package (`read_shipped`) when they are sound.
+        False (or a damaged shipped file, logged) trains with `RECIPE`.
 
     Returns
     -------
     state : dict of str to ndarray
     info : dict
-        JSON-safe: ``accuracy`` (held-out), ``n_test``, ``recipe``, ``cached``.
+        JSON-safe: ``accuracy`` (held-out), ``n_test``, ``recipe``, ``cached``, and
+        ``shipped`` (True with ``sha256`` and ``made_with`` for the shipped weights).
     """
     from .cache import cache_dir
 
+    if shipped:
+        try:
+            state, info, _ = read_shipped()
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning(
+                "not using the shipped LeNet5 weights %s (%s); training them", shipped_path(), exc
+            )
+        else:
+            keep = ("accuracy", "n_test", "recipe", "sha256", "made_with")
+            return state, {**{k: info[k] for k in keep}, "shipped": True, "cached": True}
     path = state_dict_path(cache_dir())
     if use_cache and path.is_file():
         try:
@@ -179,6 +276,7 @@ def trained_lenet5(use_cache: bool = True) -> tuple[dict[str, np.ndarray], dict[
             if info.get("recipe") != RECIPE or "conv1.weight" not in state:
                 raise ValueError("made with another recipe")
             info["cached"] = True
+            info["shipped"] = False
             return state, info
         except Exception as exc:  # damaged: train again and overwrite
             logger.warning("ignoring damaged LeNet5 cache file %s (%s)", path, exc)
@@ -191,4 +289,4 @@ def trained_lenet5(use_cache: bool = True) -> tuple[dict[str, np.ndarray], dict[
                 np.savez(fh, __info__=np.array(json.dumps(info)), **state)
         except OSError as exc:
             logger.warning("could not cache the trained LeNet5 at %s (%s)", path, exc)
-    return state, {**info, "cached": False}
+    return state, {**info, "cached": False, "shipped": False}

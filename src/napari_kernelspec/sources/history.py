@@ -5,9 +5,10 @@ order of their names, so ``step_10`` comes after ``step_9``) or a list file (one
 line, in the order given). `history_steps` names the steps; the front ends load and analyse
 each of them.
 
-`lenet5_history` makes the sample history: LeNet5 trained on scikit-learn's digits with the
-recipe of `digits.RECIPE`, one checkpoint before training and one after every epoch, written
-deterministically once and then read from the cache folder.
+`lenet5_history` makes the sample history: the first layer of LeNet5 trained on
+scikit-learn's digits with the recipe of `digits.RECIPE`, before training and after every
+epoch, written once from the weights that ship with the package and then read from the cache
+folder.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 MAX_STEPS = 2000
 
 #: What determines the sample history besides `digits.RECIPE` (part of its cache folder name).
-HISTORY_RECIPE = {"name": "lenet5-digits-history", "version": 1, "every": "epoch"}
+HISTORY_RECIPE = {"name": "lenet5-digits-history", "version": 2, "every": "epoch"}
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -139,34 +140,45 @@ def step_name(path: str | os.PathLike[str]) -> str:
 
 
 def lenet5_history(use_cache: bool = True) -> Path:
-    """The folder of the sample history: LeNet5 on scikit-learn's digits, one checkpoint per
-    epoch (``epoch_000.pt`` = the seeded initialisation, before any training).
+    """The folder of the sample history: LeNet5's first layer on scikit-learn's digits, one
+    file per epoch (``epoch_000.npz`` = the seeded initialisation, before any training).
 
-    The training follows `digits.RECIPE` (fixed seeds, one thread, deterministic
-    algorithms), so the last checkpoint holds the weights of `digits.trained_lenet5`. The
-    folder is made once (a few seconds), written to a temporary folder and renamed into
-    the cache, so an interrupted run leaves no half history.
+    The steps come from the weights that ship with the package (`digits.read_shipped`, made
+    with `digits.RECIPE`), so nothing is trained and torch is not imported; the last step
+    holds the first layer of `digits.trained_lenet5`. Without usable shipped weights the
+    network is trained here (fixed seeds, one thread; about 10 s). Each file holds the
+    first layer only (``conv1.weight`` (6, 1, 5, 5) and ``conv1.bias``): what the history
+    shows. The folder is written to a temporary folder and renamed into the cache, so an
+    interrupted run leaves no half history.
 
     Parameters
     ----------
     use_cache : bool
-        Reuse the folder if it is complete; else (or if False) train again and replace it.
+        Reuse the folder if it is complete; else (or if False) write it again.
 
     Returns
     -------
     Path
-        The folder, holding ``epochs + 1`` state-dict files ``epoch_NNN.pt``.
+        The folder, holding ``epochs + 1`` files ``epoch_NNN.npz``.
     """
-    import torch
+    import numpy as np
 
     from . import digits
     from .cache import cache_dir
 
     epochs = int(digits.RECIPE["epochs"])
     tag = f"v{HISTORY_RECIPE['version']}-r{digits.RECIPE['version']}"
-    tag += f"-torch{torch.__version__.split('+')[0]}"
+    try:
+        _, _, steps = digits.read_shipped()
+        tag += f"-{digits.SHIPPED_SHA256[:12]}"
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("not using the shipped LeNet5 history (%s); training it", exc)
+        steps = {}
+        import torch
+
+        tag += f"-torch{torch.__version__.split('+')[0]}"
     folder = cache_dir() / f"lenet5-digits-history-{tag}"
-    names = [f"epoch_{k:03d}.pt" for k in range(epochs + 1)]
+    names = [f"epoch_{k:03d}.npz" for k in range(epochs + 1)]
     if use_cache and all((folder / n).is_file() for n in names):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -174,10 +186,14 @@ def lenet5_history(use_cache: bool = True) -> Path:
     try:
 
         def save(epoch: int, state: dict) -> None:
-            tensors = {k: torch.from_numpy(v) for k, v in state.items()}
-            torch.save(tensors, tmp / names[epoch])
+            first = {k: state[k] for k in ("conv1.weight", "conv1.bias")}
+            np.savez(tmp / names[epoch], **first)
 
-        digits.train_lenet5(on_epoch=save)
+        if steps:
+            for epoch, name in enumerate(sorted(steps)):
+                save(epoch, steps[name])
+        else:
+            digits.train_lenet5(on_epoch=save)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)

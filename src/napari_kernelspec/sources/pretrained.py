@@ -82,8 +82,32 @@ class WeightsInfo:
         return os.path.basename(urlparse(self.url).path)
 
 
+_DOWNLOADS = "https://download.pytorch.org/models/"
+
+#: torchvision's ``DEFAULT`` weights of the seed models, known without importing
+#: torchvision (1.5-2 s here: the AlexNet sample's first load spends it for nothing when
+#: offline); tests/sources/test_pretrained.py checks the table against torchvision.
+SEED_WEIGHTS: dict[str, WeightsInfo] = {
+    model: WeightsInfo(f"{enum}.{name}", _DOWNLOADS + file)
+    for model, enum, name, file in (
+        ("alexnet", "AlexNet_Weights", "IMAGENET1K_V1", "alexnet-owt-7be5be79.pth"),
+        ("vgg16", "VGG16_Weights", "IMAGENET1K_V1", "vgg16-397923af.pth"),
+        ("resnet50", "ResNet50_Weights", "IMAGENET1K_V2", "resnet50-11ad3fa6.pth"),
+        ("densenet121", "DenseNet121_Weights", "IMAGENET1K_V1", "densenet121-a639ec97.pth"),
+        ("mobilenet_v2", "MobileNet_V2_Weights", "IMAGENET1K_V2", "mobilenet_v2-7ebf99e0.pth"),
+        ("googlenet", "GoogLeNet_Weights", "IMAGENET1K_V1", "googlenet-1378be20.pth"),
+        (
+            "inception_v3",
+            "Inception_V3_Weights",
+            "IMAGENET1K_V1",
+            "inception_v3_google-0cc3c7bd.pth",
+        ),
+    )
+}
+
+
 def weights_info(model: str) -> WeightsInfo:
-    """torchvision's ``DEFAULT`` weights of `model`.
+    """torchvision's ``DEFAULT`` weights of `model` (`SEED_WEIGHTS` for the seed models).
 
     Parameters
     ----------
@@ -95,6 +119,8 @@ def weights_info(model: str) -> WeightsInfo:
     WeightsUnavailable
         If torchvision has no pretrained weights for the model.
     """
+    if model in SEED_WEIGHTS:
+        return SEED_WEIGHTS[model]
     from torchvision.models import get_model_weights
 
     try:

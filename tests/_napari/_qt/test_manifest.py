@@ -26,6 +26,18 @@ def test_manifest_name_is_the_distribution_name():
     keys = {s.key for s in manifest.contributions.sample_data}
     assert keys == {"lenet5_digits", "lenet5_history", "alexnet"}
     assert manifest.contributions.readers[0].accepts_directories  # checkpoint folders
+    writers = {
+        (w.command.split(".")[-1], tuple(w.layer_types), ext)
+        for w in manifest.contributions.writers
+        for ext in w.filename_extensions
+    }
+    assert writers == {
+        ("write_bank", ("image",), ".npy"),
+        ("write_bank", ("image",), ".safetensors"),
+        ("write_bank", ("points",), ".npy"),
+        ("write_bank", ("points",), ".safetensors"),
+        ("write_filter_table", ("image",), ".csv"),  # points .csv stays napari's own
+    }
 
 
 def test_installed_distribution_provides_the_manifest():
@@ -73,6 +85,13 @@ def test_wheel_ships_the_manifest(tmp_path):
         assert "napari_kernelspec/napari.yaml" in names
         for template in ("report.html.j2", "_model.html.j2", "report.css", "report.js"):
             assert f"napari_kernelspec/report/templates/{template}" in names
+        # the trained LeNet5 weights ship in the wheel, byte for byte
+        import hashlib
+
+        from napari_kernelspec.sources import digits
+
+        shipped = archive.read("napari_kernelspec/sources/data/lenet5_digits.npz")
+        assert hashlib.sha256(shipped).hexdigest() == digits.SHIPPED_SHA256
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         text = archive.read(entry_points).decode()
         yaml_text = archive.read("napari_kernelspec/napari.yaml").decode()

@@ -79,9 +79,20 @@ def test_sample_data(make_napari_viewer):
     assert roles["kernels"].metadata["kernelspec"]["weights"] == "trained-digits"
     assert roles["kernels"].name == "LeNet5 kernels"
     viewer.layers.clear()
-    # No pretrained AlexNet in the private TORCH_HOME: the sample says it is untrained.
-    with pytest.warns(UntrainedWeightsWarning):
-        viewer.open_sample("napari-kernelspec", "alexnet")
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    shown = []
+    notification_manager.notification_ready.connect(shown.append)
+    # No pretrained AlexNet in the private TORCH_HOME: the sample says it is untrained,
+    # in a napari notification as well as on stderr.
+    try:
+        with pytest.warns(UntrainedWeightsWarning):
+            viewer.open_sample("napari-kernelspec", "alexnet")
+    finally:
+        notification_manager.notification_ready.disconnect(shown.append)
+    warned = [n for n in shown if n.severity == NotificationSeverity.WARNING]
+    assert len(warned) == 1 and "AlexNet: no pretrained weights" in warned[0].message
+    assert "RANDOM, UNTRAINED" in warned[0].message
     names = [lay.name for lay in viewer.layers]
     assert names == [
         "AlexNet (untrained) spectra",

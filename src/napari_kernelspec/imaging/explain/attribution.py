@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...base.errors import KernelSpecError
-from .maximize import _Stop, channel_objective, check_at, layer_output
+from .engine import _Stop
+from .maximize import channel_objective, check_at, layer_output
 from .model import drive
 
 if TYPE_CHECKING:
@@ -320,6 +321,13 @@ def _clamped_relu_class() -> type:
 # --- attribution ---------------------------------------------------------------------------
 
 
+def fast_occlusion_off() -> bool:
+    """True when ``KERNELSPEC_CAPTUM_OCCLUSION=1``: always Captum's path (for comparisons)."""
+    import os
+
+    return os.environ.get("KERNELSPEC_CAPTUM_OCCLUSION", "") == "1"
+
+
 def _neuron(filter_index: int, at: tuple[int, int] | None) -> Any:
     if at is not None:
         return (filter_index, at[0], at[1])
@@ -406,7 +414,25 @@ def iter_attribute(
     x = torch.from_numpy(pixels)[None].to(model.device)
     out = np.empty((len(filters), c, h, w), dtype=np.float32)
     rule = {"guided": "guided", "deconvnet": "deconv"}.get(method)
+    fast: list[Any] = [None] * len(filters)
+    if method == "occlusion" and not fast_occlusion_off():
+        from .occlusion import first_layer_occlusion
+
+        found = first_layer_occlusion(
+            model, layer, filters, unit, x, window, window_stride, float(baseline)
+        )
+        if found is not None:
+            fast = found
+            n_fast = sum(f is not None for f in fast)
+            parameters["occlusion_path"] = (
+                f"first-layer incremental ({n_fast} of {len(filters)} filters; Captum for "
+                "the rest)"
+            )
     for i, k in enumerate(filters):
+        if fast[i] is not None:
+            out[i] = fast[i].cpu().numpy()[0]
+            yield i + 1, len(filters)
+            continue
         tracker = _Tracker(model.net)
         try:
             with warnings.catch_warnings(), _functional_relu_rule(tracker, rule):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,15 @@ class Explanation:
         The model input the attributions are about.
     meta : dict
         JSON-safe: model, layer, method, filters, parameters, weights source, caveats.
+    masks : (K, H, W) ndarray of bool, or None
+        Segmentations (GrabCut).
+    labels : list of str, or None
+        Tile captions of the PNG (default the filter indices).
+    arrays : dict of str to ndarray
+        More arrays written to the npz (an adversarial example's ``original`` and
+        ``perturbation``).
+    tiles : (T, H, W, 3) ndarray, or None
+        What the PNG shows, when it is not the images / attributions themselves.
     """
 
     method: str
@@ -65,6 +74,10 @@ class Explanation:
     attributions: np.ndarray | None
     image: np.ndarray | None
     meta: dict[str, Any]
+    masks: np.ndarray | None = None
+    labels: list[str] | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    tiles: np.ndarray | None = None
 
 
 def iter_explain(
@@ -203,8 +216,12 @@ def save_npz(result: Explanation, path: str | os.PathLike[str]) -> Path:
         arrays["images"] = np.asarray(result.images, dtype=np.float32)
     if result.attributions is not None:
         arrays["attributions"] = np.asarray(result.attributions, dtype=np.float32)
-        assert result.image is not None
+    if result.image is not None:
         arrays["image"] = np.asarray(result.image, dtype=np.float32)
+    if result.masks is not None:
+        arrays["masks"] = np.asarray(result.masks, dtype=bool)
+    for key, value in result.arrays.items():
+        arrays[key] = np.asarray(value)
     path = Path(path)
     try:
         with atomic_write(path, "wb") as fh:
@@ -244,6 +261,8 @@ def attribution_rgb(attributions: np.ndarray) -> np.ndarray:
 
 def tiles(result: Explanation) -> np.ndarray:
     """(F, H, W, 3) float32 tiles of a result: the images, or the attributions' colours."""
+    if result.tiles is not None:
+        return np.asarray(result.tiles, dtype=np.float32)
     if result.images is not None:
         imgs = np.asarray(result.images, dtype=np.float32)
         return np.repeat(imgs, 3, axis=-1) if imgs.shape[-1] == 1 else imgs
@@ -287,7 +306,8 @@ def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 
     draw.text((1, 0), title, fill=(0, 0, 0), font=font)
     draw.text((1, label), second, fill=(0, 0, 0) if trained else (200, 0, 0), font=font)
     origins = tile_origins(len(stack), (tile_h + label, tile_w), gap=2)
-    for (row, col), f in zip(origins, result.filters, strict=True):
+    captions = result.labels if result.labels is not None else result.filters
+    for (row, col), f in zip(origins, captions, strict=True):
         draw.text((int(col) + 1, int(row) + header), str(f), fill=(0, 0, 0), font=font)
     path = Path(path)
     try:
