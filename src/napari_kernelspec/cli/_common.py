@@ -70,8 +70,11 @@ def alpha_arg(text: str) -> float:
     return value
 
 
-def whole_number(name: str, least: int = 1) -> Callable[[str], int]:
-    """An argparse type: a whole number >= `least`, errors naming the option `name`."""
+def whole_number(name: str, least: int = 1, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [`least`, `most`], errors naming the option `name`.
+
+    Bounded before anything is allocated from it (a count of 10**20 is refused here).
+    """
 
     def parse(text: str) -> int:
         try:
@@ -82,6 +85,8 @@ def whole_number(name: str, least: int = 1) -> Callable[[str], int]:
             ) from None
         if value < least:
             raise argparse.ArgumentTypeError(f"{name} is {value}; it must be at least {least}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"{name} is {value}; it must be at most {most:,}")
         return value
 
     return parse

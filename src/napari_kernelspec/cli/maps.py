@@ -15,8 +15,12 @@ DESCRIPTION = (
 )
 
 
+#: Largest stride, padding or dilation accepted (a real layer's are a few pixels).
+MAX_GEOMETRY = 4096
+
+
 def pair_arg(minimum: int):
-    """``S`` or ``R,C``: whole numbers >= `minimum`."""
+    """``S`` or ``R,C``: whole numbers in [`minimum`, `MAX_GEOMETRY`]."""
 
     def parse(text: str) -> tuple[int, int]:
         parts = text.split(",")
@@ -26,9 +30,10 @@ def pair_arg(minimum: int):
             raise argparse.ArgumentTypeError(
                 f"expected a whole number or ROWS,COLS, got {text!r}"
             ) from None
-        if len(values) not in (1, 2) or min(values) < minimum:
+        if len(values) not in (1, 2) or min(values) < minimum or max(values) > MAX_GEOMETRY:
             raise argparse.ArgumentTypeError(
-                f"expected one or two whole numbers >= {minimum}, got {text!r}"
+                f"expected one or two whole numbers >= {minimum} (at most {MAX_GEOMETRY}), "
+                f"got {text!r}"
             )
         return (values[0], values[-1])
 

@@ -8,7 +8,11 @@ import sys
 from ._common import add_analysis_options
 
 HELP = "write a static HTML report comparing models"
-DESCRIPTION = "Write one self-contained HTML report, plus JSON and CSV beside it."
+DESCRIPTION = (
+    "Write one self-contained HTML report, plus JSON and CSV beside it. Exit status: 0 all "
+    "models reported, 1 some could not be analysed (a note in the report names them), 2 "
+    "usage error (an unknown model name is refused before any work)."
+)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -95,4 +99,9 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     html, data, table = (printable(p) for p in (files.html, files.json, files.csv))
     sys.stdout.write(f"report written to {html}\n(data: {data}, {table})\n")
-    return 0
+    for failure in files.failures:  # noted in the report too; the status says it: 1
+        sys.stderr.write(
+            f"kernelspec: warning: {printable(failure['model'])} was left out of the report: "
+            f"{printable(failure['error'])}\n"
+        )
+    return 1 if files.failures else 0

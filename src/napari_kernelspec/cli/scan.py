@@ -38,8 +38,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models-out",
         metavar="PATH",
-        help="models dataset, one row per source with its summary, time and error "
-        "(default: --out with '-models', e.g. filters-models.parquet)",
+        help="models dataset, one row per source with its summary, time and error (null "
+        "for an analysed source; default: --out with '-models', e.g. filters-models.parquet)",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
+from ..base.limits import check_elements
 from ..sources import models
 from . import network as _network
 from .images import prepare
@@ -278,6 +279,7 @@ def feature_maps(
             f"{bank.display_name} (receptive field of {bank.layer}: {rf[0]}x{rf[1]} px); "
             "give a larger image"
         )
+    check_elements(shape, f"the feature maps of {bank.layer}")
     maps = np.empty(shape, dtype=np.float32)
     if first:
         rows_per_tile = max(1, int(tile_bytes // max(1, per_pixel * shape[2])))

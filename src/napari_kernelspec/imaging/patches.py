@@ -18,6 +18,7 @@ import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
+from ..base.limits import check_elements
 from .images import as_image, read_image
 from .maps import FeatureMaps, feature_maps, resolve_bank
 
@@ -230,6 +231,7 @@ def top_patches(
         raise KernelSpecError(f"k must be a whole number >= 1, got {k!r}")
     k = int(k)
     bank = resolve_bank(source, weights, layer)
+    check_elements((bank.n_filters, k, 4), f"{k} patches for each of {bank.n_filters} filters")
 
     def maps_of_images() -> Iterator[FeatureMaps]:
         for index, image in enumerate(images):

@@ -455,6 +455,7 @@ def render_report(
     history: dict[str, Any] | None = None,
     explain: Sequence[dict[str, Any]] | None = None,
     images: Sequence[Any] | None = None,
+    failures: Sequence[dict[str, str]] = (),
 ) -> str:
     """Render analysis results of one or more layers as one self-contained HTML page.
 
@@ -470,6 +471,8 @@ def render_report(
         One `report.explain.explain_sections` context per result (maximising images).
     images : sequence of report.maps.ReportImage, optional
         Images to run through every layer (feature maps, top patches; `report.maps`).
+    failures : sequence of dict, optional
+        Models that could not be analysed (``{"model", "error"}``): a note at the top.
 
     Returns
     -------
@@ -530,6 +533,7 @@ def render_report(
             n_untrained=sum(not m["trained"] for m in models),
             history=history,
             images=image_facts,
+            failures=list(failures),
         )
     )
 

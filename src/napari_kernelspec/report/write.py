@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..base.atomic import write_together
 from ..base.errors import KernelSpecError
-from ..base.text import csv_cell, printable
+from ..base.text import csv_cell, printable, redact
 from .render import render_report, report_metadata
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ class ReportFiles:
     html: Path
     json: Path
     csv: Path
+    #: The models that could not be loaded or analysed: ``{"model", "error"}`` each. The
+    #: report shows them in a note at its top; the others are in it.
+    failures: tuple[dict[str, str], ...] = ()
 
 
 def seed_models() -> list[str]:
@@ -58,16 +62,22 @@ def _json_safe(value: Any) -> Any:
 
 
 def results_json(
-    results: Sequence[AnalysisResult], generated: datetime, history: Any = None
+    results: Sequence[AnalysisResult],
+    generated: datetime,
+    history: Any = None,
+    failures: Sequence[dict[str, str]] = (),
 ) -> str:
     """The JSON document: ``{"report": metadata, "results": [AnalysisResult.to_dict(), ...]}``
-    (plus ``"history"``: the drift of every step, when given)."""
+    (plus ``"history"``: the drift of every step, when given; ``"failures"``: the models
+    that could not be analysed, ``{"model", "error"}``, when there are any)."""
     document = {
         "report": report_metadata(results, generated),
         "results": [r.to_dict() for r in results],
     }
     if history is not None:
         document["history"] = history
+    if failures:
+        document["failures"] = list(failures)
     return json.dumps(_json_safe(document), indent=1, allow_nan=False) + "\n"
 
 
@@ -190,8 +200,10 @@ def write_report(
     KernelSpecError
         Bad parameters, an unknown model, an empty `sources` list, an `out` that is not
         ``.html``, colliding or unwritable output paths (all checked before anything is
-        loaded), or any loading error (unchanged, so the CLI prints it as one line).
-        Nothing is written then.
+        loaded), or no model that could be analysed. Nothing is written then. A model that
+        fails to load or analyse while others succeed is left out with a note at the top
+        of the report and in the JSON (``"failures"``), and listed in
+        `ReportFiles.failures`.
     Interrupted
         A `KeyboardInterrupt` that got between the renames; its message names the files
         replaced and those left as they were.
@@ -234,22 +246,32 @@ def write_report(
     from tqdm import tqdm
 
     results = []
+    failures: list[dict[str, str]] = []
     caught: list[warnings.WarningMessage] = []
     with tqdm(
         total=len(names),
         desc="kernelspec report",
         unit="model",
-        disable=not progress,
+        disable=not progress or not names,  # no empty "0model" bar for a history alone
         file=sys.stderr,
         dynamic_ncols=True,
     ) as bar:
         for name in names:
             bar.set_postfix_str(f"loading {printable(name, limit=40)}")
-            with warnings.catch_warnings(record=True) as seen:
-                warnings.simplefilter("always")
-                bank = load_kernels(name, weights=weights)
-            caught += seen
-            results.append(analyze(bank, method, threshold, min_samples, alpha=alpha))
+            try:  # one bad model is a note in the report, not the end of it
+                with warnings.catch_warnings(record=True) as seen:
+                    warnings.simplefilter("always")
+                    bank = load_kernels(name, weights=weights)
+                caught += seen
+                results.append(analyze(bank, method, threshold, min_samples, alpha=alpha))
+            except Exception as exc:  # as in a scan: the error becomes the model's note
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                reason = (
+                    text if isinstance(exc, KernelSpecError) else f"{type(exc).__name__}: {text}"
+                )
+                failures.append({"model": redact(os.fspath(name)), "error": redact(reason)})
+                bar.update(1)
+                continue
             bar.set_postfix_str(printable(bank.display_name, limit=40))
             bar.update(1)
     for w in caught:  # after the bar, so messages do not break it
@@ -257,6 +279,11 @@ def write_report(
 
     if steps is not None and not names:
         results = [steps.first] if len(steps.steps) == 1 else [steps.first, steps.last]
+    if not results:
+        first = failures[0]
+        raise KernelSpecError(
+            f"no model could be analysed, nothing was written; {first['model']}: {first['error']}"
+        )
     sections = None
     if explain is not None:
         from .explain import explain_sections
@@ -274,8 +301,9 @@ def write_report(
         history=section,
         explain=sections,
         images=report_images,
+        failures=failures,
     )
-    document = results_json(results, generated, drift)
+    document = results_json(results, generated, drift, failures)
     table = results_csv(results)
     write_together([(files.json, document), (files.csv, table), (files.html, html)])
-    return files
+    return dataclasses.replace(files, failures=tuple(failures))

@@ -134,11 +134,19 @@ def analyse_source(source: str, params: ScanParameters) -> SourceResult:
         is empty. ``model["seconds"]`` is the time taken either way.
     """
     from ..analysis.pipeline import analyze
+    from ..base.errors import KernelSpecError
+    from ..base.text import redact
     from ..sources.loading import load_kernels
+    from .expand import UNREADABLE
 
     start = time.perf_counter()
     caught: list[str] = []
     try:
+        if source.startswith(UNREADABLE):  # listed by `expand_sources`: say so in its row
+            raise KernelSpecError(
+                f"cannot read the folder {source[len(UNREADABLE) :]}: the weights files in it "
+                "were not scanned; check its permissions"
+            )
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             bank = load_kernels(source, weights=params.weights, layer=params.layer)
@@ -151,6 +159,12 @@ def analyse_source(source: str, params: ScanParameters) -> SourceResult:
     except Exception as exc:  # a bad source is a row, never the end of the scan
         row, filters = {"source": source, "error": _error_text(exc)}, {}
     row["seconds"] = time.perf_counter() - start
-    row["warnings"] = " | ".join(caught) or None
+    row["warnings"] = redact(" | ".join(caught)) or None
     row.setdefault("error", None)
+    # Credentials in a URL are never stored (the Parquet files get shared).
+    row["source"] = redact(source)
+    if row["error"]:
+        row["error"] = redact(row["error"])
+    if "source" in filters:
+        filters["source"] = [row["source"]] * len(filters["source"])
     return SourceResult(source=source, model=row, filters=filters)

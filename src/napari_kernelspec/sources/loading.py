@@ -23,7 +23,7 @@ import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
-from ..base.text import printable
+from ..base.text import printable, redact
 from . import cache, checkpoints, models, pretrained, remote
 
 __all__ = [
@@ -593,13 +593,14 @@ def _load_remote(
     """A URL or ``hf://`` checkpoint: from the kernel cache, else read with Range requests."""
     source = remote.parse_source(text)
     assert source is not None
-    key = cache.make_key(model=source.text, layer=layer or "first-4d", weights="checkpoint")
-    hit = _cached(key, use_cache, source.text, layer, "checkpoint")
+    name = redact(source.text)  # credentials are never shown or stored, cache included
+    key = cache.make_key(model=name, layer=layer or "first-4d", weights="checkpoint")
+    hit = _cached(key, use_cache, name, layer, "checkpoint")
     if hit is None:
         found = remote.read_kernels(source, layer)
         hit = KernelBank(
             weights=found.weights,
-            model=source.text,
+            model=name,
             layer=printable(found.key),
             source="checkpoint",
             bias=found.bias,

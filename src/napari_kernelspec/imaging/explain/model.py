@@ -149,7 +149,7 @@ class ExplainModel:
             other = type(self.net.get_submodule(self.prefix + name)).__name__ if name else None
         except AttributeError:
             other = None
-        what = f"is a {other}, not a convolution" if other else "is not a layer of it"
+        what = f"is a {other}, not a convolution" if other else "is not a layer"
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         shown = list(dict.fromkeys(close + names[:6]))
         more = f" (and {len(names) - len(shown)} more)" if len(names) > len(shown) else ""
@@ -252,6 +252,9 @@ def parse_filters(text: str | Any, n_filters: int, layer: str = "the layer") -> 
                 ) from None
             if b < a:
                 raise KernelSpecError(f"bad filter range {part!r}: write the smaller index first")
+            if b >= n_filters or a < 0:  # before the range is expanded (0-2000000000)
+                out.append(a if a < 0 or a >= n_filters else n_filters)
+                break
             out += range(a, b + 1)
     else:
         out = [int(i) for i in np.asarray(text).reshape(-1)]
