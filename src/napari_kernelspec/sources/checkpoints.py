@@ -45,6 +45,7 @@ import numpy as np
 from ..base.bank import validate_weights
 from ..base.errors import KernelSpecError
 from ..base.text import printable
+from . import tensors
 
 __all__ = [
     "ARRAY_SUFFIXES",
@@ -80,8 +81,8 @@ MAX_KERNEL_SIDE = 64
 #: convolutions of common networks have 2048 x 2048 x 9 = 37.7 million.
 MAX_TENSOR_ELEMENTS = 2**26
 #: Largest ``data.pkl`` of a zip checkpoint and largest safetensors header (a state dict's
-#: pickle is a few megabytes even for large models).
-MAX_PICKLE_BYTES = 256 * 2**20
+#: pickle is a few megabytes even for large models): the limit remote reads have too.
+MAX_PICKLE_BYTES = tensors.MAX_HEADER_BYTES
 #: Deepest nesting of containers searched for tensors (state dicts nest a few levels).
 MAX_DEPTH = 64
 #: Most containers and items visited when searching a checkpoint for tensors.
@@ -102,26 +103,6 @@ _NESTED_KEYS = (
     "model_ema",
     "ema_state_dict",
 )
-
-#: safetensors dtype -> (bytes per element, kind: "f" floating, "i" integer, "b" boolean).
-_SAFETENSORS_DTYPES = {
-    "F64": (8, "f"),
-    "F32": (4, "f"),
-    "F16": (2, "f"),
-    "BF16": (2, "f"),
-    "F8_E4M3": (1, "f"),
-    "F8_E5M2": (1, "f"),
-    "I64": (8, "i"),
-    "I32": (4, "i"),
-    "I16": (2, "i"),
-    "I8": (1, "i"),
-    "U64": (8, "i"),
-    "U32": (4, "i"),
-    "U16": (2, "i"),
-    "U8": (1, "i"),
-    "BOOL": (1, "b"),
-}
-
 
 @dataclass(frozen=True)
 class FileKernels:
@@ -562,7 +543,7 @@ def select_entry(
                 if len(entry.shape) == 4 and entry.kind == kind:
                     return entry
         shapes = ", ".join(f"{printable(e.key, 60)} {list(e.shape)}" for e in entries[:4])
-        raise KernelSpecError(
+        raise tensors.NoConvolution(
             f"{shown_name} holds no 4-D floating tensor (convolution weights)"
             + (f"; it has {shapes}{', ...' if len(entries) > 4 else ''}" if entries else "")
             + "; give a file with (filters, channels, height, width) weights"
@@ -818,7 +799,7 @@ def _safetensors_entries(path: Path) -> list[TensorEntry]:
 
     order = sorted(spans.items(), key=lambda kv: kv[1][0])
     return [
-        TensorEntry(k, shape, kind if kind != "b" else "o", reader(k, shape))
+        TensorEntry(k, shape, kind, reader(k, shape))
         for k, (_, _, shape, kind) in order
     ]
 
@@ -827,8 +808,8 @@ def _safetensors_span(key: str, info: Any) -> tuple[int, int, tuple[int, ...], s
     """(start, stop, shape, kind) of one header entry; its declared sizes must agree."""
     if not isinstance(info, dict):
         raise ValueError(f"entry {printable(key, 60)} is not an object")
-    dtype = _SAFETENSORS_DTYPES.get(str(info.get("dtype")))
-    if dtype is None:
+    code = tensors.SAFETENSORS_DTYPES.get(str(info.get("dtype")))
+    if code is None:
         raise ValueError(
             f"entry {printable(key, 60)} has unknown dtype {printable(info.get('dtype'), 20)}"
         )
@@ -836,11 +817,11 @@ def _safetensors_span(key: str, info: Any) -> tuple[int, int, tuple[int, ...], s
     start, stop = (int(x) for x in info["data_offsets"])
     if min(shape, default=0) < 0 or start < 0 or stop < start:
         raise ValueError(f"entry {printable(key, 60)} has negative sizes")
-    if math.prod(shape) * dtype[0] != stop - start:
+    if math.prod(shape) * tensors.itemsize(code) != stop - start:
         raise ValueError(
             f"entry {printable(key, 60)} declares shape {list(shape)} but {stop - start} bytes"
         )
-    return start, stop, shape, dtype[1]
+    return start, stop, shape, tensors.kind_of(code)
 
 
 # --- numpy files ---------------------------------------------------------------------------

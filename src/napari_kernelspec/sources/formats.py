@@ -40,7 +40,7 @@ import numpy as np
 
 from ..base.bank import validate_weights
 from ..base.errors import KernelSpecError
-from . import checkpoints
+from . import checkpoints, tensors
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -51,14 +51,8 @@ __all__ = [
     "select_kernels",
 ]
 
-#: The most bytes of structure (zip directory + ``data.pkl``, legacy pickles, a safetensors
-#: header, a shard index) read before the tensor. The largest real ones are a few MB (the
-#: ``data.pkl`` of a 7B-parameter language-model shard is about 1 MB).
-MAX_HEADER_BYTES = 64 * 2**20
-
-#: The most bytes one tensor may span. A first convolution is a few MB at most (ViT-H/14:
-#: 1280 x 3 x 14 x 14 float32 = 3 MB); this bound stops a crafted header from asking for more.
-MAX_TENSOR_BYTES = 256 * 2**20
+MAX_HEADER_BYTES = tensors.MAX_HEADER_BYTES
+MAX_TENSOR_BYTES = tensors.MAX_TENSOR_BYTES
 
 #: Magic number of legacy torch files (the first pickle of the stream).
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -90,23 +84,11 @@ _TORCH_DTYPES = {
     "uint8": "u1",
     "bool": "b1",
 }
-#: safetensors dtype -> numpy dtype string.
-_SAFETENSORS_DTYPES = {
-    "F64": "f8",
-    "F32": "f4",
-    "F16": "f2",
-    "BF16": "bf16",
-    "I64": "i8",
-    "I32": "i4",
-    "I16": "i2",
-    "I8": "i1",
-    "U8": "u1",
-    "BOOL": "b1",
-}
+_SAFETENSORS_DTYPES = tensors.SAFETENSORS_DTYPES
 
 
 def _itemsize(code: str) -> int:
-    return 2 if code == "bf16" else np.dtype(code).itemsize
+    return tensors.itemsize(code)
 
 
 def _torch_dtype(code: str) -> Any:
@@ -372,6 +354,11 @@ def _read_array(
     if code == "bf16":
         halves = np.frombuffer(raw, dtype=f"{byteorder}u2").astype(np.uint32) << 16
         flat = halves.view(np.float32)
+    elif code in ("f8e4m3", "f8e5m2"):
+        import torch
+
+        f8 = torch.float8_e4m3fn if code == "f8e4m3" else torch.float8_e5m2
+        flat = torch.frombuffer(bytearray(raw), dtype=f8).to(torch.float32).numpy()
     else:
         flat = np.frombuffer(raw, dtype=np.dtype(code).newbyteorder(byteorder))
     out = np.lib.stride_tricks.as_strided(
@@ -641,7 +628,7 @@ def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.
         def read(b: int = begin, e: int = end, c: str = code, s: Any = shape, st: Any = stride):
             return _read_array(fh, name, base + b, base + e, c, s, st)
 
-        kind = "o" if code == "b1" else "f" if code[0] in "fb" else "i"
+        kind = tensors.kind_of(code)
         entries.append(checkpoints.TensorEntry(key, shape, kind, read))
     return entries
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..base.atomic import atomic_write
 from ..base.errors import KernelSpecError
-from . import cache, formats
+from . import cache, formats, tensors
 
 __all__ = [
     "BLOCK_SIZE",
@@ -818,10 +818,8 @@ def _read_sharded(
     for rel in index.shards()[:_MAX_SHARDS]:
         try:
             k, w, fmt = _read_location(loc.sibling(rel), None, reads, rename)
-        except KernelSpecError as exc:
-            if "no 4-D floating tensor" in str(exc):
-                continue
-            raise
+        except tensors.NoConvolution:
+            continue
         return k, w, f"sharded {fmt}"
     raise KernelSpecError(
         f"{loc.name}: none of its shards holds a 4-D floating tensor (convolution weights)"
