@@ -118,6 +118,9 @@ class FileKernels:
         JSON-safe facts (file path, key, format, ...).
     bias : (N,) ndarray of float32 or None
         The layer's bias: the file's ``<layer>.bias`` next to ``<layer>.weight``, if any.
+    geometry : dict or None
+        ``stride``, ``padding``, ``dilation``, ``groups`` (and ``padding_mode`` ``"same"``)
+        where the file records them (ONNX, Keras, TensorFlow.js); None for bare weights.
     """
 
     weights: np.ndarray
@@ -125,6 +128,7 @@ class FileKernels:
     source: str
     provenance: dict[str, Any] = field(default_factory=dict)
     bias: np.ndarray | None = None
+    geometry: dict[str, Any] | None = None
 
 
 def refuse_pickle_message(path: str | os.PathLike[str]) -> str:
@@ -390,11 +394,6 @@ def read_kernels(path: str | os.PathLike[str], layer: str | None = None) -> File
     if path.is_dir():
         raise KernelSpecError(f"{shown} is a folder; give a weights file ({_supported()})")
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise KernelSpecError(
-            f"unsupported file type {printable(suffix) or '(no extension)'!r} for "
-            f"{printable(path.name)}; save the weights as one of {_supported()}"
-        )
     if stat.st_size == 0:
         raise KernelSpecError(f"{shown} is empty (0 bytes); save the weights again")
     if not os.access(path, os.R_OK):
@@ -406,6 +405,13 @@ def read_kernels(path: str | os.PathLike[str], layer: str | None = None) -> File
 
 
 def _read_kernels(path: Path, suffix: str, layer: str | None) -> FileKernels:
+    if suffix not in SUFFIXES:
+        with open(path, "rb") as fh:
+            entries, fmt = _detected_entries(path, fh)
+            if fmt == "npy":
+                suffix = ".npy"
+                entries[0].key = path.name if layer is None else layer.strip()
+            return _chosen(path, entries, fmt, suffix, layer)
     if suffix in TORCH_SUFFIXES:
         entries, fmt = _torch_entries(path), "torch"
     elif suffix == ".safetensors":
@@ -414,6 +420,12 @@ def _read_kernels(path: Path, suffix: str, layer: str | None) -> FileKernels:
         entries, fmt = _npz_entries(path), "npz"
     else:
         entries, fmt = _npy_entries(path, layer), "npy"
+    return _chosen(path, entries, fmt, suffix, layer)
+
+
+def _chosen(
+    path: Path, entries: list[TensorEntry], fmt: str, suffix: str, layer: str | None
+) -> FileKernels:
     entry = select_entry(entries, layer, path.name)
     what = f"{printable(path.name)} [{printable(entry.key)}]"
     weights = validate_weights(entry.read(), what)
@@ -423,17 +435,58 @@ def _read_kernels(path: Path, suffix: str, layer: str | None) -> FileKernels:
         "file": str(path.resolve()),
         "key": entry.key,
         "format": fmt,
-        "stride_known": False,
+        "stride_known": entry.geometry is not None,
     }
+    if entry.geometry is not None:
+        provenance["geometry"] = "read from the file"
     if entry.kind == "i":
         provenance["integer_weights"] = True
     return FileKernels(
-        weights=weights, key=entry.key, source=source, provenance=provenance, bias=bias
+        weights=weights,
+        key=entry.key,
+        source=source,
+        provenance=provenance,
+        bias=bias,
+        geometry=entry.geometry,
     )
+
+
+def _detected_entries(path: Path, fh: IO[bytes]) -> tuple[list[TensorEntry], str]:
+    """A file whose extension names no format: recognised from its first bytes (`formats`).
+
+    Torch files are then read with `formats`' restricted unpickler (the one remote files use),
+    ONNX, Keras and TensorFlow.js files with their readers; files next to it (external data,
+    weight shards) are opened from its folder, never above it.
+    """
+    from . import formats
+
+    folder = path.parent.resolve()
+
+    def open_sibling(relative: str) -> IO[bytes]:
+        target = (folder / relative).resolve()
+        if folder not in target.parents:
+            raise KernelSpecError(
+                f"{printable(path.name)} names a file outside its folder "
+                f"({printable(relative, 80)!r}); refusing to read it"
+            )
+        try:
+            return open(target, "rb")
+        except OSError as exc:
+            raise _os_error(str(target), exc) from exc
+
+    fmt, found = formats.read_entries(fh, path.name, path.stat().st_size, open_sibling)
+    if isinstance(found, formats.Sharded):
+        raise KernelSpecError(
+            f"{printable(path.name)} is a sharded checkpoint's index; give one of its shards "
+            f"({', '.join(printable(s, 60) for s in found.shards()[:3])})"
+        )
+    return found, fmt
 
 
 def _bias(entries: list[TensorEntry], entry: TensorEntry, n: int) -> np.ndarray | None:
     """The ``<layer>.bias`` entry next to ``<layer>.weight``, if it is an (N,) real vector."""
+    if entry.bias is not None:
+        return entry.bias()
     if not entry.key.endswith("weight"):
         return None
     key = entry.key[: -len("weight")] + "bias"
@@ -460,6 +513,13 @@ class TensorEntry:
         ``read() -> ndarray of float32``; checks the limits and the tensor's kind first.
     tensor : object, optional
         The underlying tensor, for callers that read its bytes themselves.
+    geometry : dict, optional
+        ``stride``, ``padding``, ``dilation`` ((int, int) each) and ``groups`` (int) where the
+        file records the layer's geometry (ONNX graphs, Keras configs); None otherwise.
+    aliases : tuple of str
+        Other names that select this entry (an ONNX Conv node's name, a Keras layer's name).
+    bias : callable, optional
+        ``bias() -> (N,) ndarray`` where the file ties a bias to this layer explicitly.
     """
 
     def __init__(
@@ -469,12 +529,19 @@ class TensorEntry:
         kind: str,
         read: Callable[[], np.ndarray],
         tensor: Any = None,
+        *,
+        geometry: dict[str, Any] | None = None,
+        aliases: tuple[str, ...] = (),
+        bias: Callable[[], np.ndarray] | None = None,
     ) -> None:
         self.key = key
         self.shape = shape
         self.kind = kind
         self._read = read
         self.tensor = tensor
+        self.geometry = geometry
+        self.aliases = aliases
+        self.bias = bias
 
     @property
     def floating(self) -> bool:
@@ -550,6 +617,10 @@ def select_entry(
         )
     wanted = layer.strip()
     by_key = {e.key: e for e in entries}
+    for entry in entries:
+        by_key.setdefault(entry.key, entry)
+        for alias in entry.aliases:
+            by_key.setdefault(alias, entry)
     for candidate in (wanted, f"{wanted}.weight", f"module.{wanted}", f"module.{wanted}.weight"):
         if candidate in by_key:
             entry = by_key[candidate]
@@ -561,7 +632,7 @@ def select_entry(
             return entry
     import difflib
 
-    four_d = [e.key for e in entries if len(e.shape) == 4]
+    four_d = [n for e in entries if len(e.shape) == 4 for n in (e.key, *e.aliases)]
     names = four_d or [e.key for e in entries]
     close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
     shown = list(dict.fromkeys(close + names[:5]))

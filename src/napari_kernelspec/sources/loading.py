@@ -551,16 +551,30 @@ def _load_file(
     path: Path, layer: str | None, geometry: dict[str, tuple[int, int] | None]
 ) -> KernelBank:
     found = checkpoints.read_kernels(path, layer)
-    stride, padding, dilation = (geometry[k] for k in ("stride", "padding", "dilation"))
+    recorded = found.geometry or {}
+    for name in ("stride", "padding", "dilation"):
+        given, known = geometry[name], recorded.get(name)
+        if given is not None and known is not None and tuple(given) != tuple(known):
+            raise KernelSpecError(
+                f"{printable(path.name)} [{printable(found.key)}] records {name} {list(known)}, "
+                f"not {list(given)}; leave {name} out for this file"
+            )
+    stride, padding, dilation = (
+        geometry[k] or recorded.get(k) for k in ("stride", "padding", "dilation")
+    )
+    provenance = {**found.provenance, "stride_known": stride is not None}
+    if recorded.get("padding_mode"):
+        provenance["padding_mode"] = recorded["padding_mode"]
     return KernelBank(
         weights=found.weights,
         model=printable(path.name),
         layer=printable(found.key),
         source=found.source,
-        stride=stride or (1, 1),
-        padding=padding or (0, 0),
-        dilation=dilation or (1, 1),
+        stride=tuple(stride or (1, 1)),
+        padding=tuple(padding or (0, 0)),
+        dilation=tuple(dilation or (1, 1)),
+        groups=int(recorded.get("groups", 1)),
         bias=found.bias,
         display_name=printable(path.name),
-        provenance={**found.provenance, "stride_known": stride is not None},
+        provenance=provenance,
     )

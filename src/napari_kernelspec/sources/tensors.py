@@ -83,7 +83,9 @@ def kind_of(code: str | None) -> str:
     """``"f"`` floating, ``"i"`` integer, ``"o"`` anything else (booleans, unknown)."""
     if code is None or code == "b1":
         return "o"
-    return "f" if code[0] in "fb" else "i"
+    if code[0] in "iu":
+        return "i"
+    return "f" if code[0] == "f" or code == "bf16" else "o"
 
 
 class NoConvolution(KernelSpecError):
