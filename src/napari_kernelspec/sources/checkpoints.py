@@ -104,6 +104,7 @@ _NESTED_KEYS = (
     "ema_state_dict",
 )
 
+
 @dataclass(frozen=True)
 class FileKernels:
     """Weights read from a file.
@@ -869,10 +870,7 @@ def _safetensors_entries(path: Path) -> list[TensorEntry]:
         return read
 
     order = sorted(spans.items(), key=lambda kv: kv[1][0])
-    return [
-        TensorEntry(k, shape, kind, reader(k, shape))
-        for k, (_, _, shape, kind) in order
-    ]
+    return [TensorEntry(k, shape, kind, reader(k, shape)) for k, (_, _, shape, kind) in order]
 
 
 def _safetensors_span(key: str, info: Any) -> tuple[int, int, tuple[int, ...], str]:

@@ -203,7 +203,7 @@ def h5_entries(fh: BinaryIO, name: str, config: Any = None) -> list[checkpoints.
 
 
 def _legacy_store(f: Any, name: str) -> Store:
-    root = f["model_weights"] if "model_weights" in f else f
+    root = f.get("model_weights", f)
     order = [
         n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", [])
     ]
@@ -244,7 +244,7 @@ def _keras3_store(f: Any, name: str) -> Store:
         group = groups.get(layer)
         if group is None:
             return None
-        keys = sorted((k for k in group.keys() if k.isdigit()), key=int)
+        keys = sorted((k for k in group if k.isdigit()), key=int)
         return [_dataset_reader(group[k], f"{name} [{layer}/{k}]") for k in keys]
 
     return store

@@ -54,7 +54,10 @@ def _varint(buf: bytes, at: int, name: str) -> tuple[int, int]:
 
 
 def _fields(fh: BinaryIO, start: int, end: int, name: str):
-    """(field, wire type, value) of a message in ``[start, end)``; LEN values are (offset, length)."""
+    """(field, wire type, value) of a message in ``[start, end)``.
+
+    Length-delimited values are (offset, length): nothing of them is read here.
+    """
     at = start
     count = 0
     while at < end:
@@ -269,10 +272,16 @@ def onnx_entries(
         elif field == _GRAPH_INITIALIZER and wire == _LEN:
             pending.append(value)  # type: ignore[arg-type]
             break
-    constants = {out: n.tensors["value"] for n in nodes if n.op == "Constant" for out in n.outputs
-                 if "value" in n.tensors}
-    identity = {n.outputs[0]: n.inputs[0] for n in nodes if n.op == "Identity" and n.inputs
-                and n.outputs}
+    constants = {
+        out: n.tensors["value"]
+        for n in nodes
+        if n.op == "Constant"
+        for out in n.outputs
+        if "value" in n.tensors
+    }
+    identity = {
+        n.outputs[0]: n.inputs[0] for n in nodes if n.op == "Identity" and n.inputs and n.outputs
+    }
     state = {"walker": walker, "pending": pending}
 
     def initializer(wanted: str) -> _Tensor | None:
@@ -412,9 +421,8 @@ def _array(
         with open_sibling(location) as ext:
             ext.seek(0, 2)
             end = ext.tell()
-            return _as_float(
-                formats._read_array(ext, name, offset, min(end, offset + length), code, shape, stride)
-            )
+            stop = min(end, offset + length)
+            return _as_float(formats._read_array(ext, name, offset, stop, code, shape, stride))
     span = t.raw or (t.floats if code == "f4" else None)
     if span is None:
         raise KernelSpecError(
