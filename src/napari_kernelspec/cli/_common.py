@@ -117,7 +117,7 @@ def geometry_arg(text: str) -> int | tuple[int, int]:
 
 def add_geometry_options(parser: argparse.ArgumentParser) -> None:
     """``--stride``, ``--padding`` and ``--dilation``: a weights file's layer geometry."""
-    what = "for weights files, which do not record it; models know their own"
+    what = "for weights files that do not record it; models, ONNX and Keras files know theirs"
     parser.add_argument(
         "--stride", type=geometry_arg, metavar="S", help=f"the layer's stride ({what})"
     )

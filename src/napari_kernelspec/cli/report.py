@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_analysis_options
+from ._common import add_analysis_options, add_geometry_options, geometry
 
 HELP = "write a static HTML report comparing models"
 DESCRIPTION = "Write one self-contained HTML report, plus JSON and CSV beside it."
@@ -21,6 +21,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="comma-separated model names or files; 'all' (default) is the eight seed models",
     )
     add_analysis_options(parser)
+    add_geometry_options(parser)
     parser.add_argument(
         "--out",
         default=DEFAULT_OUT,
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             explain=args.explain,
             explain_options={"steps": args.explain_steps, "size": args.explain_size},
             images=args.image,
+            geometry={k: v for k, v in geometry(args).items() if v is not None},
         )
     except OSError as exc:
         where = exc.filename or args.out

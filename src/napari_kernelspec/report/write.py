@@ -131,6 +131,16 @@ def _paths(
     return files
 
 
+def _is_file(name: str | os.PathLike[str], resolve_source: Any) -> bool:
+    """Whether a report source is a weights file or URL (not a model name)."""
+    from ..sources import remote
+
+    resolved = resolve_source(name)
+    return not isinstance(resolved, str) or (
+        remote.is_remote(resolved) and not resolved.startswith("timm:")
+    )
+
+
 def write_report(
     sources: Sequence[str | os.PathLike[str]] | None = None,
     *,
@@ -147,6 +157,7 @@ def write_report(
     explain: str | None = None,
     explain_options: dict[str, Any] | None = None,
     images: Sequence[str | os.PathLike[str]] | None = None,
+    geometry: dict[str, Any] | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -179,6 +190,9 @@ def write_report(
     images : sequence of path-like, optional
         Images for the feature maps (the first) and top patches (all) of every model;
         default scikit-image's photo of Chelsea the cat (credited in the report).
+    geometry : dict, optional
+        ``stride``, ``padding``, ``dilation`` (see `load_kernels`) of the weights files among
+        `sources` (model names know their own geometry and are left as they are).
 
     Returns
     -------
@@ -247,7 +261,8 @@ def write_report(
             bar.set_postfix_str(f"loading {printable(name, limit=40)}")
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
-                bank = load_kernels(name, weights=weights)
+                given = geometry if geometry and _is_file(name, resolve_source) else {}
+                bank = load_kernels(name, weights=weights, **given)
             caught += seen
             results.append(analyze(bank, method, threshold, min_samples, alpha=alpha))
             bar.set_postfix_str(printable(bank.display_name, limit=40))

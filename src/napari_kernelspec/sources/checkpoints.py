@@ -429,6 +429,7 @@ def _chosen(
 ) -> FileKernels:
     entry = select_entry(entries, layer, path.name)
     what = f"{printable(path.name)} [{printable(entry.key)}]"
+    check_tensor_size(entry.shape, what)
     weights = validate_weights(entry.read(), what)
     bias = _bias(entries, entry, len(weights))
     source = "array" if suffix in ARRAY_SUFFIXES else "checkpoint"

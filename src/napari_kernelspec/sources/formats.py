@@ -749,7 +749,7 @@ def read_entries(
         )
     shown = head[:8].hex(" ") if head else "nothing"
     raise KernelSpecError(
-        f"{name} is not a weights file (it starts with {shown}); give a torch .pth/.pt/.bin, "
+        f"{name} is not a checkpoint or model file (it starts with {shown}); give a torch .pth/.pt/.bin, "
         ".safetensors, index.json, .onnx, Keras .keras/.h5 or TensorFlow.js model.json file"
     )
 
@@ -758,6 +758,8 @@ def _zip_kind(fh: BinaryIO, name: str) -> tuple[str, list[checkpoints.TensorEntr
     """A zip file: a torch checkpoint, a Keras 3 ``.keras`` file or a numpy ``.npz``."""
     try:
         names = set(zipfile.ZipFile(fh).namelist())
+    except KernelSpecError:
+        raise
     except Exception as exc:
         raise _damaged(name, exc) from exc
     if "config.json" in names and "model.weights.h5" in names:

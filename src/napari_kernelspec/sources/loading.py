@@ -525,6 +525,10 @@ def _load_remote(
     hit = _cached(key, use_cache, source.text, layer, "checkpoint")
     if hit is None:
         found = remote.read_kernels(source, layer)
+        recorded = found.geometry or {}
+        provenance = {**found.provenance, "stride_known": bool(recorded), "cached": False}
+        if recorded.get("padding_mode"):
+            provenance["padding_mode"] = recorded["padding_mode"]
         hit = KernelBank(
             weights=found.weights,
             model=source.text,
@@ -532,10 +536,29 @@ def _load_remote(
             source="checkpoint",
             bias=found.bias,
             display_name=printable(source.display_name),
-            provenance={**found.provenance, "stride_known": False, "cached": False},
+            provenance=provenance,
+            stride=tuple(recorded.get("stride", (1, 1))),
+            padding=tuple(recorded.get("padding", (0, 0))),
+            dilation=tuple(recorded.get("dilation", (1, 1))),
+            groups=int(recorded.get("groups", 1)),
         )
         _store(key, use_cache, hit)
+    if hit.provenance.get("stride_known"):
+        return _check_file_geometry(hit, geometry)
     return _with_geometry(hit, geometry)
+
+
+def _check_file_geometry(
+    bank: KernelBank, geometry: dict[str, tuple[int, int] | None]
+) -> KernelBank:
+    """A file that records its layer's geometry: a user's value must agree with it."""
+    for name, value in geometry.items():
+        if value is not None and tuple(value) != tuple(getattr(bank, name)):
+            raise KernelSpecError(
+                f"{bank.display_name} [{bank.layer}] records {name} "
+                f"{list(getattr(bank, name))}, not {list(value)}; leave {name} out for this file"
+            )
+    return bank
 
 
 def _with_geometry(bank: KernelBank, geometry: dict[str, tuple[int, int] | None]) -> KernelBank:

@@ -388,6 +388,8 @@ def _geometry(node: _Node, shape: tuple[int, ...], name: str) -> dict[str, Any]:
     }
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         geometry["padding_mode"] = "same"
+        kernel = shape[2:] if len(shape) == 4 and min(shape[2:]) > 0 else (1, 1)
+        padding = ((kernel[0] - 1) * dilation[0] // 2, (kernel[1] - 1) * dilation[1] // 2)
     elif auto == "VALID":
         padding = (0, 0)
     elif len(pads) == 4 and (pads[0], pads[1]) != (pads[2], pads[3]):

@@ -719,6 +719,8 @@ class RemoteKernels:
         The tensor's key in the checkpoint.
     bias : (N,) ndarray of float32 or None
         ``<layer>.bias`` where the file holds it (not looked for across shards).
+    geometry : dict or None
+        The layer's geometry where the file records it (ONNX, Keras).
     provenance : dict
         JSON-safe: ``url``, ``format``, ``bytes_transferred``, ``requests``, ``file_size``,
         ``read`` (``"range"``, ``"download"`` or ``"local"``), ``files`` (per file).
@@ -728,6 +730,7 @@ class RemoteKernels:
     key: str
     provenance: dict[str, Any]
     bias: np.ndarray | None = None
+    geometry: dict[str, Any] | None = None
 
 
 def _candidates(layer: str) -> list[str]:
@@ -786,8 +789,8 @@ def _read_file(
         raise formats._damaged(loc.name, exc) from exc
 
 
-#: (weights, bias or None) of the chosen layer.
-_Arrays = tuple[np.ndarray, "np.ndarray | None"]
+#: (weights, bias or None, geometry or None) of the chosen layer.
+_Arrays = tuple[np.ndarray, "np.ndarray | None", "dict[str, Any] | None"]
 
 
 def _choose(
@@ -798,7 +801,8 @@ def _choose(
         for entry in found:
             entry.key = rename(entry.key)
     key, weights = formats.select_kernels(found, name, layer)
-    return key, (weights, formats.select_bias(found, key, len(weights)))
+    geometry = next((e.geometry for e in found if e.key == key), None)
+    return key, (weights, formats.select_bias(found, key, len(weights)), geometry)
 
 
 def _read_sharded(
@@ -895,7 +899,7 @@ def _read(
     reads = _Reads()
     started = time.perf_counter()
     try:
-        key, (weights, bias), fmt = _read_location(loc, layer, reads, rename)
+        key, (weights, bias, geometry), fmt = _read_location(loc, layer, reads, rename)
     except _NetworkError as exc:
         if unavailable is KernelSpecError:
             raise
@@ -912,7 +916,9 @@ def _read(
         "seconds": round(time.perf_counter() - started, 3),
         "files": reads.files,
     }
-    return RemoteKernels(weights=weights, key=key, provenance=provenance, bias=bias)
+    return RemoteKernels(
+        weights=weights, key=key, provenance=provenance, bias=bias, geometry=geometry
+    )
 
 
 def read_torchvision(
