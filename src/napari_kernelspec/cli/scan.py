@@ -78,7 +78,14 @@ def run(args: argparse.Namespace) -> int:
     # Dask reports every worker start and stop at INFO; the progress bar says enough.
     for name in ("distributed", "tornado", "bokeh"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    sources = expand_sources(args.sources)
+    left_out: list[tuple[str, str]] = []
+    sources = expand_sources(args.sources, left_out)
+    if left_out:
+        from ..base.text import printable
+
+        shown = "; ".join(f"{printable(p, 80)} ({why})" for p, why in left_out[:10])
+        more = f"; and {len(left_out) - 10} more" if len(left_out) > 10 else ""
+        sys.stderr.write(f"skipped {len(left_out)} files that hold no weights: {shown}{more}\n")
     params = ScanParameters(
         weights=args.weights,
         layer=args.layer,

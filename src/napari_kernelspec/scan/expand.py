@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..base.errors import KernelSpecError
-from ..sources.checkpoints import SUFFIXES
+from ..sources.checkpoints import is_weights_file
 from ..sources.history import natural_key
 
 __all__ = ["MAX_SOURCES", "expand_sources", "weights_files"]
@@ -33,16 +33,24 @@ MAX_SOURCES = 10_000_000
 _GLOB_CHARS = frozenset("*?[")
 
 
-def weights_files(folder: Path) -> list[Path]:
-    """Weights files below `folder`, recursively, hidden entries left out, natural order."""
+def weights_files(folder: Path, skipped: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Weights files below `folder`, recursively, hidden entries left out, natural order.
+
+    A file is taken by its name or, for other names, by its first bytes
+    (`checkpoints.is_weights_file`); the others are appended to `skipped` as
+    (path, reason) pairs.
+    """
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [
-            Path(root, f)
-            for f in files
-            if not f.startswith(".") and Path(f).suffix.lower() in SUFFIXES
-        ]
+        for f in files:
+            if f.startswith("."):
+                continue
+            reason = is_weights_file(Path(root, f))
+            if reason is None:
+                found.append(Path(root, f))
+            elif skipped is not None:
+                skipped.append((str(Path(root, f)), reason))
     return sorted(found, key=lambda p: natural_key(str(p)))
 
 
@@ -67,27 +75,31 @@ def _list_file(arg: str) -> list[str]:
     return out
 
 
-def _expand_one(arg: str) -> Iterable[str]:
+def _expand_one(arg: str, skipped: list[tuple[str, str]] | None = None) -> Iterable[str]:
     path = Path(arg).expanduser()
     if path.is_dir():
-        return [str(p) for p in weights_files(path)]
+        return [str(p) for p in weights_files(path, skipped)]
     if not path.exists() and _GLOB_CHARS & set(arg):
         matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True), key=natural_key)
         if matches:
             out: list[str] = []
             for m in matches:
-                out += _expand_one(m) if Path(m).is_dir() else [m]
+                out += _expand_one(m, skipped) if Path(m).is_dir() else [m]
             return out
     return [arg]
 
 
-def expand_sources(args: Iterable[str]) -> list[str]:
+def expand_sources(
+    args: Iterable[str], skipped: list[tuple[str, str]] | None = None
+) -> list[str]:
     """The sources named by the SOURCES arguments, in order, each once.
 
     Parameters
     ----------
     args : iterable of str
         Model names, files, folders, globs and ``@list.txt`` files.
+    skipped : list, optional
+        Receives (path, reason) for each file in a folder that is not a weights file.
 
     Returns
     -------
@@ -106,7 +118,7 @@ def expand_sources(args: Iterable[str]) -> list[str]:
             continue
         items = _list_file(arg) if arg.startswith("@") else [arg]
         for item in items:
-            for source in _expand_one(item):
+            for source in _expand_one(item, skipped):
                 out[source] = None
                 if len(out) > MAX_SOURCES:
                     raise KernelSpecError(

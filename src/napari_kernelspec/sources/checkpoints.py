@@ -55,11 +55,13 @@ __all__ = [
     "MAX_PICKLE_BYTES",
     "MAX_TENSOR_ELEMENTS",
     "SUFFIXES",
+    "MODEL_SUFFIXES",
     "TORCH_SUFFIXES",
     "FileKernels",
     "TensorEntry",
     "check_tensor_size",
     "check_torch_zip",
+    "is_weights_file",
     "read_kernels",
     "refuse_pickle_message",
     "select_entry",
@@ -72,6 +74,8 @@ __all__ = [
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
 ARRAY_SUFFIXES = (".npy", ".npz")
 SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", *ARRAY_SUFFIXES)
+#: Other frameworks' model files (read from their first bytes, like any other name).
+MODEL_SUFFIXES = (".onnx", ".keras", ".h5", ".hdf5", ".bin")
 
 #: Largest kernel height or width. Real first layers are 1 to 16 pixels (ViT-B/16: 16,
 #: ConvNeXt: 4 and 7, lpips ``lin`` layers: 1); large-kernel networks reach 31 (RepLKNet) to
@@ -346,6 +350,42 @@ def _os_error(what: str, exc: OSError) -> KernelSpecError:
         f"cannot read {printable(what)} ({exc.strerror or type(exc).__name__}); "
         "check the path and its permissions"
     )
+
+
+def is_weights_file(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` is not a weights or model file this package reads (None: it is one).
+
+    Decided from the name (`SUFFIXES`) or, for any other name, the first bytes: torch,
+    safetensors, numpy, ONNX (``.onnx`` only: ONNX has no magic number), Keras HDF5 and zip
+    files, TensorFlow.js ``model.json``. Nothing is parsed beyond the first bytes.
+
+    Returns
+    -------
+    str or None
+        A few words (``"not a weights file (a .txt file)"``), or None.
+    """
+    from . import formats
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SUFFIXES:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+    kind = formats.detect(head)
+    if kind in ("zip", "legacy", "safetensors", "npy", "hdf5"):
+        return None
+    if kind == "onnx" and suffix == ".onnx":
+        return None
+    if kind == "index" and path.name.endswith(".json"):
+        if b"weightsManifest" in head or path.name == "model.json":
+            return None
+        return "a JSON file that is not a TensorFlow.js model.json"
+    what = f"a {suffix} file" if suffix else "no extension"
+    return f"not a weights file ({what}, first bytes {head[:4].hex(' ') or 'none'})"
 
 
 def _supported() -> str:
