@@ -89,9 +89,7 @@ def _expand_one(arg: str, skipped: list[tuple[str, str]] | None = None) -> Itera
     return [arg]
 
 
-def expand_sources(
-    args: Iterable[str], skipped: list[tuple[str, str]] | None = None
-) -> list[str]:
+def expand_sources(args: Iterable[str], skipped: list[tuple[str, str]] | None = None) -> list[str]:
     """The sources named by the SOURCES arguments, in order, each once.
 
     Parameters

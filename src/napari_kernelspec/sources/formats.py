@@ -749,8 +749,9 @@ def read_entries(
         )
     shown = head[:8].hex(" ") if head else "nothing"
     raise KernelSpecError(
-        f"{name} is not a checkpoint or model file (it starts with {shown}); give a torch .pth/.pt/.bin, "
-        ".safetensors, index.json, .onnx, Keras .keras/.h5 or TensorFlow.js model.json file"
+        f"{name} is not a checkpoint or model file (it starts with {shown}); give a torch "
+        ".pth/.pt/.bin, .safetensors, index.json, .onnx, Keras .keras/.h5 or TensorFlow.js "
+        "model.json file"
     )
 
 
