@@ -106,6 +106,7 @@ class ExplainModel:
     provenance: dict[str, Any] = field(default_factory=dict)
     caveats: list[str] = field(default_factory=list)
     prefix: str = "1."
+    one_layer: bool = False
 
     @property
     def is_trained(self) -> bool:
@@ -163,6 +164,11 @@ class ExplainModel:
         if not names:
             raise KernelSpecError(f"{self.name} has no Conv2d layer to explain")
         key = (layer or "first").strip()
+        if key in ("middle", "last") and names == [ONE_LAYER_CONV] and self.one_layer:
+            raise KernelSpecError(
+                f"{self.name} is one convolution (a weights file without its network): it has "
+                f"no {key} layer; give the file's architecture to explain deeper layers"
+            )
         picks = {"first": 0, "middle": (len(names) - 1) // 2, "last": len(names) - 1}
         if key in picks:
             return names[picks[key]]
@@ -314,6 +320,8 @@ def explain_model(
     if isinstance(resolved, Path):
         if arch is not None:
             built = _from_checkpoint(resolved, arch)
+        elif resolved.suffix.lower() == ".onnx" and layer is None:
+            built = _from_onnx(resolved)
         else:
             built = _one_layer(resolved, layer)
     else:
@@ -372,6 +380,7 @@ class _Built:
     normalise: bool
     provenance: dict[str, Any]
     caveats: list[str]
+    one_layer: bool = False
 
 
 class _Normalise:  # a factory: the nn.Module subclass is made on first use (no torch import)
@@ -457,6 +466,7 @@ def _finish(built: _Built, device: str) -> ExplainModel:
         device=device,
         provenance=built.provenance,
         caveats=caveats,
+        one_layer=built.one_layer,
     )
 
 
@@ -616,7 +626,18 @@ def _one_layer(path: Path, layer: str | None) -> _Built:
     weights = found.weights
     n, c, h, w = weights.shape
     bias = found.bias
-    conv = nn.Conv2d(c, n, (h, w), bias=bias is not None)
+    geometry = found.geometry or {}
+    groups = int(geometry.get("groups", 1))
+    conv = nn.Conv2d(
+        c * groups,
+        n,
+        (h, w),
+        stride=tuple(geometry.get("stride", (1, 1))),
+        padding=tuple(geometry.get("padding", (0, 0))),
+        dilation=tuple(geometry.get("dilation", (1, 1))),
+        groups=groups,
+        bias=bias is not None,
+    )
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(weights))
         if bias is not None:
@@ -630,12 +651,44 @@ def _one_layer(path: Path, layer: str | None) -> _Built:
         name=path.name,
         model=path.name,
         source=found.source,
-        channels=c,
+        channels=c * groups,
         input_size=None,
         normalise=False,
         provenance={**found.provenance, "has_bias": bias is not None},
         caveats=[
-            f"one-layer model: {found.key} (stride 1, no padding: the file does not record "
-            "them) followed by a ReLU"
+            f"one-layer model: {found.key} (stride {conv.stride[0]}, padding {conv.padding[0]}"
+            + (": read from the file" if geometry else ": the file does not record them")
+            + ") followed by a ReLU"
         ],
+        one_layer=True,
+    )
+
+
+def _from_onnx(path: Path) -> _Built:
+    """An ONNX model as torch modules (onnx2torch), to explain any of its convolutions."""
+    try:
+        import onnx2torch
+    except ImportError:
+        raise KernelSpecError(
+            f"explaining the layers of {path.name} needs onnx2torch: "
+            "pip install 'napari-kernelspec[onnx2torch]'"
+        ) from None
+    try:
+        net = onnx2torch.convert(str(path))
+    except Exception as exc:  # an operator onnx2torch does not convert
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise KernelSpecError(
+            f"{path.name} cannot be converted to torch ({reason}); its first layer can still "
+            "be analysed and explained on its own"
+        ) from None
+    return _Built(
+        net=net,
+        name=path.name,
+        model=path.name,
+        source="checkpoint",
+        channels=3,
+        input_size=None,
+        normalise=False,
+        provenance={"file": str(path.resolve()), "format": "onnx", **loading._versions()},
+        caveats=["the ONNX model converted with onnx2torch; the input is the image in [0, 1]"],
     )
