@@ -81,3 +81,13 @@ def test_one_conv_file_refuses_middle_and_last(tmp_path):
             model.resolve_layer(key)
         assert "\n" not in str(err.value) and f"no {key} layer" in str(err.value)
     assert model.resolve_layer(None) == "conv"
+
+
+def test_maps_of_a_files_deeper_layer_say_why_not(tmp_path):
+    import torch
+
+    torch.save({"layer2.conv.weight": torch.randn(4, 24, 3, 3)}, tmp_path / "deep.pt")
+    with pytest.raises(KernelSpecError) as err:
+        feature_maps(tmp_path / "deep.pt", np.zeros((32, 32, 3), np.float32))
+    text = str(err.value)
+    assert "takes 24 input channels: a deeper layer" in text and "grey or RGB" not in text

@@ -253,6 +253,13 @@ def feature_maps(
         run = _network_runner(net)
         description = f"{net.description}, run up to {bank.layer}"
         per_pixel = 0
+    if first and bank.source not in _network.MODEL_SOURCES and in_channels not in (1, 3):
+        raise KernelSpecError(
+            f"{bank.display_name} [{bank.layer}] takes {in_channels} input channels: a deeper "
+            "layer, which sees the output of the layers before it, and the file holds only "
+            "its weights; give the model it belongs to (a model name, or the file's "
+            "architecture) to see it inside the network"
+        )
     prep = prepare(image, in_channels, normalize, mean=mean, std=std)
     meta.update(prep.meta)
     if normalize == "auto" and prep.mean is not None:
