@@ -83,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return args._run(args)
         except KernelSpecError as exc:
-            sys.stderr.write(f"{PROG}: error: {printable(exc)}\n")
+            # The core names Python's spelling; on the command line it is the option.
+            text = printable(exc).replace("weights='random'", "--weights random")
+            sys.stderr.write(f"{PROG}: error: {text}\n")
             return EXIT_USAGE
         except Interrupted as exc:  # Ctrl-C between the renames of files written together
             sys.stderr.write(f"{PROG}: interrupted; {printable(exc)}\n")

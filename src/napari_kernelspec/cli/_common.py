@@ -87,17 +87,34 @@ def whole_number(name: str, least: int = 1) -> Callable[[str], int]:
 min_samples_arg = whole_number("min-samples")
 
 
-def add_weights_option(parser: argparse.ArgumentParser) -> None:
-    """``--weights auto|pretrained|random`` for model names."""
+def weights_arg(text: str) -> str:
+    """``--weights``: auto, pretrained, random, or a torchvision weights name."""
+    import re
+
     from ..sources.loading import WEIGHTS
 
+    value = text.strip()
+    if value.lower() in WEIGHTS:
+        return value.lower()
+    if value.upper() == "DEFAULT" or re.fullmatch(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", value):
+        return value.upper()
+    raise argparse.ArgumentTypeError(
+        f"expected auto, pretrained, random or a torchvision weights name such as "
+        f"IMAGENET1K_V1; got {text!r}"
+    )
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """``--weights auto|pretrained|random|NAME`` for model names."""
     parser.add_argument(
         "--weights",
-        choices=WEIGHTS,
+        type=weights_arg,
         default="auto",
-        help="auto (default): pretrained where cached or downloadable, else random with a "
-        "warning; pretrained: fail if unavailable; random: the architecture's seeded init "
-        "(UNTRAINED)",
+        metavar="auto|pretrained|random|NAME",
+        help="auto (default): pretrained where cached or downloadable (any cached variant "
+        "counts), else random with a warning; pretrained: fail if unavailable; random: the "
+        "architecture's seeded init (UNTRAINED); NAME: torchvision's weights of that name "
+        "(IMAGENET1K_V1, IMAGENET1K_V2, ...)",
     )
 
 

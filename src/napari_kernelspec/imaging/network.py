@@ -444,7 +444,9 @@ def _build(bank: KernelBank) -> tuple[nn.Module, str]:
     from ..sources import pretrained
     from ..sources.checkpoints import torch_load
 
-    info = pretrained.weights_info(model)
+    variant = bank.provenance.get("variant")
+    info = pretrained.weights_info(model, variant if isinstance(variant, str) else None)
+    info = pretrained.cached_variant(model, info) or info
     path = pretrained.ensure_checkpoint(info)
     state = torch_load(path)
     if not isinstance(state, dict):

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,10 @@ def load_kernels(
     if remote.is_remote(resolved) and not resolved.startswith("timm:"):
         return _load_remote(resolved, layer, use_cache, geometry)
     model = resolved
+    variant = _variant_name(weights)
+    if variant is not None:  # torchvision's weights of that name: pretrained, no fallback
+        bank = _load_model(model, layer, "pretrained", use_cache, variant=variant)
+        return _check_geometry(bank, geometry)
     kind = _weights_kind(weights, model)
     if kind != "auto":
         return _check_geometry(_load_model(model, layer, kind, use_cache), geometry)
@@ -218,12 +223,25 @@ def _check_geometry(bank: KernelBank, geometry: dict[str, tuple[int, int] | None
     return bank
 
 
+def _variant_name(weights: Any) -> str | None:
+    """A torchvision weights name (``"IMAGENET1K_V1"``, ``"DEFAULT"``) given as `weights`."""
+    if not isinstance(weights, str):
+        return None
+    text = weights.strip()
+    if text.upper() == "DEFAULT" or re.fullmatch(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", text):
+        return text.upper()
+    return None
+
+
 def _weights_kind(weights: Any, model: str) -> str:
     kind = weights.strip().lower() if isinstance(weights, str) else weights
     if model == "lenet5" and kind in ("auto", "pretrained", "trained-digits"):
         return "trained-digits"
     if kind not in WEIGHTS:
-        raise KernelSpecError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+        raise KernelSpecError(
+            f"weights must be one of {', '.join(WEIGHTS)} or a torchvision weights name "
+            f"such as IMAGENET1K_V1, got {weights!r}"
+        )
     return kind
 
 
@@ -243,13 +261,15 @@ def _versions() -> dict[str, str]:
     return dict(_installed_versions())
 
 
-def _key(model: str, layer: str | None, kind: str) -> dict[str, Any]:
+def _key(model: str, layer: str | None, kind: str, variant: str | None = None) -> dict[str, Any]:
     """Cache key of a model's layer: what determines the numbers, known before any import.
 
     The requested `layer` (None for "the first convolution") stands for the resolved one;
     the torchvision version pins both the architecture and its default pretrained weights.
     """
     parts: dict[str, Any] = {"model": model, "layer": layer or "first-conv", "weights": kind}
+    if variant is not None:
+        parts["variant"] = variant
     if kind == "random":
         parts["seed"] = RANDOM_SEED
     if kind == "trained-digits":
@@ -400,7 +420,12 @@ def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
 
 
 def _load_model(
-    model: str, layer: str | None, kind: str, use_cache: bool, remember_failure: bool = False
+    model: str,
+    layer: str | None,
+    kind: str,
+    use_cache: bool,
+    remember_failure: bool = False,
+    variant: str | None = None,
 ) -> KernelBank:
     """One kind of a model's weights: from the kernel cache, else built and then cached.
 
@@ -408,13 +433,16 @@ def _load_model(
     `remember_failure` (``weights="auto"``): a download that failed a short while ago is not
     tried again (see `pretrained.ensure_checkpoint`).
     """
-    key = _key(model, layer, kind)
+    key = _key(model, layer, kind, variant)
     hit = _cached(key, use_cache, model, layer, kind)
     if hit is not None:
         return hit
     if kind == "pretrained" and remember_failure:
         offline = pretrained.remembered_unavailable(model)
-        if offline is not None:  # known before importing torch or torchvision
+        # Known before importing torch or torchvision; a file of another variant still counts.
+        if offline is not None and (
+            model.startswith("timm:") or pretrained.cached_variant(model) is None
+        ):
             raise offline
     if model.startswith("timm:"):
         from . import timm_models
@@ -423,7 +451,7 @@ def _load_model(
     else:
         conv = models.conv_layer(model, layer)
         if kind == "pretrained":
-            bank = _pretrained(model, conv, remember_failure)
+            bank = _pretrained(model, conv, remember_failure, variant)
         else:
             bank = {"random": _random, "trained-digits": _digits}[kind](model, conv, use_cache)
     _store(key, use_cache, bank)
@@ -451,10 +479,15 @@ def _random(model: str, conv: models.ConvLayer, use_cache: bool) -> KernelBank:
     return _bank(model, conv, weights, "random", provenance, bias)
 
 
-def _pretrained(model: str, conv: models.ConvLayer, remember_failure: bool) -> KernelBank:
-    info = pretrained.weights_info(model)
+def _pretrained(
+    model: str, conv: models.ConvLayer, remember_failure: bool, variant: str | None = None
+) -> KernelBank:
+    """torchvision's weights: `variant`'s, else ``DEFAULT``'s, else any variant on disk."""
+    info = pretrained.weights_info(model, variant)
+    if variant is not None or not pretrained.hub_file_present(info.path()):
+        info = pretrained.cached_variant(model, info if variant else None) or info
     tensor_key = f"{conv.name}.weight"
-    path = pretrained.hub_checkpoint_path(info.url)
+    path = info.path()
     url = remote.torchvision_url(info.url)
     if not pretrained.hub_file_present(path) and remote.is_http(url):
         # Not downloaded: read just this tensor with Range requests.
@@ -472,7 +505,12 @@ def _pretrained(model: str, conv: models.ConvLayer, remember_failure: bool) -> K
                 f"put the file at {path}, or use weights='random'",
                 short=f"download failed: {reason.split(' (')[0][:60]}",
             ) from cause
-        provenance = {"weights": info.enum_name, **found.provenance, **_versions()}
+        provenance = {
+            "weights": info.enum_name,
+            "variant": info.variant,
+            **found.provenance,
+            **_versions(),
+        }
         bias = found.bias if conv.bias else None
         return _bank(
             model, conv, found.weights, "pretrained", {**provenance, "cached": False}, bias
@@ -483,6 +521,7 @@ def _pretrained(model: str, conv: models.ConvLayer, remember_failure: bool) -> K
     bias = rest[0] if rest else None
     provenance = {
         "weights": info.enum_name,
+        "variant": info.variant,
         "url": info.url,
         "file": str(path),
         "key": tensor_key,

@@ -471,7 +471,8 @@ def _finish(built: _Built, device: str) -> ExplainModel:
 
 
 def _from_model(model: str, weights: str) -> _Built:
-    kind = loading._weights_kind(weights, model)
+    variant = loading._variant_name(weights)
+    kind = "pretrained" if variant else loading._weights_kind(weights, model)
     if kind == "auto":
         try:
             return _from_model(model, "pretrained")
@@ -499,7 +500,7 @@ def _from_model(model: str, weights: str) -> _Built:
         net, provenance = _digits_lenet5()
         caveats = []
     else:
-        net, provenance, caveats = _pretrained(model)
+        net, provenance, caveats = _pretrained(model, variant)
     lenet = model == "lenet5"
     return _Built(
         net=net,
@@ -531,8 +532,12 @@ def _digits_lenet5() -> tuple[nn.Module, dict[str, Any]]:
     return net, provenance
 
 
-def _pretrained(model: str) -> tuple[nn.Module, dict[str, Any], list[str]]:
-    info = pretrained.weights_info(model)
+def _pretrained(
+    model: str, variant: str | None = None
+) -> tuple[nn.Module, dict[str, Any], list[str]]:
+    info = pretrained.weights_info(model, variant)
+    if variant is not None or not pretrained.hub_file_present(info.path()):
+        info = pretrained.cached_variant(model, info if variant else None) or info
     path = pretrained.ensure_checkpoint(info)
     state = checkpoints.torch_load(path)
     caveats = []
@@ -549,7 +554,12 @@ def _pretrained(model: str) -> tuple[nn.Module, dict[str, Any], list[str]]:
     if isinstance(state, dict):
         state = {pretrained._densenet_key(k): v for k, v in state.items()}
     _load_state(net, state, path, model)
-    provenance = {"weights": info.enum_name, "url": info.url, "file": str(path)}
+    provenance = {
+        "weights": info.enum_name,
+        "variant": info.variant,
+        "url": info.url,
+        "file": str(path),
+    }
     return net, provenance, caveats
 
 
