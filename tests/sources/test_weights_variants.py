@@ -8,6 +8,7 @@ Downloads go to a closed local port, so nothing is fetched.
 
 from __future__ import annotations
 
+import json
 import socket
 import warnings
 
@@ -68,7 +69,7 @@ def test_a_renamed_file_with_the_published_hash_prefix_is_taken(v1_file, monkeyp
     """A copy under another name counts when its SHA-256 starts with the URL's prefix."""
     import hashlib
 
-    path, expected = v1_file
+    path, _ = v1_file
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
     v1 = pretrained.weights_info("mobilenet_v2", "IMAGENET1K_V1")
     url = v1.url.replace(v1.filename, f"mobilenet_v2-{digest}.pth")
@@ -90,6 +91,7 @@ def test_a_renamed_file_with_the_published_hash_prefix_is_taken(v1_file, monkeyp
 def test_weights_names_on_the_command_line(cli, v1_file):
     code, out, err = cli("analyze", "mobilenet_v2", "--weights", "IMAGENET1K_V1", "--json", "-")
     assert code == 0, err
+    assert json.loads(out)["provenance"]["weights"] == "MobileNet_V2_Weights.IMAGENET1K_V1"
     code, _, err = cli("analyze", "mobilenet_v2", "--weights", "IMAGENET1K_V9")
     assert code == 2 and err.count("\n") == 1
     assert "no weights named 'IMAGENET1K_V9'" in err and "IMAGENET1K_V2" in err
