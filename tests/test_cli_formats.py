@@ -77,8 +77,13 @@ def test_scan_lists_the_files_it_skipped(cli, pt_file, tmp_path):
     code, out, err = cli(
         "scan", str(folder), "--out", str(tmp_path / "f.parquet"),
         "--models-out", str(tmp_path / "m.parquet"), "--workers", "1",
-        "--no-progress", "--threshold", "0.9",
+        "--no-progress", "--threshold", "0.9", "--stride", "2",
     )  # fmt: skip
     assert code == 0, err
     assert "scanned 2 of 2 sources" in out
     assert "skipped 1 files that hold no weights" in err and "notes.txt" in err
+    from napari_kernelspec.scan.store import read_dataset
+
+    models = read_dataset(tmp_path / "m.parquet").to_pandas()
+    assert [list(s) for s in models["stride"]] == [[2, 2], [2, 2]]
+    assert models["stride_known"].all()

@@ -445,8 +445,11 @@ def _build(bank: KernelBank) -> tuple[nn.Module, str]:
     from ..sources.checkpoints import torch_load
 
     variant = bank.provenance.get("variant")
-    info = pretrained.weights_info(model, variant if isinstance(variant, str) else None)
-    info = pretrained.cached_variant(model, info) or info
+    if isinstance(variant, str):
+        info = pretrained.weights_info(model, variant)
+        info = pretrained.cached_variant(model, info) or info
+    else:
+        info = pretrained.weights_info(model)
     path = pretrained.ensure_checkpoint(info)
     state = torch_load(path)
     if not isinstance(state, dict):

@@ -441,7 +441,7 @@ def _load_model(
         offline = pretrained.remembered_unavailable(model)
         # Known before importing torch or torchvision; a file of another variant still counts.
         if offline is not None and (
-            model.startswith("timm:") or pretrained.cached_variant(model) is None
+            model.startswith("timm:") or not pretrained.weights_files_present(model)
         ):
             raise offline
     if model.startswith("timm:"):
@@ -483,7 +483,7 @@ def _pretrained(
     model: str, conv: models.ConvLayer, remember_failure: bool, variant: str | None = None
 ) -> KernelBank:
     """torchvision's weights: `variant`'s, else ``DEFAULT``'s, else any variant on disk."""
-    info = pretrained.weights_info(model, variant)
+    info = pretrained.weights_info(model, variant) if variant else pretrained.weights_info(model)
     if variant is not None or not pretrained.hub_file_present(info.path()):
         info = pretrained.cached_variant(model, info if variant else None) or info
     tensor_key = f"{conv.name}.weight"

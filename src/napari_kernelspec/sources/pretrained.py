@@ -290,6 +290,26 @@ def _remember_model(model: str | None, info: WeightsInfo, dst: Path, failure: di
         _remember(f"model:{model}", entry)
 
 
+def weights_files_present(model: str) -> bool:
+    """Whether the hub folder of `model`'s remembered failure holds any file named after it.
+
+    Cheap (no torch import): a file of another weights variant there may still be used,
+    so a remembered failure must not short-cut the search for it.
+    """
+    entry = _read_failures().get(f"model:{model}")
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        return False
+    dst = Path(entry["file"])
+    stem = dst.name.split("-")[0]
+    try:
+        return any(
+            p.is_file() and not p.name.endswith(".partial")
+            for p in dst.parent.glob(f"{glob_escape(stem)}*")
+        )
+    except OSError:
+        return False
+
+
 def remembered_unavailable(model: str) -> WeightsUnavailable | None:
     """The error for `model`'s pretrained weights if their download failed a short while ago.
 

@@ -535,7 +535,7 @@ def _digits_lenet5() -> tuple[nn.Module, dict[str, Any]]:
 def _pretrained(
     model: str, variant: str | None = None
 ) -> tuple[nn.Module, dict[str, Any], list[str]]:
-    info = pretrained.weights_info(model, variant)
+    info = pretrained.weights_info(model, variant) if variant else pretrained.weights_info(model)
     if variant is not None or not pretrained.hub_file_present(info.path()):
         info = pretrained.cached_variant(model, info if variant else None) or info
     path = pretrained.ensure_checkpoint(info)
