@@ -295,11 +295,21 @@ def test_tfjs_model_json_with_two_shards_and_quantization(tmp_path):
     (tmp_path / "q.json").write_text(json.dumps({**document, "weightsManifest": manifest}))
     expected = (q.astype(np.float32) * 0.5 - 1.0).transpose(3, 2, 0, 1)
     np.testing.assert_allclose(load_kernels(tmp_path / "q.json").weights, expected)
+    # Over HTTP: the shards are read next to the URL, by Range requests.
+    with range_server.RangeServer(tmp_path) as server:
+        remote = load_kernels(f"{server.url}/model.json", use_cache=False)
+    np.testing.assert_array_equal(remote.weights, CONV)
+    assert (remote.stride, remote.padding) == (bank.stride, bank.padding)
     # A shard path that leaves the model's folder is refused.
     manifest[0]["paths"] = ["../../etc/passwd"]
     (tmp_path / "bad.json").write_text(json.dumps({**document, "weightsManifest": manifest}))
     with pytest.raises(KernelSpecError, match="outside its folder"):
         load_kernels(tmp_path / "bad.json")
+    with (
+        range_server.RangeServer(tmp_path) as server,
+        pytest.raises(KernelSpecError, match="outside its folder"),
+    ):
+        load_kernels(f"{server.url}/bad.json", use_cache=False)
 
 
 # --- local and remote: the same results, the same errors ----------------------------------------

@@ -752,7 +752,7 @@ def _read_location(
     rf = None
     try:
         rf = loc.open()
-        fmt, found = formats.read_entries(rf, loc.name, rf.size)
+        fmt, found = formats.read_entries(rf, loc.name, rf.size, _sibling_opener(loc))
         if isinstance(found, formats.Sharded):
             reads.add(rf.url, rf.bytes_transferred, rf.requests, "range", rf.size)
             return _read_sharded(loc, found, layer, reads, rename)
@@ -766,6 +766,20 @@ def _read_location(
         if rf is not None:
             rf.close()
     return _read_file(loc, loc.download(), "download", layer, reads, rename)
+
+
+def _sibling_opener(loc: _Url | _Hub) -> Callable[[str], Any]:
+    """Opens files next to `loc` (ONNX external data, TensorFlow.js shards) by Range reads."""
+
+    def open_sibling(relative: str) -> Any:
+        if relative.startswith("/") or ".." in PurePosixPath(relative).parts or ":" in relative:
+            raise KernelSpecError(
+                f"{loc.name} names a file outside its folder ({relative[:80]!r}); "
+                "refusing to read it"
+            )
+        return loc.sibling(relative).open()
+
+    return open_sibling
 
 
 def _read_file(
