@@ -381,8 +381,15 @@ def is_weights_file(path: str | os.PathLike[str]) -> str | None:
     if kind == "onnx" and suffix == ".onnx":
         return None
     if kind == "index" and path.name.endswith(".json"):
-        if b"weightsManifest" in head or path.name == "model.json":
-            return None
+        try:
+            if path.stat().st_size <= tensors.MAX_HEADER_BYTES:
+                document = json.loads(path.read_bytes())
+                if isinstance(document, dict) and "weightsManifest" in document:
+                    return None
+                if isinstance(document, dict) and "weight_map" in document:
+                    return "a sharded checkpoint's index (its shards are files of their own)"
+        except (OSError, ValueError):
+            pass
         return "a JSON file that is not a TensorFlow.js model.json"
     what = f"a {suffix} file" if suffix else "no extension"
     return f"not a weights file ({what}, first bytes {head[:4].hex(' ') or 'none'})"
