@@ -213,3 +213,20 @@ def test_unknown_keras_layer_lists_the_convolutions(keras_files):
     listed = str(err.value).split("give one of: ")[1]
     assert set(listed.split(", ")) == {"c1", "dw", "c3"}
     assert json.loads((keras_files / "tfjs" / "model.json").read_text())["weightsManifest"]
+
+
+def test_maps_and_explanations_of_a_keras_file(keras_files):
+    """`feature_maps` of the Keras file's first layer are Keras' own output of it."""
+    from napari_kernelspec.imaging.explain.model import explain_model
+    from napari_kernelspec.imaging.explain.result import explain
+    from napari_kernelspec.imaging.maps import feature_maps
+
+    io_ = np.load(keras_files / "io.npz")
+    for file in ("m.keras", "tfjs/model.json"):
+        maps = feature_maps(keras_files / file, io_["x"][0], normalize="none", relu=False)
+        np.testing.assert_allclose(
+            maps.maps, io_["c1"][0].transpose(2, 0, 1), rtol=1e-4, atol=1e-4
+        )
+    model = explain_model(keras_files / "m.keras", device="cpu")
+    result = explain(model, None, [0, 1], "maximize", size=24, steps=4, seed=0)
+    assert result.images.shape[:2] == (2, 24) and np.isfinite(result.images).all()
