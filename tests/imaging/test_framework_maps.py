@@ -91,3 +91,44 @@ def test_maps_of_a_files_deeper_layer_say_why_not(tmp_path):
         feature_maps(tmp_path / "deep.pt", np.zeros((32, 32, 3), np.float32))
     text = str(err.value)
     assert "takes 24 input channels: a deeper layer" in text and "grey or RGB" not in text
+
+
+def test_a_state_dict_file_with_its_architecture_runs_deeper_layers(tmp_path):
+    """`arch`: a file's deeper layer runs inside the network, equal to the model's own maps."""
+    import torch
+    import torchvision
+
+    from napari_kernelspec.sources.loading import RANDOM_SEED
+
+    torch.manual_seed(RANDOM_SEED)  # the weights of load_kernels("resnet18", "random")
+    net = torchvision.models.resnet18(weights=None).eval()
+    torch.save(net.state_dict(), tmp_path / "mine.bin")
+    image = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
+    bank = load_kernels(tmp_path / "mine.bin", layer="layer1.0.conv2", arch="resnet18")
+    assert bank.stride == (1, 1) and bank.padding == (1, 1) and bank.stride_known
+    from_file = feature_maps(tmp_path / "mine.bin", image, "layer2.0.conv1", arch="resnet18")
+    from_model = feature_maps("resnet18", image, "layer2.0.conv1", weights="random")
+    assert from_file.meta["normalisation"] == from_model.meta["normalisation"]
+    np.testing.assert_allclose(from_file.maps, from_model.maps, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(from_file.scale, from_model.scale)
+    with pytest.raises(KernelSpecError, match="give the architecture"):
+        load_kernels(tmp_path / "mine.bin", arch="alexnet")
+
+
+def test_cli_maps_with_arch(cli, tmp_path):
+    import torch
+    import torchvision
+    from PIL import Image
+
+    torch.manual_seed(3)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "mine.pt")
+    Image.fromarray((np.random.default_rng(2).random((48, 48, 3)) * 255).astype(np.uint8)).save(
+        tmp_path / "img.png"
+    )
+    out = tmp_path / "maps.npz"
+    code, _, err = cli(
+        "maps", str(tmp_path / "mine.pt"), str(tmp_path / "img.png"), "--arch", "resnet18",
+        "--layer", "layer1.0.conv1", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert np.load(out)["maps"].shape[0] == 64

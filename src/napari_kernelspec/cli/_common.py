@@ -11,6 +11,7 @@ __all__ = [
     "PROG",
     "Parser",
     "add_analysis_options",
+    "add_arch_option",
     "add_geometry_options",
     "add_weights_option",
     "alpha_arg",
@@ -143,6 +144,16 @@ def add_geometry_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dilation", type=geometry_arg, metavar="D", help=f"the layer's dilation ({what})"
+    )
+
+
+def add_arch_option(parser: argparse.ArgumentParser) -> None:
+    """``--arch``: the torchvision architecture of a state-dict file."""
+    parser.add_argument(
+        "--arch",
+        metavar="NAME",
+        help="the torchvision architecture of a state-dict file (e.g. resnet18): its layers "
+        "are then named as in the model and run inside it, with ImageNet normalisation",
     )
 
 

@@ -158,6 +158,7 @@ def write_report(
     explain_options: dict[str, Any] | None = None,
     images: Sequence[str | os.PathLike[str]] | None = None,
     geometry: dict[str, Any] | None = None,
+    arch: str | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -193,6 +194,8 @@ def write_report(
     geometry : dict, optional
         ``stride``, ``padding``, ``dilation`` (see `load_kernels`) of the weights files among
         `sources` (model names know their own geometry and are left as they are).
+    arch : str, optional
+        The torchvision architecture of the state-dict files among `sources`.
 
     Returns
     -------
@@ -261,7 +264,10 @@ def write_report(
             bar.set_postfix_str(f"loading {printable(name, limit=40)}")
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
-                given = geometry if geometry and _is_file(name, resolve_source) else {}
+                given: dict[str, Any] = {}
+                if (geometry or arch) and _is_file(name, resolve_source):
+                    local = not isinstance(resolve_source(name), str)
+                    given = {**(geometry or {}), **({"arch": arch} if arch and local else {})}
                 bank = load_kernels(name, weights=weights, **given)
             caught += seen
             results.append(analyze(bank, method, threshold, min_samples, alpha=alpha))

@@ -687,7 +687,7 @@ def select_entry(
     shown = list(dict.fromkeys(close + names[:5]))
     more = f" (and {len(names) - len(shown)} more)" if len(names) > len(shown) else ""
     listed = ", ".join(printable(s, 80) for s in shown) or "(none)"
-    raise KernelSpecError(
+    raise tensors.NoSuchLayer(
         f"{shown_name} has no layer {printable(layer, 80)!r}; give one of: {listed}{more}"
     )
 

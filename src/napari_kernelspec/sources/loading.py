@@ -25,7 +25,7 @@ import numpy as np
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
 from ..base.text import printable
-from . import cache, checkpoints, models, pretrained, remote
+from . import cache, checkpoints, models, pretrained, remote, tensors
 
 __all__ = ["WEIGHTS", "UntrainedWeightsWarning", "load_kernels", "resolve_source"]
 
@@ -67,6 +67,7 @@ def load_kernels(
     padding: int | tuple[int, int] | None = None,
     dilation: int | tuple[int, int] | None = None,
     use_cache: bool = True,
+    arch: str | None = None,
 ) -> KernelBank:
     """Load the filters of one convolution layer.
 
@@ -93,6 +94,10 @@ def load_kernels(
         is an error.
     use_cache : bool
         Read and write the extracted-kernel cache (models only).
+    arch : str, optional
+        For a state-dict file: the torchvision architecture it was trained as. The layer is
+        then a module name of it (default: its first convolution), its geometry the
+        architecture's, and maps and explanations run the layer inside that network.
 
     Returns
     -------
@@ -123,6 +128,13 @@ def load_kernels(
         "dilation": _geometry_arg(dilation, "dilation", 1),
     }
     resolved = resolve_source(source)
+    if arch is not None:
+        if not isinstance(resolved, Path):
+            raise KernelSpecError(
+                f"an architecture is for weights files; {printable(source, 80)!r} is not a "
+                "file: leave the architecture out"
+            )
+        return _check_geometry(_load_file_arch(resolved, layer, arch), geometry)
     if isinstance(resolved, Path):
         return _load_file(resolved, layer, geometry)
     if remote.is_remote(resolved) and not resolved.startswith("timm:"):
@@ -607,6 +619,74 @@ def _with_geometry(bank: KernelBank, geometry: dict[str, tuple[int, int] | None]
         return bank
     provenance = {**bank.provenance, "stride_known": "stride" in given}
     return dataclasses.replace(bank, provenance=provenance, **given)
+
+
+def _load_file_arch(path: Path, layer: str | None, arch: str) -> KernelBank:
+    """A state-dict file's layer, read as a layer of the architecture `arch`."""
+    model = models.resolve_model(arch)
+    conv = models.conv_layer(model, layer.removesuffix(".weight") if layer else None)
+    try:
+        found = checkpoints.read_kernels(path, f"{conv.name}.weight")
+    except tensors.NoSuchLayer:
+        raise KernelSpecError(
+            f"{printable(path.name)} has no {conv.name}.weight, which "
+            f"{models.display_name(model)} has: give the architecture the file was trained as"
+        ) from None
+    if tuple(found.weights.shape) != conv.shape:
+        raise KernelSpecError(
+            f"{printable(path.name)} [{printable(found.key)}] has shape "
+            f"{list(found.weights.shape)}, but {models.display_name(model)} {conv.name} has "
+            f"{list(conv.shape)}: give the architecture the file was trained as"
+        )
+    return KernelBank(
+        weights=found.weights,
+        model=model,
+        layer=conv.name,
+        source="checkpoint",
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=found.bias,
+        display_name=printable(path.name),
+        provenance={**found.provenance, "arch": model, "stride_known": True},
+    )
+
+
+def file_network(bank: KernelBank) -> Any:
+    """The torch network of a file read with its architecture (`load_kernels(arch=...)`).
+
+    Raises
+    ------
+    KernelSpecError
+        If the file's state dict does not fit the architecture (one line, with an example key).
+    """
+    import torch
+
+    path = Path(bank.provenance["file"])
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        state: Any = load_file(str(path))
+    else:
+        state = checkpoints.torch_load(path)
+    if not isinstance(state, dict):
+        raise KernelSpecError(f"{printable(path.name)} is not a state dict")
+    state = checkpoints._find_state_dict(state, path.name)
+    if state and all(str(k).startswith("module.") for k in state):
+        state = {str(k)[len("module.") :]: v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    net = models.build_model(bank.model, "cpu")
+    result = net.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        example = (missing or result.unexpected_keys)[0]
+        raise KernelSpecError(
+            f"{printable(path.name)} does not fit {models.display_name(bank.model)} "
+            f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected weights, e.g. "
+            f"{printable(example, 60)}); give the architecture it was trained as"
+        )
+    return net
 
 
 def _load_file(

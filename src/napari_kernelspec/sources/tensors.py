@@ -14,6 +14,7 @@ __all__ = [
     "ONNX_DTYPES",
     "SAFETENSORS_DTYPES",
     "NoConvolution",
+    "NoSuchLayer",
     "itemsize",
     "kind_of",
 ]
@@ -90,3 +91,7 @@ def kind_of(code: str | None) -> str:
 
 class NoConvolution(KernelSpecError):
     """A file (or shard) holds no 4-D numeric tensor: no convolution weights to analyse."""
+
+
+class NoSuchLayer(KernelSpecError):
+    """A layer name that the file does not hold (the message lists some it does)."""

@@ -606,12 +606,12 @@ def _from_checkpoint(path: Path, arch: str) -> _Built:
             state: Any = load_file(str(path))
         except Exception as exc:
             raise checkpoints._damaged(path, exc) from exc
-    elif suffix in checkpoints.TORCH_SUFFIXES:
-        state = checkpoints.torch_load(path)
-    else:
+    elif suffix in (".npy", ".npz", ".onnx", ".keras", ".h5", ".json"):
         raise KernelSpecError(
-            f"--arch needs a state dict (.pth, .pt, .ckpt, .safetensors), not {path.name}"
+            f"--arch needs a state dict (.pth, .pt, .ckpt, .bin, .safetensors), not {path.name}"
         )
+    else:  # torch files of any name are recognised by torch.load from their first bytes
+        state = checkpoints.torch_load(path)
     net = models.build_model(model, "cpu")
     _load_state(net, state, path, model)
     lenet = model == "lenet5"
