@@ -161,7 +161,7 @@ def _keras_output(bank, x_nhwc: np.ndarray) -> np.ndarray:
     bias = None if bank.bias is None else torch.from_numpy(bank.bias.copy())
     y = F.conv2d(
         x,
-        torch.from_numpy(bank.weights),
+        torch.from_numpy(bank.weights.copy()),
         bias,
         stride=bank.stride,
         padding=bank.padding,
