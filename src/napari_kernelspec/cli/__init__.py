@@ -100,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _silence_stdout()
             return EXIT_BROKEN_PIPE
         except KernelSpecError as exc:
-            sys.stderr.write(f"{PROG}: error: {printable(redact(exc))}\n")
+            # The core names Python's spelling; on the command line it is the option.
+            text = printable(redact(exc)).replace("weights='random'", "--weights random")
+            sys.stderr.write(f"{PROG}: error: {text}\n")
             return EXIT_USAGE
         except Interrupted as exc:  # Ctrl-C between the renames of files written together
             sys.stderr.write(f"{PROG}: interrupted; {printable(redact(exc))}\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_weights_option
+from ._common import add_arch_option, add_weights_option
 
 HELP = "feature maps of an image through one conv layer (saved as .npz)"
 DESCRIPTION = (
@@ -72,6 +72,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dilation", type=pair_arg(1), metavar="D", help="dilation of a file's layer"
     )
+    add_arch_option(parser)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
         padding=args.padding,
         dilation=args.dilation,
+        arch=args.arch,
     )
     result.meta["image"] = args.image
     try:

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
         padding=args.padding,
         dilation=args.dilation,
+        arch=args.arch,
     )
     document = found.to_dict(list(args.images))
     if args.json == "-":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_analysis_options
+from ._common import add_analysis_options, add_arch_option, add_geometry_options, geometry
 
 HELP = "write a static HTML report comparing models"
 DESCRIPTION = (
@@ -25,6 +25,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="comma-separated model names or files; 'all' (default) is the eight seed models",
     )
     add_analysis_options(parser)
+    add_geometry_options(parser)
+    add_arch_option(parser)
     parser.add_argument(
         "--out",
         default=DEFAULT_OUT,
@@ -91,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             explain=args.explain,
             explain_options={"steps": args.explain_steps, "size": args.explain_size},
             images=args.image,
+            geometry={k: v for k, v in geometry(args).items() if v is not None},
+            arch=args.arch,
         )
     except OSError as exc:
         where = exc.filename or args.out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_analysis_options, whole_number
+from ._common import add_analysis_options, add_geometry_options, geometry, whole_number
 
 HELP = "analyse many models or checkpoints on Dask and write Parquet tables"
 DESCRIPTION = (
@@ -53,6 +53,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--layer", help="conv layer by module name or key (default: the first)")
     add_analysis_options(parser)
+    add_geometry_options(parser)
     parser.add_argument(
         "--resume", action="store_true", help="skip the sources already in the outputs"
     )
@@ -78,7 +79,14 @@ def run(args: argparse.Namespace) -> int:
     # Dask reports every worker start and stop at INFO; the progress bar says enough.
     for name in ("distributed", "tornado", "bokeh"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    sources = expand_sources(args.sources)
+    left_out: list[tuple[str, str]] = []
+    sources = expand_sources(args.sources, left_out)
+    if left_out:
+        from ..base.text import printable
+
+        shown = "; ".join(f"{printable(p, 80)} ({why})" for p, why in left_out[:10])
+        more = f"; and {len(left_out) - 10} more" if len(left_out) > 10 else ""
+        sys.stderr.write(f"skipped {len(left_out)} files that hold no weights: {shown}{more}\n")
     params = ScanParameters(
         weights=args.weights,
         layer=args.layer,
@@ -86,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         min_samples=args.min_samples,
         alpha=args.alpha,
+        **geometry(args),
     )
     try:
         summary = run_scan(

@@ -141,6 +141,16 @@ def _paths(
     return files
 
 
+def _is_file(name: str | os.PathLike[str], resolve_source: Any) -> bool:
+    """Whether a report source is a weights file or URL (not a model name)."""
+    from ..sources import remote
+
+    resolved = resolve_source(name)
+    return not isinstance(resolved, str) or (
+        remote.is_remote(resolved) and not resolved.startswith("timm:")
+    )
+
+
 def write_report(
     sources: Sequence[str | os.PathLike[str]] | None = None,
     *,
@@ -157,6 +167,8 @@ def write_report(
     explain: str | None = None,
     explain_options: dict[str, Any] | None = None,
     images: Sequence[str | os.PathLike[str]] | None = None,
+    geometry: dict[str, Any] | None = None,
+    arch: str | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -189,6 +201,11 @@ def write_report(
     images : sequence of path-like, optional
         Images for the feature maps (the first) and top patches (all) of every model;
         default scikit-image's photo of Chelsea the cat (credited in the report).
+    geometry : dict, optional
+        ``stride``, ``padding``, ``dilation`` (see `load_kernels`) of the weights files among
+        `sources` (model names know their own geometry and are left as they are).
+    arch : str, optional
+        The torchvision architecture of the state-dict files among `sources`.
 
     Returns
     -------
@@ -261,7 +278,11 @@ def write_report(
             try:  # one bad model is a note in the report, not the end of it
                 with warnings.catch_warnings(record=True) as seen:
                     warnings.simplefilter("always")
-                    bank = load_kernels(name, weights=weights)
+                    given: dict[str, Any] = {}
+                    if (geometry or arch) and _is_file(name, resolve_source):
+                        local = not isinstance(resolve_source(name), str)
+                        given = {**(geometry or {}), **({"arch": arch} if arch and local else {})}
+                    bank = load_kernels(name, weights=weights, **given)
                 caught += seen
                 results.append(analyze(bank, method, threshold, min_samples, alpha=alpha))
             except Exception as exc:  # as in a scan: the error becomes the model's note

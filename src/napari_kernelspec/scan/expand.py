@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..base.errors import KernelSpecError
 from ..base.limits import max_list_bytes, size_text
-from ..sources.checkpoints import SUFFIXES
+from ..sources.checkpoints import is_weights_file
 from ..sources.history import natural_key
 
 __all__ = ["MAX_SOURCES", "expand_sources", "weights_files"]
@@ -45,11 +45,17 @@ _GLOB_CHARS = frozenset("*?[")
 UNREADABLE = "unreadable folder: "
 
 
-def weights_files(folder: Path, unreadable: list[str] | None = None) -> list[Path]:
+def weights_files(
+    folder: Path,
+    unreadable: list[str] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+) -> list[Path]:
     """Weights files below `folder`, recursively, hidden entries left out, natural order.
 
-    Symbolic links to folders are not followed. Folders that cannot be listed are appended
-    to `unreadable` (as ``"PATH (reason)"``) when it is given.
+    A file is taken by its name or, for other names, by its first bytes
+    (`checkpoints.is_weights_file`); the others are appended to `skipped` as
+    (path, reason) pairs. Symbolic links to folders are not followed. Folders that cannot
+    be listed are appended to `unreadable` (as ``"PATH (reason)"``) when it is given.
     """
 
     def failed(exc: OSError) -> None:
@@ -59,11 +65,14 @@ def weights_files(folder: Path, unreadable: list[str] | None = None) -> list[Pat
     found = []
     for root, dirs, files in os.walk(folder, onerror=failed):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [
-            Path(root, f)
-            for f in files
-            if not f.startswith(".") and Path(f).suffix.lower() in SUFFIXES
-        ]
+        for f in files:
+            if f.startswith("."):
+                continue
+            reason = is_weights_file(Path(root, f))
+            if reason is None:
+                found.append(Path(root, f))
+            elif skipped is not None:
+                skipped.append((str(Path(root, f)), reason))
     return sorted(found, key=lambda p: natural_key(str(p)))
 
 
@@ -138,10 +147,12 @@ def _walk_glob(pattern: str, unreadable: list[str]) -> list[str]:
     return found
 
 
-def _expand_one(arg: str, unreadable: list[str]) -> Iterable[str]:
+def _expand_one(
+    arg: str, unreadable: list[str], skipped: list[tuple[str, str]] | None = None
+) -> Iterable[str]:
     path = Path(arg).expanduser()
     if path.is_dir():
-        return [str(p) for p in weights_files(path, unreadable)]
+        return [str(p) for p in weights_files(path, unreadable, skipped)]
     if not path.exists() and _GLOB_CHARS & set(arg):
         pattern = os.path.expanduser(arg)
         if "**" in pattern.split(os.sep):
@@ -152,18 +163,20 @@ def _expand_one(arg: str, unreadable: list[str]) -> Iterable[str]:
         if matches:
             out: list[str] = []
             for m in matches:
-                out += _expand_one(m, unreadable) if Path(m).is_dir() else [m]
+                out += _expand_one(m, unreadable, skipped) if Path(m).is_dir() else [m]
             return out
     return [arg]
 
 
-def expand_sources(args: Iterable[str]) -> list[str]:
+def expand_sources(args: Iterable[str], skipped: list[tuple[str, str]] | None = None) -> list[str]:
     """The sources named by the SOURCES arguments, in order, each once.
 
     Parameters
     ----------
     args : iterable of str
         Model names, files, folders, globs and ``@list.txt`` files.
+    skipped : list, optional
+        Receives (path, reason) for each file in a folder that is not a weights file.
 
     Returns
     -------
@@ -183,7 +196,7 @@ def expand_sources(args: Iterable[str]) -> list[str]:
         items = _list_file(arg) if arg.startswith("@") else [arg]
         for item in items:
             unreadable: list[str] = []
-            found = list(_expand_one(item, unreadable))
+            found = list(_expand_one(item, unreadable, skipped))
             for source in found + [UNREADABLE + u for u in unreadable]:
                 out[source] = None
                 if len(out) > MAX_SOURCES:

@@ -29,9 +29,18 @@ class ScanParameters:
     threshold: float | str | None = None
     min_samples: int = 2
     alpha: float = 0.05
+    #: The layer geometry of weights files that do not record it (model names keep theirs).
+    stride: Any = None
+    padding: Any = None
+    dilation: Any = None
+
+    def geometry(self) -> dict[str, Any]:
+        """The geometry given, as `load_kernels` keyword arguments."""
+        given = (("stride", self.stride), ("padding", self.padding), ("dilation", self.dilation))
+        return {k: v for k, v in given if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "weights": self.weights,
             "layer": self.layer,
             "method": self.method,
@@ -39,6 +48,9 @@ class ScanParameters:
             "min_samples": self.min_samples,
             "alpha": self.alpha,
         }
+        # Only when given: earlier scans' outputs stay resumable.
+        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.geometry().items()})
+        return out
 
 
 @dataclass
@@ -136,7 +148,8 @@ def analyse_source(source: str, params: ScanParameters) -> SourceResult:
     from ..analysis.pipeline import analyze
     from ..base.errors import KernelSpecError
     from ..base.text import redact
-    from ..sources.loading import load_kernels
+    from ..sources import remote
+    from ..sources.loading import load_kernels, resolve_source
     from .expand import UNREADABLE
 
     start = time.perf_counter()
@@ -149,7 +162,14 @@ def analyse_source(source: str, params: ScanParameters) -> SourceResult:
             )
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            bank = load_kernels(source, weights=params.weights, layer=params.layer)
+            given = params.geometry()
+            if given:  # files only: a model name knows its own geometry
+                resolved = resolve_source(source)
+                is_file = not isinstance(resolved, str) or (
+                    remote.is_remote(resolved) and not resolved.startswith("timm:")
+                )
+                given = given if is_file else {}
+            bank = load_kernels(source, weights=params.weights, layer=params.layer, **given)
             result = analyze(
                 bank, params.method, params.threshold, params.min_samples, alpha=params.alpha
             )

@@ -41,7 +41,7 @@ import numpy as np
 from ..base.errors import KernelSpecError
 from ..base.limits import http_timeout
 from ..base.text import redact
-from . import cache, formats, transport
+from . import cache, formats, tensors, transport
 
 __all__ = [
     "BLOCK_SIZE",
@@ -703,6 +703,8 @@ class RemoteKernels:
         The tensor's key in the checkpoint.
     bias : (N,) ndarray of float32 or None
         ``<layer>.bias`` where the file holds it (not looked for across shards).
+    geometry : dict or None
+        The layer's geometry where the file records it (ONNX, Keras).
     provenance : dict
         JSON-safe: ``url``, ``format``, ``bytes_transferred``, ``requests``, ``file_size``,
         ``read`` (``"range"``, ``"download"`` or ``"local"``), ``files`` (per file).
@@ -712,6 +714,7 @@ class RemoteKernels:
     key: str
     provenance: dict[str, Any]
     bias: np.ndarray | None = None
+    geometry: dict[str, Any] | None = None
 
 
 def _candidates(layer: str) -> list[str]:
@@ -733,7 +736,7 @@ def _read_location(
     rf = None
     try:
         rf = loc.open()
-        fmt, found = formats.read_entries(rf, loc.name, rf.size)
+        fmt, found = formats.read_entries(rf, loc.name, rf.size, _sibling_opener(loc))
         if isinstance(found, formats.Sharded):
             reads.add(rf.url, rf.bytes_transferred, rf.requests, "range", rf.size)
             return _read_sharded(loc, found, layer, reads, rename)
@@ -748,6 +751,20 @@ def _read_location(
             rf.close()
     with loc.download() as path:
         return _read_file(loc, path, "download", layer, reads, rename)
+
+
+def _sibling_opener(loc: _Url | _Hub) -> Callable[[str], Any]:
+    """Opens files next to `loc` (ONNX external data, TensorFlow.js shards) by Range reads."""
+
+    def open_sibling(relative: str) -> Any:
+        if relative.startswith("/") or ".." in PurePosixPath(relative).parts or ":" in relative:
+            raise KernelSpecError(
+                f"{loc.name} names a file outside its folder ({relative[:80]!r}); "
+                "refusing to read it"
+            )
+        return loc.sibling(relative).open()
+
+    return open_sibling
 
 
 def _read_file(
@@ -771,8 +788,8 @@ def _read_file(
         raise formats._damaged(loc.name, exc) from exc
 
 
-#: (weights, bias or None) of the chosen layer.
-_Arrays = tuple[np.ndarray, "np.ndarray | None"]
+#: (weights, bias or None, geometry or None) of the chosen layer.
+_Arrays = tuple[np.ndarray, "np.ndarray | None", "dict[str, Any] | None"]
 
 
 def _choose(
@@ -783,7 +800,8 @@ def _choose(
         for entry in found:
             entry.key = rename(entry.key)
     key, weights = formats.select_kernels(found, name, layer)
-    return key, (weights, formats.select_bias(found, key, len(weights)))
+    geometry = next((e.geometry for e in found if e.key == key), None)
+    return key, (weights, formats.select_bias(found, key, len(weights)), geometry)
 
 
 def _read_sharded(
@@ -803,10 +821,8 @@ def _read_sharded(
     for rel in index.shards()[:_MAX_SHARDS]:
         try:
             k, w, fmt = _read_location(loc.sibling(rel), None, reads, rename)
-        except KernelSpecError as exc:
-            if "no 4-D floating tensor" in str(exc):
-                continue
-            raise
+        except tensors.NoConvolution:
+            continue
         return k, w, f"sharded {fmt}"
     raise KernelSpecError(
         f"{loc.name}: none of its shards holds a 4-D floating tensor (convolution weights)"
@@ -884,7 +900,7 @@ def _read(
     started = time.perf_counter()
     try:
         with transport.deadline():
-            key, (weights, bias), fmt = _read_location(loc, layer, reads, rename)
+            key, (weights, bias, geometry), fmt = _read_location(loc, layer, reads, rename)
     except (_NetworkError, transport.TooSlow) as exc:
         if unavailable is KernelSpecError:
             raise
@@ -901,7 +917,9 @@ def _read(
         "seconds": round(time.perf_counter() - started, 3),
         "files": reads.files,
     }
-    return RemoteKernels(weights=weights, key=key, provenance=provenance, bias=bias)
+    return RemoteKernels(
+        weights=weights, key=key, provenance=provenance, bias=bias, geometry=geometry
+    )
 
 
 def read_torchvision(
