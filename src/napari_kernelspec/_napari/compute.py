@@ -57,6 +57,9 @@ class Request:
         `source` is a folder of checkpoints of one model: a training history.
     side_by_side : bool
         The kernels to the right of the spectra (`layers.beside`), framed on both.
+    origin : (float, float)
+        World position of the mosaics' first pixel (`layout.beside_all`: right of the
+        user's layers); a training history stays at (0, 0).
     """
 
     generation: int
@@ -68,6 +71,7 @@ class Request:
     view: str
     history: bool = False
     side_by_side: bool = False
+    origin: tuple[float, float] = (0.0, 0.0)
 
     @property
     def bank_key(self) -> tuple[str, str]:
@@ -216,7 +220,7 @@ def compute(
             )
         if is_stale():
             return Outcome(request, bank=bank, result=result, cancelled=True)
-        geometry = _layers.result_geometry(result)
+        geometry = _layers.result_geometry(result, origin=request.origin)
         kernels_at = _layers.beside(geometry) if request.side_by_side else None
         old, old_view = shown if shown is not None else (None, None)
         same_bank = old is not None and old.bank is bank

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GAP_FRACTION", "beside_all", "is_ours", "user_images", "world_extent"]
+__all__ = [
+    "GAP_FRACTION",
+    "beside_all",
+    "is_ours",
+    "overlaps",
+    "user_images",
+    "world_extent",
+]
 
 #: Gap between a placed mosaic and what is already shown, as a share of its width.
 GAP_FRACTION = 0.05
@@ -69,5 +76,13 @@ def beside_all(
     extent = world_extent(lay for lay in viewer.layers if id(lay) not in skipped)
     if extent is None:
         return 0.0, 0.0
-    gap = GAP_FRACTION * max(float(size[1]), 1.0)
+    width = float(extent[1][1] - extent[0][1])
+    gap = GAP_FRACTION * max(float(size[1]), width, 1.0)
     return float(extent[0][0]), float(extent[1][1]) + gap
+
+
+def overlaps(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """True if the world boxes `a` and `b` (as `world_extent` gives them) intersect."""
+    if a is None or b is None:
+        return False
+    return bool(np.all(a[0] < b[1]) and np.all(b[0] < a[1]))

@@ -95,6 +95,7 @@ def test_attribution_lies_over_the_image_in_its_world_coordinates(widget, qtbot)
     np.testing.assert_allclose(layer.translate[1:], image.translate)
     low, high = layer.contrast_limits
     assert low == pytest.approx(-high) and high > 0
+    assert layer.colorbar.visible  # the legend: a signed value range around zero
     # The unit's 5x5 receptive field, in world coordinates, is where the attribution is.
     rows, cols = np.nonzero(layer.data[0])
     world = layer.data_to_world((0, rows.min(), cols.min()))

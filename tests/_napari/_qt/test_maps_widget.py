@@ -63,6 +63,7 @@ def test_maps_layer_lies_on_the_image(setup):
     world = layer.data_to_world((2, *peak))
     np.testing.assert_allclose(world[-2:], [21, 31])
     assert layer.colormap.name == "magma" and layer.contrast_limits[0] == 0
+    assert layer.colorbar.visible  # the legend: napari's colour bar of the value range
 
 
 def test_slider_patches_and_boxes_follow_the_filter(setup, qtbot):

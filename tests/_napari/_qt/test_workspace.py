@@ -159,3 +159,29 @@ def test_the_other_widgets_follow_the_main_widget_and_the_selected_image(three_d
     qtbot.waitUntil(lambda: not maps.busy, timeout=120_000)
     main.focus_filter(3)
     assert explain.filters.value == "3" and maps.focus.value == 3
+
+
+def test_mosaics_never_lie_on_the_users_images(docked, qtbot, wait_idle):
+    from napari_kernelspec._napari.layout import overlaps, world_extent
+
+    viewer, main = docked
+    ours = list(main.layers.values())
+    before = world_extent(ours)
+    assert main.layers["spectra"].colorbar.visible  # the spectra's legend
+    # The user opens an image right where the mosaics are: they move aside, whole.
+    photo = viewer.add_image(np.zeros((200, 300), "f4"), name="photo")
+    wait_idle(main)
+    after = world_extent(list(main.layers.values()))
+    assert not overlaps(after, world_extent([photo]))
+    np.testing.assert_allclose(after[1] - after[0], before[1] - before[0])
+    # Hovering a tile still names it: the frames moved with the pixels.
+    frames = main.layers["clusters"]
+    assert main.hover_text(frames.data[5]).startswith("filter 5")
+    # Side by side stays clear of the image too, and a threshold change does not move it.
+    main.show_.value = "side by side"
+    wait_idle(main)
+    placed = world_extent(list(main.layers.values()))
+    assert not overlaps(placed, world_extent([photo]))
+    main.threshold.value = 0.7
+    wait_idle(main)
+    np.testing.assert_allclose(world_extent(list(main.layers.values())), placed)

@@ -16,7 +16,6 @@ its value range in the layer name's legend (`legends`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +35,10 @@ from ...imaging.explain.attribution import METHODS
 from ...sources.loading import WEIGHTS
 from ...sources.models import SEED_MODELS
 from ..layout import beside_all
+from ..legends import show_colour_bar
 from ..session import session_for
 from .jobs import qt_runner
-from .lifetime import on_close
+from .lifetime import Lifetime, on_close
 
 if TYPE_CHECKING:
     import napari
@@ -64,7 +64,7 @@ def _build(source: str, weights: str, arch: str | None) -> ExplainModel:
     return explain_model(source, weights, arch=arch or None)
 
 
-class ExplainWidget(Container):
+class ExplainWidget(Lifetime, Container):
     """Pick a model, a conv layer, filters and a method; see what drives those filters.
 
     Parameters
@@ -221,26 +221,6 @@ class ExplainWidget(Container):
         """The Feature maps widget (or the selection) chose an image: offer it first."""
         if layer is not None and layer.name in self.image_layer.choices:
             self.image_layer.value = layer.name
-
-    def _connect(self, emitter: Any, callback: Any) -> None:
-        emitter.connect(callback)
-        self._connections.append((emitter, callback))
-
-    @property
-    def closed(self) -> bool:
-        """True once the dock was closed: the widget then does nothing more."""
-        return self._closed
-
-    def close_widget(self) -> None:
-        """Stop for good: cancel the job, disconnect every callback. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._jobs.close()
-        for emitter, callback in self._connections:
-            with contextlib.suppress(Exception):
-                emitter.disconnect(callback)
-        self._connections = []
 
     def _sync_controls(self, *args: Any) -> None:
         method = self.method.value
@@ -505,6 +485,7 @@ class ExplainWidget(Container):
             opacity=0.7,
             metadata={_MARK: True, "filters": list(result.filters), "meta": result.meta},
         )
+        show_colour_bar(self.layers["attributions"])  # signed range, centred on zero
 
     # --- following the main widget -------------------------------------------------------
 

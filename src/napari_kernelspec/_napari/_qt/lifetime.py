@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["on_close"]
+__all__ = ["Lifetime", "on_close"]
 
 
 def on_close(native: Any, close: Callable[[], None]) -> Any:
@@ -38,3 +38,37 @@ def _quietly(close: Callable[[], None]) -> None:
     # At interpreter exit the Python side may be half torn down already.
     with contextlib.suppress(AttributeError, RuntimeError):
         close()
+
+
+class Lifetime:
+    """Part of a dock widget (a mixin): tracked connections, and `close_widget` that cancels
+    its `JobRunner` (``self._jobs``) and disconnects them all. Needs ``_closed``,
+    ``_connections`` and ``_jobs`` set in ``__init__``."""
+
+    _closed: bool
+    _connections: list[tuple[Any, Any]]
+    _jobs: Any
+
+    def _connect(self, emitter: Any, callback: Any) -> None:
+        emitter.connect(callback)
+        self._connections.append((emitter, callback))
+
+    @property
+    def closed(self) -> bool:
+        """True once the dock was closed: the widget then does nothing more."""
+        return self._closed
+
+    def close_widget(self) -> None:
+        """Stop for good: cancel the job, disconnect every callback. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.close()
+        for emitter, callback in self._connections:
+            with contextlib.suppress(Exception):
+                emitter.disconnect(callback)
+        self._connections = []
+        self._on_closed()
+
+    def _on_closed(self) -> None:
+        """What else the widget lets go of (after its connections)."""

@@ -32,9 +32,10 @@ from ...imaging.embedding import EMBEDDINGS
 from ...imaging.images import NORMALIZE
 from ...sources.loading import WEIGHTS
 from ...sources.models import SEED_MODELS
+from ..legends import show_colour_bar
 from ..session import session_for
 from .jobs import qt_runner
-from .lifetime import on_close
+from .lifetime import Lifetime, on_close
 
 if TYPE_CHECKING:
     import napari
@@ -137,7 +138,7 @@ def compute_maps(request: MapsRequest) -> MapsOutcome:
     return MapsOutcome(request, maps=maps, top=top, xy=xy, labels=labels, crops=crops)
 
 
-class FeatureMapsWidget(Container):
+class FeatureMapsWidget(Lifetime, Container):
     """Feature maps of an open image through one layer, its filters' top patches, the
     filter map.
 
@@ -269,25 +270,7 @@ class FeatureMapsWidget(Container):
         elif self.image.value is not None:
             self.request_update()
 
-    def _connect(self, emitter: Any, callback: Any) -> None:
-        emitter.connect(callback)
-        self._connections.append((emitter, callback))
-
-    @property
-    def closed(self) -> bool:
-        """True once the dock was closed: the widget then does nothing more."""
-        return self._closed
-
-    def close_widget(self) -> None:
-        """Stop for good: cancel the job, disconnect every callback. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._jobs.close()
-        for emitter, callback in self._connections:
-            with contextlib.suppress(Exception):
-                emitter.disconnect(callback)
-        self._connections = []
+    def _on_closed(self) -> None:
         if self._watched is not None:
             with contextlib.suppress(Exception):
                 self._watched.events.data.disconnect(self._on_image_data)
@@ -497,7 +480,7 @@ class FeatureMapsWidget(Container):
         self._outcome = outcome
         self._shown = None
         scale, translate, _ = self._image_frame()
-        self._put("feature_maps", maps_layer(maps, scale, translate))
+        show_colour_bar(self._put("feature_maps", maps_layer(maps, scale, translate)))
         shown = self._layers.get("filter_map")
         previous = self._map_of
         if (

@@ -64,6 +64,7 @@ from ..compute import (
     unanalysed,
 )
 from ..layer_updates import framed_bounds, update_layer
+from ..legends import show_colour_bar
 from ..session import session_for
 from ..zoom import follow_zoom, update_index_text
 from .arrange import SIDE_BY_SIDE, Arrangement
@@ -183,6 +184,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         self._connect(self.viewer.cursor.events.position, self._on_cursor)
         self._connect(self.viewer.events.status, self._on_status)
         self._connect(self.viewer.layers.events.removed, self._on_layer_removed)
+        self._connect(self.viewer.layers.events.inserted, self._on_layer_inserted)
         self._connect(self.viewer.dims.events.current_step, self._on_dims)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
 
@@ -325,7 +327,22 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
             history=self.model.value == HISTORY,
             side_by_side=self.show_.value == SIDE_BY_SIDE,
         )
+        if not request.history:
+            request = replace(request, origin=self._origin())
         return request
+
+    def _origin(self) -> tuple[float, float]:
+        """Where the mosaics go: where they are, unless something else lies there now;
+        else right of every other layer (`layout.beside_all`)."""
+        from ..layout import beside_all, overlaps, world_extent
+
+        ours = list(self.layers.values())
+        shown = self._shown_request
+        if shown is not None and ours and not shown.history:
+            others = [lay for lay in self.viewer.layers if all(lay is not o for o in ours)]
+            if not overlaps(world_extent(ours), world_extent(others)):
+                return shown.origin
+        return beside_all(self.viewer, (0.0, 0.0), skip=ours)
 
     def _submit(self, request: Request) -> Request:
         """Number `request` as the newest and run it (or park it behind the running one).
@@ -381,6 +398,8 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         return (
             self._history is None
             and self._result is not None
+            and self._shown_request is not None
+            and self._shown_request.origin == request.origin
             and self._result.bank is cached
             and analysis_matches(self._result, request, self._asked)
         )
@@ -583,6 +602,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
                 if layer.name == self._auto_names.get(data.role):  # not renamed by the user
                     layer.name = name
                     self._auto_names[data.role] = layer.name
+        show_colour_bar(self._layers["spectra"])  # the spectra's value range
         clusters = self._layers["clusters"]
         clusters.editable = False  # frames are not for dragging or deleting
         with contextlib.suppress(Exception):
@@ -678,6 +698,17 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         self._result = None
         self._view_of_layers = None
         self._enqueue(outcome.request)
+
+    def _on_layer_inserted(self, event: Any = None) -> None:
+        """A layer added where the mosaics lie moves them aside (not for our own)."""
+        from ..layout import is_ours
+
+        layer = getattr(event, "value", None)
+        shown = self._shown_request
+        if self._closed or layer is None or is_ours(layer) or shown is None:
+            return
+        if self._origin() != shown.origin:
+            self.request_update()
 
     def _on_layer_removed(self, event: Any = None) -> None:
         layer = getattr(event, "value", None)
