@@ -38,7 +38,7 @@ from ..layout import beside_all
 from ..legends import show_colour_bar
 from ..session import session_for
 from .jobs import qt_runner
-from .lifetime import Lifetime, on_close
+from .lifetime import Lifetime, on_close, scrolled
 
 if TYPE_CHECKING:
     import napari
@@ -152,8 +152,10 @@ class ExplainWidget(Lifetime, Container):
             label="", min=0, max=1, value=0, visible=False, tooltip="steps done"
         )
         self.status = Label(value="", tooltip="the last run, or what is missing")
-        super().__init__(
-            widgets=[
+        super().__init__(labels=False)
+        scrolled(  # three docks fit a 1920x1080 screen
+            self,
+            [
                 self.model_name,
                 self.other,
                 self.weights,
@@ -175,7 +177,6 @@ class ExplainWidget(Lifetime, Container):
                 self.progress,
                 self.status,
             ],
-            scrollable=True,  # three docks fit one screen
         )
         self.model: ExplainModel | None = None
         self.result: Explanation | None = None

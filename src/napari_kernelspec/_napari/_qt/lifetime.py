@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Lifetime", "on_close"]
+__all__ = ["Lifetime", "on_close", "scrolled"]
 
 
 def on_close(native: Any, close: Callable[[], None]) -> Any:
@@ -72,3 +72,30 @@ class Lifetime:
 
     def _on_closed(self) -> None:
         """What else the widget lets go of (after its connections)."""
+
+
+def scrolled(outer: Any, widgets: list[Any], labels: bool = True) -> Any:
+    """Put `widgets` in a scroll area that fills `outer` (a magicgui Container).
+
+    napari docks a magicgui widget's ``native`` (the inner widget even of a
+    ``scrollable=True`` Container), so a dock's minimum height was its controls' sum and three
+    docks did not fit a 1080-pixel screen. Inside this scroll area a dock can shrink.
+
+    Returns
+    -------
+    magicgui.widgets.Container
+        The body holding `widgets` (iterate it to walk the controls).
+    """
+    from magicgui.widgets import Container
+    from qtpy.QtWidgets import QFrame, QScrollArea
+
+    body = Container(widgets=widgets, labels=labels)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(body.native)
+    layout = outer.native.layout()
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(area)
+    outer.body = body
+    return body

@@ -35,7 +35,7 @@ from ...sources.models import SEED_MODELS
 from ..legends import show_colour_bar
 from ..session import session_for
 from .jobs import qt_runner
-from .lifetime import Lifetime, on_close
+from .lifetime import Lifetime, on_close, scrolled
 
 if TYPE_CHECKING:
     import napari
@@ -148,7 +148,7 @@ class FeatureMapsWidget(Lifetime, Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True, scrollable=True)  # three docks fit one screen
+        super().__init__(labels=False)
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.session = session_for(self.viewer)
         self._jobs = qt_runner(self.native, name="kernelspec-maps")
@@ -228,7 +228,8 @@ class FeatureMapsWidget(Lifetime, Container):
         self.status = Label(
             label="", value="Open an image layer.", tooltip="what is shown, or what is missing"
         )
-        self.extend(
+        scrolled(  # three docks fit a 1920x1080 screen
+            self,
             [
                 self.image,
                 self.model,
@@ -241,7 +242,7 @@ class FeatureMapsWidget(Lifetime, Container):
                 self.method,
                 self.focus,
                 self.status,
-            ]
+            ],
         )
         self.status.native.setWordWrap(True)
         self.other.visible = False

@@ -53,8 +53,9 @@ class ClusterTable:
         table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
         # At least `TABLE_ROWS` rows visible whatever else the dock holds.
-        rows = TABLE_ROWS * (table.fontMetrics().height() + 8) + table.horizontalHeader().height()
-        table.setMinimumHeight(rows)
+        row = table.verticalHeader().defaultSectionSize()
+        head = table.horizontalHeader().sizeHint().height()
+        table.setMinimumHeight(int((TABLE_ROWS + 0.5) * row) + head + 2 * table.frameWidth())
         table.itemSelectionChanged.connect(self._on_table_selection)
         table.cellDoubleClicked.connect(self._on_table_double_click)
 

@@ -72,7 +72,7 @@ from .controls import CHECKPOINT, HISTORY, SLIDER_MIN, TORCHVISION, build_contro
 from .export import Exports
 from .hover import HoverText
 from .jobs import qt_runner
-from .lifetime import on_close
+from .lifetime import on_close, scrolled
 from .navigate import Navigation
 from .table import ClusterTable
 
@@ -125,8 +125,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, autostart: bool = True) -> None:
-        # Scrollable: three docks fit a 1920x1080 screen; the table keeps 8 rows.
-        super().__init__(labels=True, scrollable=True)
+        super().__init__(labels=False)
         # napari hands plugins a proxy that makes a new wrapper object on every attribute
         # access, so layers could not be told apart by identity: keep the viewer itself.
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
@@ -156,7 +155,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         self._warned: set[str] = set()
         self.last_error: str | None = None
         self._auto_supported = auto_threshold_supported()
-        self.extend(build_controls(self))
+        scrolled(self, build_controls(self))  # three docks fit a 1920x1080 screen
         self._setup_qt()
         self._sync_source_controls()
 
