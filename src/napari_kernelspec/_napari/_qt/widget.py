@@ -1,8 +1,10 @@
 """The napari widget: pick a model, see its first-layer kernels, spectra and clusters.
 
-A thin front end: loading (`load_kernels`), analysis (`analyze`) and the layer data
-(`_napari.layers`) all run in a worker thread; this module turns controls into requests and
-hands finished arrays to layers in the main thread.
+A thin front end: loading, analysis and the layer data (`_napari.compute`) run on the
+shared latest-wins `JobRunner` (`_napari.jobs`); this module turns controls into requests
+and hands finished arrays to layers in the main thread. Its parts live beside it: the
+controls (`controls`), the cluster table (`table`), hover text (`hover`), exports
+(`export`), filter navigation (`navigate`), kernels / spectra / side by side (`arrange`).
 
 Sources: the seed models, any torchvision name, a checkpoint file, or a folder of checkpoints
 of one model: a training history (`History`), shown with a leading step axis that napari's
@@ -13,8 +15,8 @@ Responsiveness
 --------------
 - Continuous controls (threshold slider, min samples) are debounced (`DEBOUNCE_MS`): a drag
   makes one request when it pauses, not one per intermediate value.
-- One worker runs at a time; a request made while it runs waits in a single slot that the next
-  request replaces, so superseded requests are dropped before they start. A running worker
+- One job runs at a time; a request made while it runs waits in a single slot that the next
+  request replaces, so superseded requests are dropped before they start. A running job
   checks between its stages (load, analysis, layer data) whether it is still wanted.
 - Only what changed is rebuilt and handed over: a threshold change rebuilds the per-filter
   points and metadata (no image data), a view change the kernel mosaic, a method change the
@@ -23,9 +25,9 @@ Responsiveness
 
 Lifetime
 --------
-When the widget leaves its dock (closed, or the viewer closes) it shuts down: workers are
-detached (daemon threads whose late results reach nothing), progress bars in napari's
-activity panel are closed, and every viewer, camera and layer callback is disconnected. A
+When the widget leaves its dock (closed, or the viewer closes) it shuts down: its runner is
+closed (late results reach nothing), progress bars in napari's activity panel are closed, and
+every viewer, camera, layer and session callback is disconnected. A
 new widget adopts the layers a previous one left in the viewer instead of adding copies.
 
 Public surface for other widgets
@@ -699,12 +701,12 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         self._enqueue(outcome.request)
 
     def _on_layer_inserted(self, event: Any = None) -> None:
-        """A layer added where the mosaics lie moves them aside (not for our own)."""
-        from ..layout import is_ours
-
+        """A layer added where the mosaics lie (an image, the filter map) moves them aside."""
         layer = getattr(event, "value", None)
         shown = self._shown_request
-        if self._closed or layer is None or is_ours(layer) or shown is None:
+        if self._closed or self._applying or layer is None or shown is None:
+            return
+        if any(layer is own for own in self._layers.values()):
             return
         if self._origin() != shown.origin:
             self.request_update()
@@ -760,10 +762,6 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
     def filter_focused(self) -> Any:
         """The session's ``filter_focused(index)`` signal."""
         return self.session.filter_focused
-
-    # --- inspecting ----------------------------------------------------------------------
-
-    # --- export --------------------------------------------------------------------------
 
     # --- lifetime ------------------------------------------------------------------------
 
