@@ -156,18 +156,6 @@ def _provenance_items(provenance: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(key), _provenance_text(str(key), value)) for key, value in provenance.items()]
 
 
-def _image(pixels: np.ndarray, alt: str, overlay: str | None = None) -> dict[str, Any]:
-    h, w = pixels.shape[:2]
-    return {
-        "uri": images.png_data_uri(pixels),
-        "width": w,
-        "height": h,
-        "aspect": f"{w / h:.5f}",
-        "alt": alt,
-        "overlay": overlay,
-    }
-
-
 def _breakable(text: Any) -> Any:
     """`text` escaped, with a line-break opportunity (``<wbr>``) after each run of ``.``,
     ``_`` or ``/``: a long layer name such as ``Conv2d_1a_3x3.conv`` wraps at its dots."""
@@ -218,7 +206,7 @@ def _kernel_mosaics(result: AnalysisResult) -> list[dict[str, Any]]:
         picture = views.mosaic(tiles, gap=2, fill=1.0)
         overlay = _tile_labels(result, tiles.shape[1:3], picture.shape[:2])
         label = views.VIEW_LABELS[name]
-        image = _image(picture, f"{result.bank.display_name}: {label}", overlay)
+        image = images.picture_context(picture, f"{result.bank.display_name}: {label}", overlay)
         out.append({"label": label, **image})
     return out
 
@@ -240,7 +228,7 @@ def _spectrum_mosaic(result: AnalysisResult, colors: list[str]) -> dict[str, Any
         labels=[str(i) for i in range(len(tiles))],
         border=gap * 0.75,
     )
-    return _image(picture, f"{result.bank.display_name}: spectra", overlay)
+    return images.picture_context(picture, f"{result.bank.display_name}: spectra", overlay)
 
 
 def _heatmap(result: AnalysisResult, colors: list[str], slug: str, vmin: float) -> dict[str, Any]:
@@ -262,7 +250,7 @@ def _heatmap(result: AnalysisResult, colors: list[str], slug: str, vmin: float) 
         marks.append((result.chance_similarity, "null (1% of pairs)"))
     scale = svg.colour_scale(stops, vmin, 1.0, "tuning similarity", f"scale-{slug}", marks=marks)
     return {
-        **_image(picture, f"{result.bank.display_name}: similarity"),
+        **images.picture_context(picture, f"{result.bank.display_name}: similarity"),
         "overlay": overlay,
         "scale": scale,
     }
