@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from ..analysis.summary import summary_line
 from ..base.errors import KernelSpecError
 from ..base.text import printable
 
@@ -334,18 +335,10 @@ def summary_html(result: AnalysisResult) -> str:
     parts = [
         f"<b>{html.escape(printable(bank.display_name))}</b> · "
         f"{html.escape(printable(bank.layer))} · {n}×{c}×{h}×{w} · {stride} · {trained}",
-        f"{result.n_clusters} clusters, {result.clustered_fraction:.0%} of filters clustered "
-        f"({result.method}, {threshold})",
+        f"{result.n_clusters} clusters ({result.method}, {threshold})",
+        # what the clusters are compared with: the same line as the CLI's and the report's
+        html.escape(summary_line(result)),
     ]
-    chance = getattr(result, "chance_similarity", None)
-    chance_fraction = getattr(result, "chance_clustered_fraction", None)
-    if chance is not None or chance_fraction is not None:
-        bits = []
-        if chance is not None:
-            bits.append(f"similarity {float(chance):.3f}")
-        if chance_fraction is not None:
-            bits.append(f"random filters of this shape {float(chance_fraction):.0%} clustered")
-        parts.append("chance: " + ", ".join(bits))
     parts.append(f"{len(result.duplicates)} duplicate pairs, {len(result.sign_pairs)} sign pairs")
     return "<br>".join(parts)
 
