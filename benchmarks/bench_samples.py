@@ -18,6 +18,10 @@ Next to each, the plugin's own share: the time of its sample command (npe2's
 making the three layers (in a fresh interpreter its first image and points layers import
 pint and pandas: 1-3 s here, whichever plugin made them).
 
+The samples' chance estimates: the history's (and the trained LeNet5's) ship with the package,
+so ``empty`` draws no null for them; AlexNet's is drawn in ``empty`` and read back from the
+kernel cache (``chance-v1/``) in ``warm``.
+
 Every measurement runs in its own child process, so imports (torch above all) count as a user
 would feel them. Prints one JSON line per run and a Markdown table of medians (and ranges).
 """

@@ -146,6 +146,7 @@ def _layers_of(source: str | Path) -> list[LayerDataTuple]:
     from .zoom import follow_zoom_of_current_viewer
 
     reading.preload_torch_unless_torch_free([source])
+    reading.use_chance_store()
     with reading.warnings_as_notifications():
         bank = load_kernels(source, weights="auto")
         result = analyze(bank)

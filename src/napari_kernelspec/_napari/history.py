@@ -278,11 +278,16 @@ def history_label(source: str | os.PathLike[str]) -> str:
 def _history_layers(source: str | os.PathLike[str], view: str, label: str) -> list[LayerDataTuple]:
     """Load and analyse every step of `source`; its three layers, each carrying the banks."""
     from ..sources.history import history_steps
-    from .reading import preload_torch_unless_torch_free, warnings_as_notifications
+    from .reading import (
+        preload_torch_unless_torch_free,
+        use_chance_store,
+        warnings_as_notifications,
+    )
     from .saving import attach_bank
     from .zoom import follow_zoom_of_current_viewer
 
     preload_torch_unless_torch_free(history_steps(source))
+    use_chance_store()
     follow_zoom_of_current_viewer()
     with warnings_as_notifications():
         results, steps = analyse_history(source)

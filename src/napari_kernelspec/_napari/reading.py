@@ -8,6 +8,8 @@ here, and neither imports the other at module level: the shared pieces used to l
   an OpenGL context, and only when loading really needs torch (the samples open without it:
   importing torch and torchvision took 2.9 s of napari's main thread here, torchvision
   1.5-2 s of it: it is imported only where needed).
+- `use_chance_store`: chance estimates kept in the kernel cache and the sample history's
+  shipped ones, so a warm start or the sample does not draw the null again.
 - `warnings_as_notifications`: warnings raised while loading (untrained weights, ...) shown
   as napari notifications as well as on stderr.
 """
@@ -26,6 +28,7 @@ __all__ = [
     "preload_torch",
     "preload_torch_unless_torch_free",
     "single_path",
+    "use_chance_store",
     "warnings_as_notifications",
 ]
 
@@ -91,6 +94,26 @@ def preload_torch_unless_torch_free(sources: Iterable[str | os.PathLike[str]]) -
 
     if not all(loads_without_torch(source) for source in sources):
         preload_torch(torchvision=False)
+
+
+def use_chance_store() -> None:
+    """Keep chance estimates in the kernel cache (``chance-v1``), with the shipped ones.
+
+    Installs an `analysis.chance_store.ChanceStore` as `analysis.chance`'s store (again if
+    the kernel cache moved) and adds the shipped estimates of the sample history
+    (`chance_store.read_shipped`), which `chance.estimate_chance` then finds by the
+    digest of the weights: the samples open without drawing a null, cache empty or not.
+    """
+    from ..analysis import chance, chance_store
+    from ..sources.cache import cache_dir
+
+    folder = cache_dir() / "chance-v1"
+    store = chance.get_store()
+    if isinstance(store, chance_store.ChanceStore) and store.folder == folder:
+        return
+    store = chance_store.ChanceStore(folder)
+    store.preset(chance_store.read_shipped())  # in memory only: they ship
+    chance.set_store(store)
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,8 +58,11 @@ __all__ = [
     "CHANCE_P",
     "ChanceModel",
     "estimate_chance",
+    "get_store",
     "matched_surrogates",
+    "memo_key",
     "nearest_neighbour_statistic",
+    "remember",
     "set_store",
     "shuffled_surrogates",
     "similarity_vectors",
@@ -277,6 +280,26 @@ def set_store(store: MutableMapping[str, ChanceModel] | None) -> None:
     """
     global _memo
     _memo = OrderedDict() if store is None else store
+
+
+def get_store() -> MutableMapping[str, ChanceModel]:
+    """The store of chance estimates in use (see `set_store`)."""
+    return _memo
+
+
+def memo_key(
+    weights: np.ndarray, method: str = "response", min_samples: int = 2, p: float = CHANCE_P
+) -> str:
+    """The key `estimate_chance` files the estimate of these arguments under."""
+    return _digest(np.asarray(weights), method, int(min_samples), float(p))
+
+
+def remember(models: Mapping[str, ChanceModel]) -> None:
+    """Add estimates keyed by `memo_key` to the store (for example ones read from a file),
+    so that `estimate_chance` returns them instead of drawing the null again."""
+    with _memo_lock:
+        for key, model in models.items():
+            _memo[key] = model
 
 
 def shuffled_surrogates(weights: np.ndarray, n_banks: int, seed: int = SURROGATE_SEED):

@@ -20,6 +20,8 @@ from .chance import (
     NULL_MODEL,
     descriptor_contrasts,
     estimate_chance,
+    memo_key,
+    remember,
     similarity_vectors,
 )
 from .clustering import (
@@ -417,6 +419,8 @@ def analyze(
         key = (n_fft, tuple(bank.stride))
         if key not in memo:
             memo[key] = descriptor_contrasts(weights, values, n_fft, bank.stride)
+            # filed again: a store that keeps estimates on disk then keeps these too
+            remember({memo_key(weights, method, min_samples): chance})
         contrasts = memo[key]
     return AnalysisResult(
         bank=bank,
