@@ -4,6 +4,7 @@ resume, and the command's files and errors."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,33 @@ def test_command_on_a_folder(gratings, gabor_bank, tmp_path, cli):
     assert sorted(p.name for p in out.iterdir()) == sorted([*TABLES, "report.html"])
     stats = pq.read_table(out / "filter_stats.parquet").to_pandas()
     assert stats["preferred_class"].tolist() == ["A", "B"]
+    # report.html: a row of top patches per filter, cut from the gratings of its class
+    html = (out / "report.html").read_text()
+    strips = [_png(uri) for uri in re.findall(r'class="patch" src="([^"]+)"', html)]
+    assert len(strips) == 2
+    for f, strip in enumerate(strips):
+        tiles = _split(strip, 9)
+        assert len(tiles) == 9
+        along_x = np.abs(np.diff(tiles, axis=2)).mean()  # vertical stripes change along x
+        along_y = np.abs(np.diff(tiles, axis=1)).mean()
+        if f == 0:  # the vertical Gabor: vertical gratings, constant down each column
+            assert along_y == 0 and along_x > 10
+        else:
+            assert along_x == 0 and along_y > 10
+
+
+def _png(uri: str) -> np.ndarray:
+    import base64
+    import io
+
+    data = base64.b64decode(uri.split(",", 1)[1])
+    return np.asarray(PIL.open(io.BytesIO(data)).convert("L"), np.float64)
+
+
+def _split(strip: np.ndarray, k: int, gap: int = 2) -> np.ndarray:
+    """A strip of k equal tiles with `gap` white columns between them -> (k, h, w)."""
+    width = (strip.shape[1] + gap) // k - gap
+    return np.stack([strip[:, i * (width + gap) : i * (width + gap) + width] for i in range(k)])
 
 
 def test_unlabelled_folder_has_no_classes(tmp_path, gabor_bank):
