@@ -324,6 +324,23 @@ def test_command_errors_are_one_line_and_write_nothing(tmp_path, cli, args, mess
     assert not (tmp_path / "out").exists()
 
 
+def test_images_the_classifier_cannot_take_are_one_line_and_leave_no_folder(tmp_path, cli):
+    # LeNet5's classifier takes 32x32 only: 40x40 images pass conv1 but not its fc1
+    folder = tmp_path / "big"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        PIL.fromarray(grating(40, 6, 0.0, cls == "a")).save(folder / cls / "0.png")
+    out = tmp_path / "out"
+    code, _, err = cli("dataset", "lenet5", str(folder), "--out", str(out), "--no-progress")
+    assert code == 2, err
+    assert err.startswith("kernelspec: error: ") and err.count("\n") == 1
+    assert "(40x40 px) cannot go through the whole of LeNet5" in err and "average maps" in err
+    assert not out.exists()
+    code, _, err = cli("dataset", "lenet5", str(folder), "--out", str(out), "--no-progress",
+                       "--no-tsne", "--neighbours", "1", "--embedding", "layer")  # fmt: skip
+    assert code == 0, err
+
+
 def test_error_after_the_start_leaves_no_folder(gratings, gabor_bank, tmp_path, cli):
     out = tmp_path / "out"
     code, _, err = cli(
