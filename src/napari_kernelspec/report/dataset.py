@@ -193,11 +193,15 @@ def _queries(result: DatasetResult) -> list[int]:
 
 
 class _Images:
-    """The dataset's images by row, read on first use and kept (only those asked for)."""
+    """The dataset's images by row, read when asked; the last `keep` are kept (bounded
+    memory: patches of neighbouring filters often come from the same images)."""
 
-    def __init__(self, result: DatasetResult) -> None:
+    def __init__(self, result: DatasetResult, keep: int = 16) -> None:
+        from collections import OrderedDict
+
         self._items = result.source.items
-        self._cache: dict[int, np.ndarray] = {}
+        self._keep = keep
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -205,8 +209,12 @@ class _Images:
     def __getitem__(self, row: int) -> np.ndarray:
         from ..imaging.dataset.sources import load_item
 
-        if row not in self._cache:
+        if row in self._cache:
+            self._cache.move_to_end(row)
+        else:
             self._cache[row] = load_item(self._items[row][0])
+            if len(self._cache) > self._keep:
+                self._cache.popitem(last=False)
         return self._cache[row]
 
 
