@@ -389,3 +389,16 @@ def test_mixed_sizes_match_feature_maps_and_top_patches_image_by_image(tmp_path,
     np.testing.assert_array_equal(result.top.image_index, expected.image_index)
     np.testing.assert_array_equal(result.top.boxes, expected.boxes)
     np.testing.assert_allclose(result.top.activations, expected.activations, rtol=1e-5)
+
+
+def test_nearest_neighbours_known_answer_and_same_class_share():
+    from napari_kernelspec.imaging.dataset.neighbours import nearest_neighbours, same_class_share
+
+    # points on a line whose gaps double: every row's order of neighbours is known
+    x = np.array([[0.0], [1.0], [3.0], [7.0], [15.0]])
+    nn = nearest_neighbours(x, k=3)
+    np.testing.assert_array_equal(nn, [[1, 2, 3], [0, 2, 3], [1, 0, 3], [2, 1, 0], [3, 2, 1]])
+    assert nearest_neighbours(x, k=10).shape == (5, 4)  # at most every other row
+    share = same_class_share(nn, np.array([0, 0, 1, 1, -1]))
+    np.testing.assert_allclose(share[:4], [1 / 3, 1 / 3, 1 / 3, 1 / 3])
+    assert np.isnan(share[4])  # no class
