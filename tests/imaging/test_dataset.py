@@ -303,6 +303,9 @@ def test_unlabelled_folder_has_no_classes(tmp_path, gabor_bank):
     images = result.image_table().to_pandas()
     assert images["class"].isna().all() and images["nn_pixel_same_class"].isna().all()
     assert images["tsne_x"].isna().all() and images["pca_x"].notna().all()
+    # 4 images have 3 others: the 5 neighbours asked for become 3, and the facts say so
+    assert np.stack(images["nn_feature"].to_numpy()).shape == (4, 3)
+    assert result.meta["neighbours"] == 3
 
 
 @pytest.mark.parametrize(
