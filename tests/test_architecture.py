@@ -85,3 +85,96 @@ def test_imports_only_downwards(path: Path) -> None:
 def test_every_module_is_in_a_sub_package() -> None:
     root = sorted(p.name for p in PKG.glob("*.py"))
     assert root == ["__init__.py"], f"modules at the package root: {root}"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _targets(path: Path, known: set[str]) -> set[str]:
+    """Modules of the package that `path` imports (at import time or inside functions)."""
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    package = list(rel.parts[:-1])
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            names += [f"{module}.{alias.name}" for alias in node.names]
+    found = set()
+    for name in names:
+        while name and name not in known:  # `from pkg import module` or `from module import x`
+            name = name.rpartition(".")[0]
+        if name and name != "napari_kernelspec":
+            found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports."""
+    files = {_module_name(p): p for p in PKG.rglob("*.py")}
+    known = set(files)
+    return {name: _targets(path, known) - {name} for name, path in files.items()}
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components with more than one module (the cycles)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+#: Being untangled (the readers' dispatch and their shared helpers); nothing may join it.
+KNOWN_CYCLES: list[list[str]] = [
+    [
+        "napari_kernelspec.sources.checkpoints",
+        "napari_kernelspec.sources.formats",
+        "napari_kernelspec.sources.keras_format",
+        "napari_kernelspec.sources.onnx_format",
+    ]
+]
+
+
+def test_no_import_cycles() -> None:
+    cycles = [c for c in strongly_connected(import_graph()) if c not in KNOWN_CYCLES]
+    assert not cycles, f"import cycles (imports, even inside functions): {cycles}"
+
+
+def test_cycle_check_finds_a_planted_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert strongly_connected(graph) == [["a", "b", "c"]]
+    assert strongly_connected({"a": {"b"}, "b": set()}) == []

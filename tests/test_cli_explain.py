@@ -72,7 +72,7 @@ def test_guided_on_an_image_writes_attributions(cli, tmp_path, layer_file):
             ["--layer", "relu"],
             "'relu' is a ReLU, not a convolution of conv.npy; give one of: conv",
         ),
-        (["--layer", "nope"], "'nope' is not a layer of it"),
+        (["--layer", "nope"], "'nope' is not a layer of "),
         (["--filters", "0-5"], "filter index 3 is out of range: conv has 3 filters (0..2)"),
         (
             ["--method", "occlusion"],

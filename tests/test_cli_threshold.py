@@ -27,10 +27,14 @@ def test_default_threshold_is_auto_and_the_summary_puts_chance_beside_the_share(
     code, out, _ = cli("analyze", gaussian)
     assert code == 0
     assert f"threshold: {data['threshold']:.3f} (auto" in out
-    share = re.search(r"^(\d+) % clustered; chance: (\d+) %", out, re.MULTILINE)
+    share = re.search(
+        r"^(\d+) % clustered; matched null: (\d+) %; structure p = ([0-9.e+-]+)", out, re.MULTILINE
+    )
     assert share, out
     assert int(share[1]) == round(100 * data["clustered_fraction"])
     assert int(share[2]) == round(100 * data["chance_clustered_fraction"])
+    assert float(share[3]) == pytest.approx(data["structure_p_value"], rel=0.05)
+    assert data["null_model"] == "matched"
 
 
 def test_a_fixed_threshold_and_the_seed_method_print_their_chance_level(cli, gaussian):
@@ -38,8 +42,9 @@ def test_a_fixed_threshold_and_the_seed_method_print_their_chance_level(cli, gau
     data = json.loads(out)
     assert code == 0 and data["threshold"] == 0.93 and data["threshold_rule"] == "fixed"
     assert data["chance_clustered_fraction"] > 0.5  # the seed's 0.93 is inside the noise
+    assert data["null_model"] == "shuffled" and data["structure_p_value"] is None
     code, out, _ = cli("analyze", gaussian, "--threshold", "0.93")
-    assert "threshold: 0.93   " in out and "% clustered; chance: " in out
+    assert "threshold: 0.93   " in out and "% clustered; matched null: " in out
 
 
 def test_alpha_moves_the_auto_threshold(cli, gaussian):
@@ -91,4 +96,4 @@ def test_report_takes_the_threshold_rule_and_alpha(cli, gaussian, tmp_path):
     assert code == 0, err
     result = json.loads(out.with_suffix(".json").read_text())["results"][0]
     assert (result["threshold"], result["threshold_rule"]) == (0.6, "fixed")
-    assert "clustered by chance" in out.read_text()
+    assert "clustered in the matched null" in out.read_text()

@@ -70,8 +70,8 @@ def assert_complete_linkage(result) -> None:
 def test_random_banks_of_every_shape_are_mostly_unclustered_by_default():
     shares = {}
     for shape in SEED_SHAPES + OTHER_SHAPES:
-        for dist in ("normal", "uniform"):
-            for seed in (0, 1):
+        for dist in ("normal", "uniform") if shape in SEED_SHAPES else ("normal",):
+            for seed in (0,):
                 result = analyze(random_bank(shape, dist, seed))
                 assert result.threshold_rule == "auto"
                 assert_complete_linkage(result)
@@ -86,7 +86,7 @@ def test_planted_gabor_groups_are_recovered_and_random_filters_left_alone(gabor,
     bank, truth = planted_bank(gabor, seed, k)
     result = analyze(bank)
     assert result.threshold_rule == "auto"
-    assert result.threshold > result.chance_similarity  # clusters mean "above chance"
+    assert result.structure_p_value <= 0.01  # the layer has more structure than its null
     assert_complete_linkage(result)
     labels = result.labels
     for group in range(4):
@@ -104,8 +104,7 @@ def test_planted_gabor_groups_are_recovered_and_random_filters_left_alone(gabor,
 
 @pytest.mark.parametrize(
     ("shape", "method", "threshold"),
-    [((64, 3, 7, 7), "response", 0.4), ((64, 3, 7, 7), "response", 0.55),
-     ((64, 3, 11, 11), "seed", 0.97), ((32, 1, 5, 5), "response", 0.6)],
+    [((64, 3, 11, 11), "seed", 0.97), ((32, 1, 5, 5), "response", 0.4)],
 )  # fmt: skip
 def test_chance_clustered_fraction_predicts_fresh_random_banks(shape, method, threshold):
     predicted = analyze(random_bank(shape, "normal", 0), method, threshold)
@@ -263,7 +262,7 @@ def test_the_memo_holds_a_long_history_and_is_bounded_by_bytes(monkeypatch):
         for bank in steps:  # all still there
             chance.estimate_chance(bank.weights)
         assert len(calls) == 100
-        one = chance.estimate_chance(steps[99].weights).reach.nbytes  # the newest anyway
+        one = chance.estimate_chance(steps[99].weights).nbytes  # the newest anyway
         monkeypatch.setattr(chance, "_MEMO_BYTES", 10 * one)
         chance.estimate_chance(random_bank((6, 1, 3, 3), "normal", 1000).weights)
         assert len(calls) == 101

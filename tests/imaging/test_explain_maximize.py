@@ -110,11 +110,11 @@ def _reference_maximize(model, layer, filters, size, steps, seed, lr=0.05):
     """The loop `maximize` ran before the objective engine (kept here as the reference)."""
     import torch
 
-    from napari_kernelspec.imaging.explain.maximize import (
+    from napari_kernelspec.imaging.explain.maximize import layer_output
+    from napari_kernelspec.imaging.explain.parameterisation import (
         _random_warp,
         _spectrum_scale,
         _to_pixels,
-        layer_output,
         objective,
     )
 

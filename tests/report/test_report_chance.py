@@ -32,21 +32,27 @@ def test_comparison_table_and_sections_put_chance_next_to_the_clustered_share():
     html = render_report([auto, seed])
     header = html.split('class="sortable comparison"')[1].split("</thead>")[0]
     heads = [_text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", header, re.DOTALL)]
-    at = heads.index("filters clustered (by chance)")  # one cell: share (chance level)
-    assert heads[at + 1] == "thresh&shy;old"
+    at = heads.index("filters clustered (null)")  # one cell: share (null's share)
+    assert heads[at + 1] == "struc&shy;ture p vs null"
+    assert heads[at + 2] == "thresh&shy;old"
     for result, name in ((auto, "grid"), (seed, "seedlike")):
         row = cells(html, name)
         clustered = f"{100 * result.clustered_fraction:.0f}%"
         assert row[at] == f"{clustered} ({100 * result.chance_clustered_fraction:.0f}%)"
-    assert cells(html, "grid")[at + 1] == f"{auto.threshold:.3f} auto"
-    assert cells(html, "seedlike")[at + 1] == "0.930"
+    # the layer-level test: Gaussian filters have no structure beyond their null
+    assert cells(html, "grid")[at + 1].startswith(f"{auto.structure_p_value:.2g}")
+    assert cells(html, "seedlike")[at + 1] == "n/a"
+    assert cells(html, "grid")[at + 2] == f"{auto.threshold:.3f} auto"
+    assert cells(html, "seedlike")[at + 2] == "0.930"
     # each model section shows it too, and the rule is explained once
     for result in (auto, seed):
         section = html.split(f'id="model-{result.bank.model}"')[1].split("</section>")[0]
         share = f"{100 * result.chance_clustered_fraction:.0f}%"
-        assert f"<b>{share}</b><span>clustered by chance" in section
+        null = "matched" if result is auto else "shuffled"
+        assert f"<b>{share}</b><span>clustered in the {null} null" in section
     assert html.count('id="chance-rule"') == 1
     assert "pixels shuffled within each channel" in html
+    assert "random Gaussian combination of the layer's own centred filters" in html
 
 
 def test_similarity_heatmaps_share_one_colour_range_with_chance_marked():
@@ -60,7 +66,7 @@ def test_similarity_heatmaps_share_one_colour_range_with_chance_marked():
     for svg_text, result in zip(scales, (small, large), strict=True):
         ticks = re.findall(r'text-anchor="middle">([^<]+)<', svg_text)
         assert ticks[0] == f"{vmin:.2f}".rstrip("0").rstrip(".") and ticks[-1] == "1"
-        assert f"chance (1% of pairs) {result.chance_similarity:.2f}".rstrip("0") in svg_text
+        assert f"null (1% of pairs) {result.chance_similarity:.2f}".rstrip("0") in svg_text
         assert "threshold" in svg_text
         marks = re.findall(r'<line class="mark" x1="([\d.]+)"', svg_text)
         assert len(marks) == 2

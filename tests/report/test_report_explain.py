@@ -50,6 +50,7 @@ def test_each_model_gets_its_first_and_chosen_layer(tmp_path, gabor):
     assert conv.shape[1] == 3 * (tile + 2) - 2
     assert html.count("What drives the filters") == 2
     # LeNet5 is random here: its explain part says so.
+    assert "three.npy holds one convolution (no network): it has no last layer" in html
     lenet = html[html.index('id="model-lenet5"') : html.index("What drives the filters") + 600]
     assert "these images show what the random initialisation responds to" in lenet
 

@@ -222,9 +222,9 @@ def _bad_files(tmp_path: Path):
     p = tmp_path / "flat.npy"
     np.save(p, np.ones((3, 3), np.float32))
     out["npy-2d"] = (p, "no 4-D floating tensor")
-    p = tmp_path / "weights.h5"
+    p = tmp_path / "weights.txt"
     p.write_bytes(b"x")
-    out["unsupported"] = (p, "unsupported file type '.h5'")
+    out["unsupported"] = (p, "weights.txt is not a checkpoint or model file (it starts with 78)")
     out["missing"] = (tmp_path / "nope.pth", "no such file")
     out["missing-dir"] = (tmp_path / "sub" / "x", "no such file")
     out["folder"] = (tmp_path, "is a folder")

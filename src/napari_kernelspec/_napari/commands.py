@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..sources.checkpoints import SUFFIXES
+from ..sources.checkpoints import MODEL_SUFFIXES, SUFFIXES, is_weights_file
 from . import reading
 
 __all__ = [
@@ -102,8 +102,14 @@ def get_reader(
 
         return read_history if is_history_folder(file) else None
     suffix = file.suffix.lower()
-    if suffix not in READER_SUFFIXES or not file.is_file():
+    if not file.is_file():
         return None
+    if suffix not in READER_SUFFIXES:
+        # Other frameworks' files (ONNX, Keras, TensorFlow.js model.json): taken only when
+        # their first bytes say so; anything else is left to napari's other readers.
+        if suffix not in MODEL_SUFFIXES and file.name != "model.json":
+            return None
+        return read_weights if is_weights_file(file) is None else None
     if suffix in (".npy", ".npz") and not _numpy_holds_kernels(file):
         return None
     return read_weights

@@ -423,3 +423,124 @@ def dbscan_reach(similarity: np.ndarray, min_samples: int = 2) -> np.ndarray:
     core = -np.partition(-others, min_samples - 2, axis=-1)[..., min_samples - 2]
     via_core = np.minimum(others, core[..., None, :]).max(axis=-1)
     return np.maximum(core, via_core)
+
+
+def _joins_two_clusters(
+    passing: np.ndarray,
+    children: np.ndarray,
+    n: int,
+    levels: np.ndarray,
+    join_level: float = np.inf,
+) -> np.ndarray:
+    """For each merge: whether it or a merge below it joins two subtrees that each hold a
+    passing merge, at a level below `join_level`.
+
+    Parameters
+    ----------
+    passing, levels : (..., N - 1) ndarray
+        Leading axes (null layers) are processed together.
+    children : (..., N - 1, 2) ndarray of int
+    n : int
+
+    Returns
+    -------
+    (..., N - 1) ndarray of bool
+    """
+    passing = np.asarray(passing, dtype=bool)
+    lead = passing.shape[:-1]
+    passing = passing.reshape(-1, n - 1)
+    children = np.asarray(children).reshape(-1, n - 1, 2)
+    loose = np.asarray(levels).reshape(-1, n - 1) < join_level
+    rows = np.arange(len(passing))
+    holds = np.zeros((len(passing), 2 * n - 1), dtype=bool)  # a passing merge at/below
+    blocked = np.zeros((len(passing), 2 * n - 1), dtype=bool)
+    for j in range(n - 1):
+        a, b = children[:, j, 0], children[:, j, 1]
+        ha, hb = holds[rows, a], holds[rows, b]
+        blocked[:, n + j] = blocked[rows, a] | blocked[rows, b] | (ha & hb & loose[:, j])
+        holds[:, n + j] = ha | hb | passing[:, j]
+    return blocked[:, n:].reshape(*lead, n - 1)
+
+
+def dendrogram_nodes(similarity: np.ndarray, children: bool = False) -> tuple[np.ndarray, ...]:
+    """The complete-linkage dendrogram as merges: size, level and members of each.
+
+    Parameters
+    ----------
+    similarity : (N, N) ndarray
+        Symmetric similarity, N >= 2.
+
+    Returns
+    -------
+    sizes : (N - 1,) ndarray of int64
+        Members of the cluster each merge makes.
+    levels : (N - 1,) ndarray of float64
+        Its lowest pairwise similarity (``1 - height`` of complete linkage).
+    under : (N, N - 1) ndarray of bool
+        ``under[i, j]``: filter i belongs to the cluster of merge j.
+    children : (N - 1, 2) ndarray of int64
+        Only with ``children=True``: the two nodes each merge joins (``< N``: a filter,
+        ``N + j``: merge j).
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    n = len(similarity)
+    tree = linkage(squareform(_distance(similarity), checks=False), method="complete")
+    members = np.zeros((n, 2 * n - 1), dtype=bool)
+    members[np.arange(n), np.arange(n)] = True
+    for row, (a, b) in enumerate(tree[:, :2].astype(np.int64).tolist()):
+        members[:, n + row] = members[:, a] | members[:, b]
+    out = (tree[:, 3].astype(np.int64), 1.0 - tree[:, 2], members[:, n:])
+    return (*out, tree[:, :2].astype(np.int64)) if children else out
+
+
+def size_tested_clusters(
+    similarity: np.ndarray,
+    level_by_size: np.ndarray,
+    min_samples: int = 2,
+    join_level: float = np.inf,
+) -> np.ndarray:
+    """Complete-linkage clusters, each kept only if its level passes its size's test.
+
+    A merge of m filters whose lowest pairwise similarity is s is a cluster when
+    ``s >= level_by_size[m]`` (and ``m >= min_samples``); the clusters are the largest such
+    merges. The test can only refuse merges: every pair inside a cluster of size m has
+    similarity >= ``level_by_size[m]``, so >= ``min(level_by_size[sizes found])``.
+
+    A merge below `join_level` that joins two groups which each contain an accepted merge is
+    refused, and so are the merges above it: two tight groups stay two clusters even where
+    their union is still more alike than the null's clusters of that size.
+
+    Parameters
+    ----------
+    similarity : (N, N) ndarray
+        Symmetric similarity, 1 on the diagonal.
+    level_by_size : (N + 1,) array_like
+        Lowest similarity accepted for a cluster of each size (+inf: never).
+    min_samples : int
+    join_level : float
+        See above (the analysis passes the similarity 1 % of null pairs exceed).
+
+    Returns
+    -------
+    (N,) ndarray of int64
+        Labels numbered by first member, -1 unclustered.
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    n = len(similarity)
+    labels = np.full(n, -1, dtype=np.int64)
+    if n < max(2, min_samples):
+        return labels
+    sizes, levels, under, children = dendrogram_nodes(similarity, children=True)
+    level_by_size = np.asarray(level_by_size, dtype=np.float64)
+    passing = (sizes >= min_samples) & (levels >= level_by_size[sizes])
+    passing &= ~_joins_two_clusters(passing, children, n, levels, join_level)
+    # the largest passing merges: visit merges from the top of the tree down
+    for j in np.flatnonzero(passing)[::-1]:
+        members = under[:, j]
+        if (labels[members] < 0).all():
+            block = similarity[np.ix_(members, members)]
+            if block.min() >= level_by_size[sizes[j]]:  # rounding guard, as linkage_clusters
+                labels[members] = j
+    return _renumber(labels)

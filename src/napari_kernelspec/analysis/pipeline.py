@@ -14,13 +14,20 @@ import numpy as np
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
 from . import spectra as _spectra
-from .chance import ALPHA, estimate_chance
+from .chance import (
+    ALPHA,
+    MIN_AUTO_THRESHOLD,
+    NULL_MODEL,
+    descriptor_contrasts,
+    estimate_chance,
+    similarity_vectors,
+)
 from .clustering import (
     cosine_similarity,
     labels_to_clusters,
     linkage_clusters,
-    pearson_similarity,
     seed_clusters,
+    size_tested_clusters,
 )
 from .descriptors import DESCRIPTOR_NAMES, descriptors, undefined_descriptors
 from .redundancy import Pair, redundant_pairs, signed_cosine
@@ -85,9 +92,12 @@ class AnalysisResult:
         Per-filter descriptors, keys `descriptors.DESCRIPTOR_NAMES`; NaN where the kernel
         size or channel count cannot define one (see `notes`).
     threshold_rule : {"auto", "fixed"}
-        ``"auto"``: `threshold` is the lowest at which shuffled surrogates of this layer have
-        at most `alpha` of their filters clustered (`chance.ChanceModel.auto_threshold`);
-        ``"fixed"``: the number given.
+        ``"auto"``: for ``"response"``, complete-linkage clusters each tested against the
+        null for its size (`chance.ChanceModel.level_by_size`; null layers have at most
+        `alpha` of their filters clustered), and `threshold` is the lowest level a found
+        cluster had to pass (every pair inside is at least that similar); for ``"seed"``,
+        the lowest threshold at which shuffled surrogates have at most `alpha` clustered.
+        ``"fixed"``: the number given, plain complete linkage (DBSCAN for ``"seed"``).
     alpha : float
         Share of chance-clustered filters the auto rule allows.
     chance_similarity : float
@@ -100,6 +110,18 @@ class AnalysisResult:
         when auto (signed cosine of raw weights has its own scale).
     notes : tuple of str
         One line per thing the result cannot say for this layer (undefined descriptors).
+    structure_p_value : float
+        Layer-level test against the null: the Monte Carlo p-value of the layer's mean
+        nearest-neighbour tuning similarity among `chance.NULL_BANKS` null layers
+        (``"response"``; resolution ``1 / (banks + 1)``); NaN for ``"seed"`` and for
+        one-filter layers.
+    null_model : str
+        Short name of the null the ``chance_*`` fields and the p-value refer to:
+        ``"matched"`` (`chance.matched_surrogates`) or ``"shuffled"`` (pixels shuffled
+        within each channel, ``"seed"``).
+    null_contrasts : dict of str to {"effect", "p_value"}
+        Per descriptor: rank-biserial effect size and Mann-Whitney p-value of the layer
+        against the null's filters (`chance.descriptor_contrasts`); empty for ``"seed"``.
     """
 
     bank: KernelBank
@@ -121,6 +143,9 @@ class AnalysisResult:
     chance_clustered_fraction: float = math.nan
     redundancy_threshold: float = DEFAULT_THRESHOLD
     notes: tuple[str, ...] = ()
+    structure_p_value: float = math.nan
+    null_model: str = ""
+    null_contrasts: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
     def n_filters(self) -> int:
@@ -212,6 +237,12 @@ class AnalysisResult:
             "chance_similarity": _json_float(self.chance_similarity),
             "chance_clustered_fraction": _json_float(self.chance_clustered_fraction),
             "redundancy_threshold": self.redundancy_threshold,
+            "structure_p_value": _json_float(self.structure_p_value),
+            "null_model": self.null_model,
+            "null_contrasts": {
+                name: {k: _json_float(v) for k, v in test.items()}
+                for name, test in self.null_contrasts.items()
+            },
             "notes": list(self.notes),
             "labels": self.labels.tolist(),
             "clusters": self.clusters,
@@ -296,18 +327,20 @@ def analyze(
         The layer, e.g. from `load_kernels`.
     method : {"response", "seed"}
         ``"response"`` (default): zero-padded frequency response of all channels on a
-        cycles/pixel axis; tuning similarity = Pearson correlation of the mean-removed
-        amplitude spectra at the frequencies the kernel size resolves
-        (`spectra.resolved_amplitude`); complete-linkage clusters (every pair inside >=
-        `threshold`).
+        cycles/pixel axis; tuning similarity = Pearson correlation of the amplitude spectra
+        on colour axes (`spectra.tuning_features`, the layer's mean removed;
+        `chance.similarity_vectors`); complete-linkage clusters (every pair inside >=
+        `threshold`), against the matched null (`chance.matched_surrogates`).
         ``"seed"``: the seed tool's spectra (channel 0, resized, log) and DBSCAN clusters,
         reproduced exactly.
     threshold : float in (0, 1], "auto" or None
-        Similarity threshold of clusters. ``"auto"``: the lowest at which shuffled
-        surrogates of this layer would have at most `alpha` of their filters clustered
-        (see `chance`). None: the method's default, ``"auto"`` for ``"response"`` and 0.93
-        for ``"seed"`` (which then reproduces the seed tool). A fixed number also sets
-        duplicates and sign pairs; with ``"auto"`` they use `DEFAULT_THRESHOLD`.
+        Similarity threshold of clusters. ``"auto"``: merges tested against the layer's
+        null for their size, so that null layers have at most `alpha` of their filters
+        clustered (``"response"``), or the lowest threshold at which shuffled surrogates
+        have at most `alpha` clustered (``"seed"``; see `chance`). None: the method's
+        default, ``"auto"`` for ``"response"`` and 0.93 for ``"seed"`` (which then
+        reproduces the seed tool). A fixed number also sets duplicates and sign pairs;
+        with ``"auto"`` they use `DEFAULT_THRESHOLD`.
     min_samples : int
         Smallest cluster (DBSCAN's ``min_samples`` for ``"seed"``).
     n_fft : int
@@ -348,14 +381,28 @@ def analyze(
         frequencies = None
     else:
         shown = _spectra.response_spectra(power)
-        similarity = pearson_similarity(_spectra.resolved_amplitude(weights))
+        similarity = cosine_similarity(similarity_vectors(weights, "response"))
         frequencies = _spectra.centred_frequencies(n_fft)
     chance = estimate_chance(weights, method, min_samples)
-    threshold = chance.auto_threshold(alpha) if fixed is None else fixed
-    if method == "seed":
-        labels = seed_clusters(similarity, threshold, min_samples)
+    chance_fraction = None
+    if fixed is None and chance.size_tested and min_samples >= 2:
+        levels = chance.level_by_size(alpha)
+        labels = size_tested_clusters(similarity, levels, min_samples, chance.chance_similarity)
+        # the reported threshold: the loosest level a found cluster passed (every pair inside
+        # every cluster is at least that similar); with none, the level of the smallest size
+        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.array([])
+        used = levels[sizes[sizes > 0]] if sizes.size else levels[min_samples : min_samples + 1]
+        finite = used[np.isfinite(used)]
+        threshold = float(np.clip(finite.min(), MIN_AUTO_THRESHOLD, 1.0)) if finite.size else 1.0
+        chance_fraction = chance.rule_clustered_fraction(alpha)
     else:
-        labels = linkage_clusters(similarity, threshold, min_samples)
+        threshold = chance.auto_threshold(alpha) if fixed is None else fixed
+        if method == "seed":
+            labels = seed_clusters(similarity, threshold, min_samples)
+        else:
+            labels = linkage_clusters(similarity, threshold, min_samples)
+    if chance_fraction is None:
+        chance_fraction = chance.clustered_fraction(threshold)
 
     redundancy_threshold = DEFAULT_THRESHOLD if fixed is None else fixed
     cosine = signed_cosine(weights)
@@ -363,6 +410,14 @@ def analyze(
     values, notes = undefined_descriptors(
         descriptors(weights, power, bank.stride, ac_power=structure), weights.shape
     )
+    contrasts = {}
+    if chance.null_model == NULL_MODEL:
+        # memoised with the null (same weights): a slider move or a re-analysis re-uses it
+        memo = chance.__dict__.setdefault("_contrasts", {})
+        key = (n_fft, tuple(bank.stride))
+        if key not in memo:
+            memo[key] = descriptor_contrasts(weights, values, n_fft, bank.stride)
+        contrasts = memo[key]
     return AnalysisResult(
         bank=bank,
         method=method,
@@ -380,9 +435,12 @@ def analyze(
         threshold_rule=rule,
         alpha=alpha,
         chance_similarity=chance.chance_similarity,
-        chance_clustered_fraction=chance.clustered_fraction(threshold),
+        chance_clustered_fraction=chance_fraction,
         redundancy_threshold=redundancy_threshold,
         notes=notes,
+        structure_p_value=chance.structure_p_value(similarity),
+        null_model=chance.null_model,
+        null_contrasts=contrasts,
     )
 
 
@@ -410,6 +468,11 @@ _RETHRESHOLD_FIELDS = frozenset(
         "chance_clustered_fraction",
         "redundancy_threshold",
         "notes",
+        # the null: the layer-level test and the descriptors against the null do not
+        # depend on the threshold
+        "structure_p_value",
+        "null_model",
+        "null_contrasts",
     }
 )
 

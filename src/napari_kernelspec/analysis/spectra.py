@@ -36,6 +36,7 @@ __all__ = [
     "response_spectra",
     "seed_spectra",
     "spectra",
+    "tuning_features",
 ]
 
 METHODS = ("response", "seed")
@@ -238,6 +239,104 @@ def resolved_amplitude(weights: np.ndarray) -> np.ndarray:
     power = (spectrum.real**2 + spectrum.imag**2).sum(axis=-3)
     flat = power.reshape(*power.shape[:-2], -1)[..., 1:]
     return np.sqrt(flat)
+
+
+#: DFT size of `tuning_features` (at least the kernel size).
+FEATURE_GRID = 32
+
+#: Colour axes of `tuning_features` for three input channels: luminance, red-green and
+#: blue-yellow, orthonormal (so white noise stays white on every axis).
+OPPONENT = np.array(
+    [
+        [1.0, 1.0, 1.0],
+        [1.0, -1.0, 0.0],
+        [1.0, 1.0, -2.0],
+    ]
+) / np.array([[np.sqrt(3.0)], [np.sqrt(2.0)], [np.sqrt(6.0)]])
+
+
+def colour_axes(weights: np.ndarray) -> np.ndarray:
+    """Filters on colour axes: luminance / red-green / blue-yellow for three channels
+    (`OPPONENT`), the channels themselves otherwise.
+
+    Parameters
+    ----------
+    weights : (..., C, H, W) array_like
+
+    Returns
+    -------
+    (..., C, H, W) ndarray of float64
+    """
+    x = np.asarray(weights, dtype=np.float64)
+    if x.shape[-3] != 3:
+        return x
+    return np.einsum("ac,...chw->...ahw", OPPONENT, x)
+
+
+def tuning_features(
+    weights: np.ndarray, grid: int = FEATURE_GRID, dtype: type = np.float64
+) -> np.ndarray:
+    """What the ``"response"`` tuning similarity compares: amplitude spectra per colour axis.
+
+    Each filter is put on its colour axes (`colour_axes`), each axis's mean over the
+    kernel is removed (DC), and each axis is zero-padded to ``grid x grid`` and transformed;
+    the amplitudes of the non-redundant half plane (``rfft2``) without the DC bin, axis after
+    axis, are the features. Their Pearson correlation is the tuning similarity: invariant to
+    weight scale, sign, mean and position (phase); filters of one shape in different
+    colours (grey, red-green, blue-yellow) share no axis, so they are not alike.
+
+    Parameters
+    ----------
+    weights : (..., C, H, W) array_like
+        Leading axes (filters, null banks) are kept.
+    grid : int
+        DFT size (raised to the kernel size where smaller).
+    dtype : {np.float64, np.float32}
+        Precision of the transform (float32 for the many null layers: half the time).
+
+    Returns
+    -------
+    (..., C * (grid * (grid // 2 + 1) - 1)) ndarray of `dtype`
+        Empty (last axis 0) for 1x1 kernels, which have no spatial structure.
+    """
+    x = np.asarray(weights, dtype=np.float64)
+    if x.ndim < 3 or 0 in x.shape:
+        raise ValueError(f"weights must be a non-empty (..., C, H, W) array, got {x.shape}")
+    if x.shape[-1] == 1 and x.shape[-2] == 1:
+        return np.zeros((*x.shape[:-3], 0), dtype=dtype)
+
+    h, w = x.shape[-2:]
+    grid = max(int(grid), h, w)
+    x = colour_axes(x)
+    x = (x - x.mean(axis=(-2, -1), keepdims=True)).astype(dtype, copy=False)
+    # The zero-padded DFT as two products with precomputed cos / sin matrices: the kernels
+    # are small, so this skips the padding copies and the FFT's per-transform overhead
+    # (0.9 -> 0.2 s for 199 null layers of 64x3x7x7 on this 2-core machine).
+    cos_r, sin_r, cos_c, sin_c = (m.astype(dtype) for m in _dft_matrices(h, w, grid))
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, w)
+    a = (flat @ cos_c.T).reshape(-1, h, cos_c.shape[0])  # (M, h, half)
+    b = (flat @ sin_c.T).reshape(-1, h, cos_c.shape[0])
+    a = np.ascontiguousarray(a.transpose(0, 2, 1)).reshape(-1, h)  # (M * half, h)
+    b = np.ascontiguousarray(b.transpose(0, 2, 1)).reshape(-1, h)
+    real = a @ cos_r.T - b @ sin_r.T  # (M * half, grid)
+    imag = a @ sin_r.T + b @ cos_r.T
+    amplitude = np.sqrt(real * real + imag * imag)
+    # back to (..., grid, half) row-major, as rfft2's half plane, then drop DC
+    amplitude = amplitude.reshape(-1, cos_c.shape[0], grid).transpose(0, 2, 1)
+    amplitude = amplitude.reshape(*lead, -1)[..., 1:]
+    return amplitude.reshape(*x.shape[:-3], -1)
+
+
+@lru_cache(maxsize=32)
+def _dft_matrices(h: int, w: int, grid: int) -> tuple[np.ndarray, ...]:
+    """cos and sin of the zero-padded DFT: rows (grid, h) and half-plane columns (half, w)."""
+    rows = 2 * np.pi * np.outer(np.arange(grid), np.arange(h)) / grid
+    cols = 2 * np.pi * np.outer(np.arange(grid // 2 + 1), np.arange(w)) / grid
+    out = (np.cos(rows), np.sin(rows), np.cos(cols), np.sin(cols))
+    for m in out:
+        m.setflags(write=False)
+    return out
 
 
 def spectra(weights: np.ndarray, method: str = "response", n_fft: int = 64) -> np.ndarray:

@@ -7,14 +7,21 @@
 - :func:`remove_stale_temporaries`: the temporary files of a path that a killed run (SIGKILL,
   power loss) left behind. A live writer holds an advisory lock on its temporary file, so
   only orphans are removed.
+
+What an output path may be (:func:`destination`): a regular file (or a new name) is replaced
+atomically; a symbolic link keeps its place and its target is replaced atomically; a FIFO
+or a character device (``/dev/null``, a terminal) is written through, as a shell redirection
+would; a directory, a socket or a block device is refused with a one-line `KernelSpecError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -22,12 +29,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from .errors import KernelSpecError
+
 try:  # POSIX: a live writer's temporary file carries an advisory lock
     import fcntl
 except ImportError:  # pragma: no cover - Windows: fall back on the file's age
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Interrupted", "atomic_write", "remove_stale_temporaries", "write_together"]
+__all__ = [
+    "Interrupted",
+    "atomic_write",
+    "destination",
+    "remove_stale_temporaries",
+    "write_together",
+]
 
 #: Without file locks (Windows), a temporary file this old (seconds) counts as stale.
 STALE_AFTER_S = 3600.0
@@ -49,6 +64,42 @@ def _read_umask() -> int:
 
 #: Read once at import (setting it is process-wide, so not from worker threads later).
 _UMASK = _read_umask()
+
+
+_REFUSED = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def destination(path: str | os.PathLike[str]) -> tuple[str, Path]:
+    """How an output at `path` is written: ``("replace", file)`` or ``("through", path)``.
+
+    ``"replace"``: a temporary file next to `file` is renamed over it (for a symbolic link,
+    `file` is the link's final target, so the link stays a link). ``"through"``: `path` is a
+    FIFO or a character device, opened and written directly.
+
+    Raises
+    ------
+    KernelSpecError
+        `path` is a folder, a socket, a block device or a loop of symbolic links.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KernelSpecError(
+                f"cannot write {path}: it is a loop of symbolic links; give a file name"
+            ) from None
+        mode = None  # missing (or unreachable: writing it will say why)
+    if mode is None or stat.S_ISREG(mode):
+        return "replace", Path(os.path.realpath(path)) if path.is_symlink() else path
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return "through", path
+    what = _REFUSED.get(stat.S_IFMT(mode), "not a regular file")
+    raise KernelSpecError(f"cannot write {path}: it is {what}; give a file name")
 
 
 def _temporary(path: Path) -> tuple[int, str]:
@@ -76,16 +127,27 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     Parameters
     ----------
     path : path-like
-        The final file. Its folder is created if missing.
+        The final file. Its folder is created if missing. A symbolic link's target is
+        replaced; a FIFO or character device is written through (see `destination`).
     mode : {"wb", "w"}
         Binary or text (UTF-8) mode.
+
+    Raises
+    ------
+    KernelSpecError
+        `path` is a folder, a socket or a block device.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = Path(path)
+    encoding = {"encoding": "utf-8"} if mode == "w" else {}
+    kind, path = destination(path)
+    if kind == "through":
+        with open(path, mode, **encoding) as fh:
+            yield fh
+        return
     fd, tmp = _temporary(path)
     try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
+        with os.fdopen(fd, mode, **encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -189,17 +251,26 @@ def write_together(contents: Sequence[tuple[str | os.PathLike[str], str | bytes]
         they were.
     OSError
         A temporary file could not be written: no target was touched.
+    KernelSpecError
+        A target is a folder, a socket or a block device (see `destination`): none was
+        touched. FIFOs and character devices are written through, in their turn.
     """
     targets = [Path(p) for p, _ in contents]
-    for target in targets:
-        remove_stale_temporaries(target)
+    kinds = dict(zip(targets, (destination(t) for t in targets), strict=True))
+    for kind, target in kinds.values():
+        if kind == "replace":
+            remove_stale_temporaries(target)
     staged: list[tuple[int, str, Path]] = []
     done: list[Path] = []
     try:
         for target, (_, data) in zip(targets, contents, strict=True):
-            fd, tmp = _temporary(target)
-            staged.append((fd, tmp, target))
+            kind, real = kinds[target]
             raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+            if kind == "through":
+                staged.append((-1, "", target))
+                continue
+            fd, tmp = _temporary(real)
+            staged.append((fd, tmp, target))
             view = memoryview(raw)
             while view:
                 view = view[os.write(fd, view) :]
@@ -208,10 +279,18 @@ def write_together(contents: Sequence[tuple[str | os.PathLike[str], str | bytes]
             if not _LOCKED:  # Windows renames only closed files
                 os.close(fd)
         try:
+            # FIFOs and devices first, outside the held signals: opening a FIFO waits for a
+            # reader, and Ctrl-C must still end that wait.
+            for (_, tmp, target), (_, data) in zip(staged, contents, strict=True):
+                if not tmp:
+                    with open(target, "wb") as fh:
+                        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+                    done.append(target)
             with _signals_held():
                 for _, tmp, target in staged:
-                    os.replace(tmp, target)
-                    done.append(target)
+                    if tmp:
+                        os.replace(tmp, kinds[target][1])
+                        done.append(target)
         except KeyboardInterrupt as exc:
             if not done:
                 raise
@@ -221,6 +300,8 @@ def write_together(contents: Sequence[tuple[str | os.PathLike[str], str | bytes]
             raise Interrupted(message) from exc
     finally:
         for fd, tmp, target in staged:
+            if not tmp:
+                continue
             if _LOCKED:
                 with contextlib.suppress(OSError):
                     os.close(fd)

@@ -13,6 +13,7 @@ __all__ = [
     "PROG",
     "Parser",
     "add_analysis_options",
+    "add_arch_option",
     "add_cluster_options",
     "add_geometry_options",
     "add_model_output_options",
@@ -72,8 +73,11 @@ def alpha_arg(text: str) -> float:
     return value
 
 
-def whole_number(name: str, least: int = 1) -> Callable[[str], int]:
-    """An argparse type: a whole number >= `least`, errors naming the option `name`."""
+def whole_number(name: str, least: int = 1, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [`least`, `most`], errors naming the option `name`.
+
+    Bounded before anything is allocated from it (a count of 10**20 is refused here).
+    """
 
     def parse(text: str) -> int:
         try:
@@ -84,6 +88,8 @@ def whole_number(name: str, least: int = 1) -> Callable[[str], int]:
             ) from None
         if value < least:
             raise argparse.ArgumentTypeError(f"{name} is {value}; it must be at least {least}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"{name} is {value}; it must be at most {most:,}")
         return value
 
     return parse
@@ -93,17 +99,34 @@ def whole_number(name: str, least: int = 1) -> Callable[[str], int]:
 min_samples_arg = whole_number("min-samples")
 
 
-def add_weights_option(parser: argparse.ArgumentParser) -> None:
-    """``--weights auto|pretrained|random`` for model names."""
+def weights_arg(text: str) -> str:
+    """``--weights``: auto, pretrained, random, or a torchvision weights name."""
+    import re
+
     from ..sources.loading import WEIGHTS
 
+    value = text.strip()
+    if value.lower() in WEIGHTS:
+        return value.lower()
+    if value.upper() == "DEFAULT" or re.fullmatch(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", value):
+        return value.upper()
+    raise argparse.ArgumentTypeError(
+        f"expected auto, pretrained, random or a torchvision weights name such as "
+        f"IMAGENET1K_V1; got {text!r}"
+    )
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """``--weights auto|pretrained|random|NAME`` for model names."""
     parser.add_argument(
         "--weights",
-        choices=WEIGHTS,
+        type=weights_arg,
         default="auto",
-        help="auto (default): pretrained where cached or downloadable, else random with a "
-        "warning; pretrained: fail if unavailable; random: the architecture's seeded init "
-        "(UNTRAINED)",
+        metavar="auto|pretrained|random|NAME",
+        help="auto (default): pretrained where cached or downloadable (any cached variant "
+        "counts), else random with a warning; pretrained: fail if unavailable; random: the "
+        "architecture's seeded init (UNTRAINED); NAME: torchvision's weights of that name "
+        "(IMAGENET1K_V1, IMAGENET1K_V2, ...)",
     )
 
 
@@ -123,7 +146,7 @@ def geometry_arg(text: str) -> int | tuple[int, int]:
 
 def add_geometry_options(parser: argparse.ArgumentParser) -> None:
     """``--stride``, ``--padding`` and ``--dilation``: a weights file's layer geometry."""
-    what = "for weights files, which do not record it; models know their own"
+    what = "for weights files that do not record it; models, ONNX and Keras files know theirs"
     parser.add_argument(
         "--stride", type=geometry_arg, metavar="S", help=f"the layer's stride ({what})"
     )
@@ -132,6 +155,16 @@ def add_geometry_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dilation", type=geometry_arg, metavar="D", help=f"the layer's dilation ({what})"
+    )
+
+
+def add_arch_option(parser: argparse.ArgumentParser) -> None:
+    """``--arch``: the torchvision architecture of a state-dict file."""
+    parser.add_argument(
+        "--arch",
+        metavar="NAME",
+        help="the torchvision architecture of a state-dict file (e.g. resnet18): its layers "
+        "are then named as in the model and run inside it, with ImageNet normalisation",
     )
 
 

@@ -119,18 +119,22 @@ def print_summary(result: AnalysisResult, out: TextIO) -> None:
 
 def _threshold(result: AnalysisResult) -> str:
     if result.threshold_rule == "auto":
-        return f"{result.threshold:.3f} (auto: chance clusters at most {100 * result.alpha:g} %)"
+        return f"{result.threshold:.3f} (auto: the null clusters at most {100 * result.alpha:g} %)"
     return f"{result.threshold:g}"
 
 
 def chance_line(result: AnalysisResult) -> str:
-    """``"83 % clustered; chance: 80 % (similarity 0.95 reached by 1% of chance pairs)"``."""
-    text = (
-        f"{100 * result.clustered_fraction:.0f} % clustered; "
-        f"chance: {100 * result.chance_clustered_fraction:.0f} %"
-    )
+    """``"34 % clustered; matched null: 2 %; structure p = 0.005"``
+    (`analysis.summary.summary_line`), then on a line of its own the similarity 1 % of null
+    pairs reach."""
+    from ..analysis.summary import summary_line
+
+    text = summary_line(result)
     if result.chance_similarity == result.chance_similarity:  # not NaN
-        text += f" (similarity {result.chance_similarity:.2f} reached by 1% of chance pairs)"
+        text += (
+            f"\nnull similarity: {result.chance_similarity:.2f} reached by 1% of "
+            f"{result.null_model or 'null'} null pairs"
+        )
     return text
 
 

@@ -41,6 +41,8 @@ def _pair(text: str) -> tuple[int, int] | str:
         return "centre"
     try:
         y, x = (int(v) for v in text.split(","))
+        if max(abs(y), abs(x)) > 2**31:
+            raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--at must be Y,X (two whole numbers) or 'centre', got {text!r}"
@@ -87,30 +89,33 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--window",
-        type=whole_number("--window"),
+        type=whole_number("--window", most=4096),
         default=8,
         help="occlusion square (px, default 8)",
     )
     parser.add_argument(
         "--window-stride",
-        type=whole_number("--window-stride"),
+        type=whole_number("--window-stride", most=4096),
         default=1,
         help="occlusion step (px, default 1)",
     )
     parser.add_argument(
         "--steps",
-        type=whole_number("--steps"),
+        type=whole_number("--steps", most=1_000_000),
         default=DEFAULT_STEPS,
         help=f"maximize: Adam steps (default {DEFAULT_STEPS})",
     )
     parser.add_argument(
         "--size",
-        type=whole_number("--size", 8),
+        type=whole_number("--size", 8, 4096),
         default=DEFAULT_SIZE,
         help=f"maximize: image side in px (default {DEFAULT_SIZE})",
     )
     parser.add_argument(
-        "--seed", type=whole_number("--seed", 0), default=0, help="maximize: random seed"
+        "--seed",
+        type=whole_number("--seed", 0, 2**32 - 1),
+        default=0,
+        help="maximize: random seed (0 to 2**32 - 1)",
     )
     add_model_output_options(parser)
 

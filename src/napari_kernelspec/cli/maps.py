@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_weights_option
+from ._common import add_arch_option, add_weights_option
 
 HELP = "feature maps of an image through one conv layer (saved as .npz)"
 DESCRIPTION = (
@@ -15,8 +15,12 @@ DESCRIPTION = (
 )
 
 
+#: Largest stride, padding or dilation accepted (a real layer's are a few pixels).
+MAX_GEOMETRY = 4096
+
+
 def pair_arg(minimum: int):
-    """``S`` or ``R,C``: whole numbers >= `minimum`."""
+    """``S`` or ``R,C``: whole numbers in [`minimum`, `MAX_GEOMETRY`]."""
 
     def parse(text: str) -> tuple[int, int]:
         parts = text.split(",")
@@ -26,9 +30,10 @@ def pair_arg(minimum: int):
             raise argparse.ArgumentTypeError(
                 f"expected a whole number or ROWS,COLS, got {text!r}"
             ) from None
-        if len(values) not in (1, 2) or min(values) < minimum:
+        if len(values) not in (1, 2) or min(values) < minimum or max(values) > MAX_GEOMETRY:
             raise argparse.ArgumentTypeError(
-                f"expected one or two whole numbers >= {minimum}, got {text!r}"
+                f"expected one or two whole numbers >= {minimum} (at most {MAX_GEOMETRY}), "
+                f"got {text!r}"
             )
         return (values[0], values[-1])
 
@@ -67,6 +72,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dilation", type=pair_arg(1), metavar="D", help="dilation of a file's layer"
     )
+    add_arch_option(parser)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
         padding=args.padding,
         dilation=args.dilation,
+        arch=args.arch,
     )
     result.meta["image"] = args.image
     try:

@@ -20,7 +20,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_source_options(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument(
-        "--k", type=whole_number("k"), default=9, help="patches per filter (default 9)"
+        "--k",
+        type=whole_number("k", most=10_000),
+        default=9,
+        help="patches per filter (default 9, at most 10,000)",
     )
     parser.add_argument(
         "--json", metavar="PATH", help="write the patches as JSON to PATH; '-' to stdout"
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
         padding=args.padding,
         dilation=args.dilation,
+        arch=args.arch,
     )
     document = found.to_dict(list(args.images))
     if args.json == "-":

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_analysis_options
+from ._common import add_analysis_options, add_arch_option, add_geometry_options, geometry
 
 HELP = "write a static HTML report comparing models"
-DESCRIPTION = "Write one self-contained HTML report, plus JSON and CSV beside it."
+DESCRIPTION = (
+    "Write one self-contained HTML report, plus JSON and CSV beside it. Exit status: 0 all "
+    "models reported, 1 some could not be analysed (a note in the report names them), 2 "
+    "usage error (an unknown model name is refused before any work)."
+)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +25,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="comma-separated model names or files; 'all' (default) is the eight seed models",
     )
     add_analysis_options(parser)
+    add_geometry_options(parser)
+    add_arch_option(parser)
     parser.add_argument(
         "--out",
         default=DEFAULT_OUT,
@@ -87,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             explain=args.explain,
             explain_options={"steps": args.explain_steps, "size": args.explain_size},
             images=args.image,
+            geometry={k: v for k, v in geometry(args).items() if v is not None},
+            arch=args.arch,
         )
     except OSError as exc:
         where = exc.filename or args.out
@@ -95,4 +103,9 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     html, data, table = (printable(p) for p in (files.html, files.json, files.csv))
     sys.stdout.write(f"report written to {html}\n(data: {data}, {table})\n")
-    return 0
+    for failure in files.failures:  # noted in the report too; the status says it: 1
+        sys.stderr.write(
+            f"kernelspec: warning: {printable(failure['model'])} was left out of the report: "
+            f"{printable(failure['error'])}\n"
+        )
+    return 1 if files.failures else 0

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_analysis_options, add_cluster_options, quiet_dask_logs, whole_number
+from ._common import (
+    add_analysis_options,
+    add_cluster_options,
+    add_geometry_options,
+    geometry,
+    quiet_dask_logs,
+    whole_number,
+)
 
 HELP = "analyse many models or checkpoints on Dask and write Parquet tables"
 DESCRIPTION = (
@@ -38,12 +45,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models-out",
         metavar="PATH",
-        help="models dataset, one row per source with its summary, time and error "
-        "(default: --out with '-models', e.g. filters-models.parquet)",
+        help="models dataset, one row per source with its summary, time and error (null "
+        "for an analysed source; default: --out with '-models', e.g. filters-models.parquet)",
     )
     add_cluster_options(parser, "one per CPU")
     parser.add_argument("--layer", help="conv layer by module name or key (default: the first)")
     add_analysis_options(parser)
+    add_geometry_options(parser)
     parser.add_argument(
         "--resume", action="store_true", help="skip the sources already in the outputs"
     )
@@ -63,7 +71,14 @@ def run(args: argparse.Namespace) -> int:
     from ..scan.worker import ScanParameters
 
     quiet_dask_logs()
-    sources = expand_sources(args.sources)
+    left_out: list[tuple[str, str]] = []
+    sources = expand_sources(args.sources, left_out)
+    if left_out:
+        from ..base.text import printable
+
+        shown = "; ".join(f"{printable(p, 80)} ({why})" for p, why in left_out[:10])
+        more = f"; and {len(left_out) - 10} more" if len(left_out) > 10 else ""
+        sys.stderr.write(f"skipped {len(left_out)} files that hold no weights: {shown}{more}\n")
     params = ScanParameters(
         weights=args.weights,
         layer=args.layer,
@@ -71,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         min_samples=args.min_samples,
         alpha=args.alpha,
+        **geometry(args),
     )
     try:
         summary = run_scan(

@@ -26,21 +26,18 @@ def _bank_of(result: Any) -> KernelBank:
 
 
 def tuning_features(bank: KernelBank) -> np.ndarray:
-    """Centred, unit-length amplitude spectra: the vectors whose dot product is the tuning
-    similarity of the ``"response"`` method (the Pearson correlation of
-    `spectra.resolved_amplitude`), so the map and the clusters agree.
+    """Unit-length tuning vectors: the vectors whose dot product is the tuning similarity of
+    the ``"response"`` method (`analysis.chance.similarity_vectors`: amplitude spectra on
+    colour axes, the layer's mean removed, Pearson), so the map and the clusters agree.
 
     Returns
     -------
-    (N, max(H * W - 1, 2)) ndarray of float64
-        Zero-padded to two columns for kernels too small to have two frequencies (1x1, 1x2).
+    (N, max(D, 2)) ndarray of float64
+        Zero-padded to two columns for kernels without spatial structure (1x1).
     """
-    from ..analysis import spectra
+    from ..analysis.chance import similarity_vectors
 
-    vectors = spectra.resolved_amplitude(bank.weights)
-    vectors = vectors - vectors.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    vectors = similarity_vectors(bank.weights, "response")
     if vectors.shape[1] < 2:
         vectors = np.pad(vectors, ((0, 0), (0, 2 - vectors.shape[1])))
     return vectors

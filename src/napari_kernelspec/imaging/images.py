@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..base.errors import KernelSpecError
+from ..base.limits import check_elements
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -64,6 +65,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.seek(0)
+            width, height = img.size  # from the header: checked before decoding
+            check_elements((height, width, len(img.getbands())), f"the image {path.name}")
             if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
                 img = img.convert(
                     "RGBA" if "A" in img.mode or "transparency" in img.info else "RGB"
@@ -73,6 +76,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             elif img.mode == "1":
                 img = img.convert("L")
             array = np.array(img)
+    except KernelSpecError:
+        raise
     except UnidentifiedImageError:
         raise KernelSpecError(
             f"{path.name} is not an image Pillow can read; give a PNG, JPEG or TIFF file"

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
+from ..base.limits import check_elements
 from ..sources import models
 from . import network as _network
 from .images import prepare
@@ -122,15 +123,24 @@ class FeatureMaps:
 
 
 def resolve_bank(
-    source: KernelBank | str | os.PathLike[str], weights: str = "auto", layer: str | None = None
+    source: KernelBank | str | os.PathLike[str],
+    weights: str = "auto",
+    layer: str | None = None,
+    arch: str | None = None,
 ) -> KernelBank:
-    """The bank of `source` (a bank, or what `load_kernels` takes) at `layer`."""
+    """The bank of `source` (a bank, or what `load_kernels` takes) at `layer`.
+
+    `arch`: the torchvision architecture of a state-dict file (its deeper layers then run
+    inside that network).
+    """
     from ..sources.loading import load_kernels
 
     if not isinstance(source, KernelBank):
-        return load_kernels(source, weights=weights, layer=layer)
+        return load_kernels(source, weights=weights, layer=layer, arch=arch)
     if layer is None or layer.removesuffix(".weight") == source.layer.removesuffix(".weight"):
         return source
+    if source.source == "checkpoint" and _network.has_network(source):
+        return load_kernels(source.provenance["file"], layer=layer, arch=source.model)
     if source.source not in _network.MODEL_SOURCES:
         raise KernelSpecError(
             f"{source.display_name} holds only {source.layer!r}; load {layer!r} from the file"
@@ -175,6 +185,7 @@ def feature_maps(
     padding: int | tuple[int, int] | None = None,
     dilation: int | tuple[int, int] | None = None,
     tile_bytes: int = TILE_BYTES,
+    arch: str | None = None,
 ) -> FeatureMaps:
     """One convolution layer's response to an image, with its geometry.
 
@@ -198,6 +209,8 @@ def feature_maps(
         Override the bank's geometry (files do not record it). First layer / files only.
     tile_bytes : int
         Work memory of one band of rows (first layer); smaller means more, thinner bands.
+    arch : str, optional
+        The torchvision architecture of a state-dict file: its layers then run inside it.
 
     Returns
     -------
@@ -211,7 +224,7 @@ def feature_maps(
         geometry override on a deeper layer.
     """
 
-    bank = resolve_bank(source, weights, layer)
+    bank = resolve_bank(source, weights, layer, arch)
     first = _network.is_first_layer(bank)
     if not first and not (stride is None and padding is None and dilation is None):
         raise KernelSpecError(
@@ -253,6 +266,13 @@ def feature_maps(
         run = _network_runner(net)
         description = f"{net.description}, run up to {bank.layer}"
         per_pixel = 0
+    if first and not _network.has_network(bank) and in_channels not in (1, 3):
+        raise KernelSpecError(
+            f"{bank.display_name} [{bank.layer}] takes {in_channels} input channels: a deeper "
+            "layer, which sees the output of the layers before it, and the file holds only "
+            "its weights; give the model it belongs to (a model name, or the file's "
+            "architecture) to see it inside the network"
+        )
     prep = prepare(image, in_channels, normalize, mean=mean, std=std)
     meta.update(prep.meta)
     if normalize == "auto" and prep.mean is not None:
@@ -278,6 +298,7 @@ def feature_maps(
             f"{bank.display_name} (receptive field of {bank.layer}: {rf[0]}x{rf[1]} px); "
             "give a larger image"
         )
+    check_elements(shape, f"the feature maps of {bank.layer}")
     maps = np.empty(shape, dtype=np.float32)
     if first:
         rows_per_tile = max(1, int(tile_bytes // max(1, per_pixel * shape[2])))

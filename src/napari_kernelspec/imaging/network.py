@@ -34,6 +34,7 @@ __all__ = [
     "Geometry",
     "Network",
     "conv_geometry",
+    "has_network",
     "input_normalisation",
     "is_first_layer",
     "layer_geometry",
@@ -95,6 +96,11 @@ def conv_geometry(
     return _compose(identity, kernel, stride, padding, dilation)
 
 
+def has_network(bank: KernelBank) -> bool:
+    """Whether `bank` comes with an architecture: a model, or a file read with its ``arch``."""
+    return bank.source in MODEL_SOURCES or isinstance(bank.provenance.get("arch"), str)
+
+
 def input_normalisation(
     bank: KernelBank,
 ) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None, str]:
@@ -106,7 +112,8 @@ def input_normalisation(
     """
     from .images import IMAGENET_MEAN, IMAGENET_STD
 
-    if bank.source not in ("pretrained", "random") or bank.model == "lenet5":
+    with_arch = bank.source == "checkpoint" and has_network(bank)
+    if (bank.source not in ("pretrained", "random") and not with_arch) or bank.model == "lenet5":
         return None, None, "[0, 1]"
     if bank.source == "pretrained" and bank.model in _TRANSFORM_INPUT and is_first_layer(bank):
         return (0.5,) * 3, (0.5,) * 3, "(x - 0.5) / 0.5 (the weights' transform_input)"
@@ -115,7 +122,7 @@ def input_normalisation(
 
 def is_first_layer(bank: KernelBank) -> bool:
     """True for a bank that runs on the image alone: a model's first convolution, or a file."""
-    if bank.source not in MODEL_SOURCES:
+    if not has_network(bank):
         return True
     return models.conv_layer(bank.model, None).name == bank.layer
 
@@ -394,7 +401,7 @@ def network(bank: KernelBank) -> Network:
         For a file (no architecture to run), or if the network's weights at the layer are not
         the bank's (a stale cache).
     """
-    if bank.source not in MODEL_SOURCES:
+    if not has_network(bank):
         raise KernelSpecError(
             f"{bank.display_name} is a weights file: it has no network to run before "
             f"{bank.layer!r}; give a model name to see a deeper layer inside its network"
@@ -427,6 +434,11 @@ def _build(bank: KernelBank) -> tuple[nn.Module, str]:
     import torch
 
     model = bank.model
+    if bank.source == "checkpoint":  # a file read with its architecture
+        from ..sources import loading
+
+        net = loading.file_network(bank)
+        return net.eval(), f"{bank.display_name} as {models.display_name(model)}"
     if bank.source == "random":
         from ..sources.loading import RANDOM_SEED
 
@@ -444,7 +456,12 @@ def _build(bank: KernelBank) -> tuple[nn.Module, str]:
     from ..sources import pretrained
     from ..sources.checkpoints import torch_load
 
-    info = pretrained.weights_info(model)
+    variant = bank.provenance.get("variant")
+    if isinstance(variant, str):
+        info = pretrained.weights_info(model, variant)
+        info = pretrained.cached_variant(model, info) or info
+    else:
+        info = pretrained.weights_info(model)
     path = pretrained.ensure_checkpoint(info)
     state = torch_load(path)
     if not isinstance(state, dict):

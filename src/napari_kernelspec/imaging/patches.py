@@ -18,6 +18,7 @@ import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
+from ..base.limits import check_elements
 from .images import as_image, read_image
 from .maps import FeatureMaps, feature_maps, resolve_bank
 
@@ -198,6 +199,7 @@ def top_patches(
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] | None = None,
     dilation: int | tuple[int, int] | None = None,
+    arch: str | None = None,
 ) -> TopPatches:
     """Every filter's `k` highest-activation patches over `images`.
 
@@ -207,7 +209,7 @@ def top_patches(
         A bank or anything `load_kernels` takes.
     images : sequence of (H, W[, C]) array_like or path-like
         Arrays or image files (read one at a time).
-    layer, weights, normalize, stride, padding, dilation
+    layer, weights, normalize, stride, padding, dilation, arch
         As for `feature_maps`.
     k : int
         Patches per filter (>= 1).
@@ -229,7 +231,8 @@ def top_patches(
     if not isinstance(k, int | np.integer) or k < 1:
         raise KernelSpecError(f"k must be a whole number >= 1, got {k!r}")
     k = int(k)
-    bank = resolve_bank(source, weights, layer)
+    bank = resolve_bank(source, weights, layer, arch)
+    check_elements((bank.n_filters, k, 4), f"{k} patches for each of {bank.n_filters} filters")
 
     def maps_of_images() -> Iterator[FeatureMaps]:
         for index, image in enumerate(images):

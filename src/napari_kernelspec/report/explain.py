@@ -185,9 +185,20 @@ def explain_sections(
         source, weights = _source_of(bank)
         with warnings.catch_warnings():  # the load already warned about untrained weights
             warnings.simplefilter("ignore")
-            model = explain_model(Path(source) if weights == "auto" else source, weights)
+            arch = bank.provenance.get("arch") if weights == "auto" else None
+            built = Path(source) if weights == "auto" else source
+            model = explain_model(built, weights, arch=arch if isinstance(arch, str) else None)
         first = bank.layer if bank.layer in model.conv_names() else model.resolve_layer("first")
-        chosen = model.resolve_layer(layer)
+        caveats = list(model.caveats)
+        if model.one_layer and layer.strip() in ("middle", "last"):
+            # Said in the section, never silently replaced by the first layer.
+            chosen = first
+            caveats.append(
+                f"{bank.display_name} holds one convolution (no network): it has no {layer} "
+                "layer; only its first is shown (give the file's architecture for more)"
+            )
+        else:
+            chosen = model.resolve_layer(layer)
         layers = [first] + ([chosen] if chosen != first else [])
         out.append(
             {
@@ -196,7 +207,7 @@ def explain_sections(
                 "steps": steps,
                 "size": size,
                 "trained": model.is_trained,
-                "caveats": list(model.caveats),
+                "caveats": caveats,
             }
         )
     return out

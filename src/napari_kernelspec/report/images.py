@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "colormap",
     "encode_png",
+    "picture_context",
     "png_data_uri",
     "to_uint8",
     "upscale",
@@ -145,3 +146,30 @@ def encode_png(image: np.ndarray) -> bytes:
 def png_data_uri(image: np.ndarray) -> str:
     """``data:image/png;base64,...`` URI of `image` (see `encode_png`)."""
     return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")
+
+
+def picture_context(pixels: np.ndarray, alt: str, overlay: str | None = None) -> dict[str, object]:
+    """The template context of one embedded picture.
+
+    Parameters
+    ----------
+    pixels : (H, W[, C]) uint8 ndarray
+    alt : str
+        Alternative text.
+    overlay : str, optional
+        SVG drawn over the picture (frames, labels).
+
+    Returns
+    -------
+    dict
+        ``uri`` (PNG data URI), ``width``, ``height``, ``aspect``, ``alt``, ``overlay``.
+    """
+    h, w = pixels.shape[:2]
+    return {
+        "uri": png_data_uri(pixels),
+        "width": w,
+        "height": h,
+        "aspect": f"{w / h:.5f}",
+        "alt": alt,
+        "overlay": overlay,
+    }

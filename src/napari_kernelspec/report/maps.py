@@ -22,7 +22,6 @@ from ..analysis import palette, views
 from ..base.errors import KernelSpecError
 from . import images as _images
 from . import svg
-from .render import _image  # the same picture context as the kernel mosaics
 
 if TYPE_CHECKING:
     from ..analysis.pipeline import AnalysisResult
@@ -151,7 +150,7 @@ def _map_mosaic(maps: np.ndarray, borders: list[str | None], alt: str) -> dict[s
     overlay = svg.mosaic_overlay(
         origins, tiles.shape[1:3], picture.shape[:2], borders, labels=labels, border=gap * 0.75
     )
-    return _image(picture, alt, overlay)
+    return _images.picture_context(picture, alt, overlay)
 
 
 def _patch_grid(found: Any, pictures: list[np.ndarray], borders: list[str | None], alt: str):
@@ -175,7 +174,7 @@ def _patch_grid(found: Any, pictures: list[np.ndarray], borders: list[str | None
     overlay = svg.mosaic_overlay(
         origins, tiles.shape[1:3], picture.shape[:2], colors, labels=labels, border=gap * 0.75
     )
-    return _image(picture, alt, overlay)
+    return _images.picture_context(picture, alt, overlay)
 
 
 def image_section(

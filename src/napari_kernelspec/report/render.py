@@ -19,6 +19,7 @@ import numpy as np
 
 from ..analysis import palette, views
 from ..analysis.descriptors import DESCRIPTOR_LABELS, DESCRIPTOR_NAMES
+from ..analysis.summary import format_p, null_contrast_text, summary_line
 from ..base.text import number, percent
 from . import images, svg
 
@@ -155,18 +156,6 @@ def _provenance_items(provenance: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(key), _provenance_text(str(key), value)) for key, value in provenance.items()]
 
 
-def _image(pixels: np.ndarray, alt: str, overlay: str | None = None) -> dict[str, Any]:
-    h, w = pixels.shape[:2]
-    return {
-        "uri": images.png_data_uri(pixels),
-        "width": w,
-        "height": h,
-        "aspect": f"{w / h:.5f}",
-        "alt": alt,
-        "overlay": overlay,
-    }
-
-
 def _breakable(text: Any) -> Any:
     """`text` escaped, with a line-break opportunity (``<wbr>``) after each run of ``.``,
     ``_`` or ``/``: a long layer name such as ``Conv2d_1a_3x3.conv`` wraps at its dots."""
@@ -217,7 +206,7 @@ def _kernel_mosaics(result: AnalysisResult) -> list[dict[str, Any]]:
         picture = views.mosaic(tiles, gap=2, fill=1.0)
         overlay = _tile_labels(result, tiles.shape[1:3], picture.shape[:2])
         label = views.VIEW_LABELS[name]
-        image = _image(picture, f"{result.bank.display_name}: {label}", overlay)
+        image = images.picture_context(picture, f"{result.bank.display_name}: {label}", overlay)
         out.append({"label": label, **image})
     return out
 
@@ -239,7 +228,7 @@ def _spectrum_mosaic(result: AnalysisResult, colors: list[str]) -> dict[str, Any
         labels=[str(i) for i in range(len(tiles))],
         border=gap * 0.75,
     )
-    return _image(picture, f"{result.bank.display_name}: spectra", overlay)
+    return images.picture_context(picture, f"{result.bank.display_name}: spectra", overlay)
 
 
 def _heatmap(result: AnalysisResult, colors: list[str], slug: str, vmin: float) -> dict[str, Any]:
@@ -258,10 +247,10 @@ def _heatmap(result: AnalysisResult, colors: list[str], slug: str, vmin: float) 
     stops = [palette.to_hex(c) for c in images.colormap(np.linspace(vmin, 1.0, 11), vmin, 1.0)]
     marks = [(result.threshold, "threshold")]
     if math.isfinite(result.chance_similarity):
-        marks.append((result.chance_similarity, "chance (1% of pairs)"))
+        marks.append((result.chance_similarity, "null (1% of pairs)"))
     scale = svg.colour_scale(stops, vmin, 1.0, "tuning similarity", f"scale-{slug}", marks=marks)
     return {
-        **_image(picture, f"{result.bank.display_name}: similarity"),
+        **images.picture_context(picture, f"{result.bank.display_name}: similarity"),
         "overlay": overlay,
         "scale": scale,
     }
@@ -305,6 +294,13 @@ def summary_statistics(result: AnalysisResult) -> dict[str, Any]:
         "threshold": result.threshold,
         "threshold_rule": result.threshold_rule,
         "chance_similarity": result.chance_similarity,
+        "structure_p": getattr(result, "structure_p_value", math.nan),
+        "structure_p_text": format_p(getattr(result, "structure_p_value", None)),
+        "null_model": getattr(result, "null_model", ""),
+        "null_line": summary_line(result),
+        "null_contrast": null_contrast_text(result, max_items=2)
+        if result.n_clusters == 0 or not getattr(result, "structure_p_value", 1.0) <= 0.01
+        else "",
         "duplicates": len(result.duplicates),
         "sign_pairs": len(result.sign_pairs),
         "peak": stat(d["peak_frequency"], np.median),
@@ -447,6 +443,7 @@ def render_report(
     history: dict[str, Any] | None = None,
     explain: Sequence[dict[str, Any]] | None = None,
     images: Sequence[Any] | None = None,
+    failures: Sequence[dict[str, str]] = (),
 ) -> str:
     """Render analysis results of one or more layers as one self-contained HTML page.
 
@@ -462,6 +459,8 @@ def render_report(
         One `report.explain.explain_sections` context per result (maximising images).
     images : sequence of report.maps.ReportImage, optional
         Images to run through every layer (feature maps, top patches; `report.maps`).
+    failures : sequence of dict, optional
+        Models that could not be analysed (``{"model", "error"}``): a note at the top.
 
     Returns
     -------
@@ -522,6 +521,7 @@ def render_report(
             n_untrained=sum(not m["trained"] for m in models),
             history=history,
             images=image_facts,
+            failures=list(failures),
         )
     )
 

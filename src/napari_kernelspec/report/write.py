@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..base.atomic import write_together
 from ..base.errors import KernelSpecError
-from ..base.text import csv_cell, printable
+from ..base.text import csv_cell, printable, redact
 from .render import render_report, report_metadata
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ class ReportFiles:
     html: Path
     json: Path
     csv: Path
+    #: The models that could not be loaded or analysed: ``{"model", "error"}`` each. The
+    #: report shows them in a note at its top; the others are in it.
+    failures: tuple[dict[str, str], ...] = ()
 
 
 def seed_models() -> list[str]:
@@ -58,16 +62,22 @@ def _json_safe(value: Any) -> Any:
 
 
 def results_json(
-    results: Sequence[AnalysisResult], generated: datetime, history: Any = None
+    results: Sequence[AnalysisResult],
+    generated: datetime,
+    history: Any = None,
+    failures: Sequence[dict[str, str]] = (),
 ) -> str:
     """The JSON document: ``{"report": metadata, "results": [AnalysisResult.to_dict(), ...]}``
-    (plus ``"history"``: the drift of every step, when given)."""
+    (plus ``"history"``: the drift of every step, when given; ``"failures"``: the models
+    that could not be analysed, ``{"model", "error"}``, when there are any)."""
     document = {
         "report": report_metadata(results, generated),
         "results": [r.to_dict() for r in results],
     }
     if history is not None:
         document["history"] = history
+    if failures:
+        document["failures"] = list(failures)
     return json.dumps(_json_safe(document), indent=1, allow_nan=False) + "\n"
 
 
@@ -131,6 +141,16 @@ def _paths(
     return files
 
 
+def _is_file(name: str | os.PathLike[str], resolve_source: Any) -> bool:
+    """Whether a report source is a weights file or URL (not a model name)."""
+    from ..sources import remote
+
+    resolved = resolve_source(name)
+    return not isinstance(resolved, str) or (
+        remote.is_remote(resolved) and not resolved.startswith("timm:")
+    )
+
+
 def write_report(
     sources: Sequence[str | os.PathLike[str]] | None = None,
     *,
@@ -147,6 +167,8 @@ def write_report(
     explain: str | None = None,
     explain_options: dict[str, Any] | None = None,
     images: Sequence[str | os.PathLike[str]] | None = None,
+    geometry: dict[str, Any] | None = None,
+    arch: str | None = None,
 ) -> ReportFiles:
     """Analyse models or weight files and write the HTML report, its JSON and its CSV.
 
@@ -179,6 +201,11 @@ def write_report(
     images : sequence of path-like, optional
         Images for the feature maps (the first) and top patches (all) of every model;
         default scikit-image's photo of Chelsea the cat (credited in the report).
+    geometry : dict, optional
+        ``stride``, ``padding``, ``dilation`` (see `load_kernels`) of the weights files among
+        `sources` (model names know their own geometry and are left as they are).
+    arch : str, optional
+        The torchvision architecture of the state-dict files among `sources`.
 
     Returns
     -------
@@ -190,8 +217,10 @@ def write_report(
     KernelSpecError
         Bad parameters, an unknown model, an empty `sources` list, an `out` that is not
         ``.html``, colliding or unwritable output paths (all checked before anything is
-        loaded), or any loading error (unchanged, so the CLI prints it as one line).
-        Nothing is written then.
+        loaded), or no model that could be analysed. Nothing is written then. A model that
+        fails to load or analyse while others succeed is left out with a note at the top
+        of the report and in the JSON (``"failures"``), and listed in
+        `ReportFiles.failures`.
     Interrupted
         A `KeyboardInterrupt` that got between the renames; its message names the files
         replaced and those left as they were.
@@ -234,22 +263,36 @@ def write_report(
     from tqdm import tqdm
 
     results = []
+    failures: list[dict[str, str]] = []
     caught: list[warnings.WarningMessage] = []
     with tqdm(
         total=len(names),
         desc="kernelspec report",
         unit="model",
-        disable=not progress,
+        disable=not progress or not names,  # no empty "0model" bar for a history alone
         file=sys.stderr,
         dynamic_ncols=True,
     ) as bar:
         for name in names:
             bar.set_postfix_str(f"loading {printable(name, limit=40)}")
-            with warnings.catch_warnings(record=True) as seen:
-                warnings.simplefilter("always")
-                bank = load_kernels(name, weights=weights)
-            caught += seen
-            results.append(analyze(bank, method, threshold, min_samples, alpha=alpha))
+            try:  # one bad model is a note in the report, not the end of it
+                with warnings.catch_warnings(record=True) as seen:
+                    warnings.simplefilter("always")
+                    given: dict[str, Any] = {}
+                    if (geometry or arch) and _is_file(name, resolve_source):
+                        local = not isinstance(resolve_source(name), str)
+                        given = {**(geometry or {}), **({"arch": arch} if arch and local else {})}
+                    bank = load_kernels(name, weights=weights, **given)
+                caught += seen
+                results.append(analyze(bank, method, threshold, min_samples, alpha=alpha))
+            except Exception as exc:  # as in a scan: the error becomes the model's note
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                reason = (
+                    text if isinstance(exc, KernelSpecError) else f"{type(exc).__name__}: {text}"
+                )
+                failures.append({"model": redact(os.fspath(name)), "error": redact(reason)})
+                bar.update(1)
+                continue
             bar.set_postfix_str(printable(bank.display_name, limit=40))
             bar.update(1)
     for w in caught:  # after the bar, so messages do not break it
@@ -257,6 +300,11 @@ def write_report(
 
     if steps is not None and not names:
         results = [steps.first] if len(steps.steps) == 1 else [steps.first, steps.last]
+    if not results:
+        first = failures[0]
+        raise KernelSpecError(
+            f"no model could be analysed, nothing was written; {first['model']}: {first['error']}"
+        )
     sections = None
     if explain is not None:
         from .explain import explain_sections
@@ -274,8 +322,9 @@ def write_report(
         history=section,
         explain=sections,
         images=report_images,
+        failures=failures,
     )
-    document = results_json(results, generated, drift)
+    document = results_json(results, generated, drift, failures)
     table = results_csv(results)
     write_together([(files.json, document), (files.csv, table), (files.html, html)])
-    return files
+    return dataclasses.replace(files, failures=tuple(failures))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import KernelSpecError
+from ..base.text import redact
 from .store import ScanStore, default_models_out
 from .worker import ScanParameters, SourceResult, analyse_source
 
@@ -126,7 +127,9 @@ def _client(scheduler: str | None, workers: int | None, timeout: float) -> tuple
 def _failed_task(source: str, exc: BaseException) -> SourceResult:
     """The row of a task that Dask itself gave up on (e.g. its workers kept dying)."""
     text = f"{type(exc).__name__}: {exc}".strip()
-    return SourceResult(source, {"source": source, "error": f"task failed: {text}"})
+    return SourceResult(
+        source, {"source": redact(source), "error": redact(f"task failed: {text}")}
+    )
 
 
 def run_scan(
@@ -200,7 +203,9 @@ def run_scan(
     store = ScanStore(out, models_out, params, resume=resume)
     if store.n_removed:
         logger.info("removed %d uncommitted part(s) of an interrupted scan", store.n_removed)
-    todo = [s for s in dict.fromkeys(sources) if s not in store.done]
+    todo = [
+        s for s in dict.fromkeys(sources) if s not in store.done and redact(s) not in store.done
+    ]
     skipped = len(set(sources)) - len(todo)
     if not todo:
         return ScanSummary(len(sources), skipped, 0, 0, store.out, models_out, 0.0, 0)

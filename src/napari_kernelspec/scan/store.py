@@ -91,6 +91,8 @@ def model_schema() -> pa.Schema:
             ("chance_clustered_fraction", pa.float64()),
             ("chance_similarity", pa.float64()),
             ("threshold_rule", pa.string()),
+            ("structure_p_value", pa.float64()),
+            ("null_model", pa.string()),
             ("duplicates", pa.int32()),
             ("sign_pairs", pa.int32()),
             ("median_peak_frequency", pa.float64()),

@@ -29,9 +29,18 @@ class ScanParameters:
     threshold: float | str | None = None
     min_samples: int = 2
     alpha: float = 0.05
+    #: The layer geometry of weights files that do not record it (model names keep theirs).
+    stride: Any = None
+    padding: Any = None
+    dilation: Any = None
+
+    def geometry(self) -> dict[str, Any]:
+        """The geometry given, as `load_kernels` keyword arguments."""
+        given = (("stride", self.stride), ("padding", self.padding), ("dilation", self.dilation))
+        return {k: v for k, v in given if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "weights": self.weights,
             "layer": self.layer,
             "method": self.method,
@@ -39,6 +48,9 @@ class ScanParameters:
             "min_samples": self.min_samples,
             "alpha": self.alpha,
         }
+        # Only when given: earlier scans' outputs stay resumable.
+        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.geometry().items()})
+        return out
 
 
 @dataclass
@@ -134,14 +146,30 @@ def analyse_source(source: str, params: ScanParameters) -> SourceResult:
         is empty. ``model["seconds"]`` is the time taken either way.
     """
     from ..analysis.pipeline import analyze
-    from ..sources.loading import load_kernels
+    from ..base.errors import KernelSpecError
+    from ..base.text import redact
+    from ..sources import remote
+    from ..sources.loading import load_kernels, resolve_source
+    from .expand import UNREADABLE
 
     start = time.perf_counter()
     caught: list[str] = []
     try:
+        if source.startswith(UNREADABLE):  # listed by `expand_sources`: say so in its row
+            raise KernelSpecError(
+                f"cannot read the folder {source[len(UNREADABLE) :]}: the weights files in it "
+                "were not scanned; check its permissions"
+            )
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            bank = load_kernels(source, weights=params.weights, layer=params.layer)
+            given = params.geometry()
+            if given:  # files only: a model name knows its own geometry
+                resolved = resolve_source(source)
+                is_file = not isinstance(resolved, str) or (
+                    remote.is_remote(resolved) and not resolved.startswith("timm:")
+                )
+                given = given if is_file else {}
+            bank = load_kernels(source, weights=params.weights, layer=params.layer, **given)
             result = analyze(
                 bank, params.method, params.threshold, params.min_samples, alpha=params.alpha
             )
@@ -151,6 +179,12 @@ def analyse_source(source: str, params: ScanParameters) -> SourceResult:
     except Exception as exc:  # a bad source is a row, never the end of the scan
         row, filters = {"source": source, "error": _error_text(exc)}, {}
     row["seconds"] = time.perf_counter() - start
-    row["warnings"] = " | ".join(caught) or None
+    row["warnings"] = redact(" | ".join(caught)) or None
     row.setdefault("error", None)
+    # Credentials in a URL are never stored (the Parquet files get shared).
+    row["source"] = redact(source)
+    if row["error"]:
+        row["error"] = redact(row["error"])
+    if "source" in filters:
+        filters["source"] = [row["source"]] * len(filters["source"])
     return SourceResult(source=source, model=row, filters=filters)

@@ -45,6 +45,7 @@ import numpy as np
 from ..base.bank import validate_weights
 from ..base.errors import KernelSpecError
 from ..base.text import printable
+from . import tensors
 
 __all__ = [
     "ARRAY_SUFFIXES",
@@ -53,12 +54,14 @@ __all__ = [
     "MAX_NODES",
     "MAX_PICKLE_BYTES",
     "MAX_TENSOR_ELEMENTS",
+    "MODEL_SUFFIXES",
     "SUFFIXES",
     "TORCH_SUFFIXES",
     "FileKernels",
     "TensorEntry",
     "check_tensor_size",
     "check_torch_zip",
+    "is_weights_file",
     "read_kernels",
     "refuse_pickle_message",
     "select_entry",
@@ -71,6 +74,8 @@ __all__ = [
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
 ARRAY_SUFFIXES = (".npy", ".npz")
 SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", *ARRAY_SUFFIXES)
+#: Other frameworks' model files (read from their first bytes, like any other name).
+MODEL_SUFFIXES = (".onnx", ".keras", ".h5", ".hdf5", ".bin")
 
 #: Largest kernel height or width. Real first layers are 1 to 16 pixels (ViT-B/16: 16,
 #: ConvNeXt: 4 and 7, lpips ``lin`` layers: 1); large-kernel networks reach 31 (RepLKNet) to
@@ -80,8 +85,8 @@ MAX_KERNEL_SIDE = 64
 #: convolutions of common networks have 2048 x 2048 x 9 = 37.7 million.
 MAX_TENSOR_ELEMENTS = 2**26
 #: Largest ``data.pkl`` of a zip checkpoint and largest safetensors header (a state dict's
-#: pickle is a few megabytes even for large models).
-MAX_PICKLE_BYTES = 256 * 2**20
+#: pickle is a few megabytes even for large models): the limit remote reads have too.
+MAX_PICKLE_BYTES = tensors.MAX_HEADER_BYTES
 #: Deepest nesting of containers searched for tensors (state dicts nest a few levels).
 MAX_DEPTH = 64
 #: Most containers and items visited when searching a checkpoint for tensors.
@@ -103,25 +108,6 @@ _NESTED_KEYS = (
     "ema_state_dict",
 )
 
-#: safetensors dtype -> (bytes per element, kind: "f" floating, "i" integer, "b" boolean).
-_SAFETENSORS_DTYPES = {
-    "F64": (8, "f"),
-    "F32": (4, "f"),
-    "F16": (2, "f"),
-    "BF16": (2, "f"),
-    "F8_E4M3": (1, "f"),
-    "F8_E5M2": (1, "f"),
-    "I64": (8, "i"),
-    "I32": (4, "i"),
-    "I16": (2, "i"),
-    "I8": (1, "i"),
-    "U64": (8, "i"),
-    "U32": (4, "i"),
-    "U16": (2, "i"),
-    "U8": (1, "i"),
-    "BOOL": (1, "b"),
-}
-
 
 @dataclass(frozen=True)
 class FileKernels:
@@ -137,6 +123,9 @@ class FileKernels:
         JSON-safe facts (file path, key, format, ...).
     bias : (N,) ndarray of float32 or None
         The layer's bias: the file's ``<layer>.bias`` next to ``<layer>.weight``, if any.
+    geometry : dict or None
+        ``stride``, ``padding``, ``dilation``, ``groups`` (and ``padding_mode`` ``"same"``)
+        where the file records them (ONNX, Keras, TensorFlow.js); None for bare weights.
     """
 
     weights: np.ndarray
@@ -144,6 +133,7 @@ class FileKernels:
     source: str
     provenance: dict[str, Any] = field(default_factory=dict)
     bias: np.ndarray | None = None
+    geometry: dict[str, Any] | None = None
 
 
 def refuse_pickle_message(path: str | os.PathLike[str]) -> str:
@@ -362,6 +352,49 @@ def _os_error(what: str, exc: OSError) -> KernelSpecError:
     )
 
 
+def is_weights_file(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` is not a weights or model file this package reads (None: it is one).
+
+    Decided from the name (`SUFFIXES`) or, for any other name, the first bytes: torch,
+    safetensors, numpy, ONNX (``.onnx`` only: ONNX has no magic number), Keras HDF5 and zip
+    files, TensorFlow.js ``model.json``. Nothing is parsed beyond the first bytes.
+
+    Returns
+    -------
+    str or None
+        A few words (``"not a weights file (a .txt file)"``), or None.
+    """
+    from . import formats
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SUFFIXES:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+    kind = formats.detect(head)
+    if kind in ("zip", "legacy", "safetensors", "npy", "hdf5"):
+        return None
+    if kind == "onnx" and suffix == ".onnx":
+        return None
+    if kind == "index" and path.name.endswith(".json"):
+        try:
+            if path.stat().st_size <= tensors.MAX_HEADER_BYTES:
+                document = json.loads(path.read_bytes())
+                if isinstance(document, dict) and "weightsManifest" in document:
+                    return None
+                if isinstance(document, dict) and "weight_map" in document:
+                    return "a sharded checkpoint's index (its shards are files of their own)"
+        except (OSError, ValueError):
+            pass
+        return "a JSON file that is not a TensorFlow.js model.json"
+    what = f"a {suffix} file" if suffix else "no extension"
+    return f"not a weights file ({what}, first bytes {head[:4].hex(' ') or 'none'})"
+
+
 def _supported() -> str:
     return ", ".join(SUFFIXES)
 
@@ -409,11 +442,6 @@ def read_kernels(path: str | os.PathLike[str], layer: str | None = None) -> File
     if path.is_dir():
         raise KernelSpecError(f"{shown} is a folder; give a weights file ({_supported()})")
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise KernelSpecError(
-            f"unsupported file type {printable(suffix) or '(no extension)'!r} for "
-            f"{printable(path.name)}; save the weights as one of {_supported()}"
-        )
     if stat.st_size == 0:
         raise KernelSpecError(f"{shown} is empty (0 bytes); save the weights again")
     if not os.access(path, os.R_OK):
@@ -425,6 +453,13 @@ def read_kernels(path: str | os.PathLike[str], layer: str | None = None) -> File
 
 
 def _read_kernels(path: Path, suffix: str, layer: str | None) -> FileKernels:
+    if suffix not in SUFFIXES:
+        with open(path, "rb") as fh:
+            entries, fmt = _detected_entries(path, fh)
+            if fmt == "npy":
+                suffix = ".npy"
+                entries[0].key = path.name if layer is None else layer.strip()
+            return _chosen(path, entries, fmt, suffix, layer)
     if suffix in TORCH_SUFFIXES:
         entries, fmt = _torch_entries(path), "torch"
     elif suffix == ".safetensors":
@@ -433,8 +468,15 @@ def _read_kernels(path: Path, suffix: str, layer: str | None) -> FileKernels:
         entries, fmt = _npz_entries(path), "npz"
     else:
         entries, fmt = _npy_entries(path, layer), "npy"
+    return _chosen(path, entries, fmt, suffix, layer)
+
+
+def _chosen(
+    path: Path, entries: list[TensorEntry], fmt: str, suffix: str, layer: str | None
+) -> FileKernels:
     entry = select_entry(entries, layer, path.name)
     what = f"{printable(path.name)} [{printable(entry.key)}]"
+    check_tensor_size(entry.shape, what)
     weights = validate_weights(entry.read(), what)
     bias = _bias(entries, entry, len(weights))
     source = "array" if suffix in ARRAY_SUFFIXES else "checkpoint"
@@ -442,17 +484,58 @@ def _read_kernels(path: Path, suffix: str, layer: str | None) -> FileKernels:
         "file": str(path.resolve()),
         "key": entry.key,
         "format": fmt,
-        "stride_known": False,
+        "stride_known": entry.geometry is not None,
     }
+    if entry.geometry is not None:
+        provenance["geometry"] = "read from the file"
     if entry.kind == "i":
         provenance["integer_weights"] = True
     return FileKernels(
-        weights=weights, key=entry.key, source=source, provenance=provenance, bias=bias
+        weights=weights,
+        key=entry.key,
+        source=source,
+        provenance=provenance,
+        bias=bias,
+        geometry=entry.geometry,
     )
+
+
+def _detected_entries(path: Path, fh: IO[bytes]) -> tuple[list[TensorEntry], str]:
+    """A file whose extension names no format: recognised from its first bytes (`formats`).
+
+    Torch files are then read with `formats`' restricted unpickler (the one remote files use),
+    ONNX, Keras and TensorFlow.js files with their readers; files next to it (external data,
+    weight shards) are opened from its folder, never above it.
+    """
+    from . import formats
+
+    folder = path.parent.resolve()
+
+    def open_sibling(relative: str) -> IO[bytes]:
+        target = (folder / relative).resolve()
+        if folder not in target.parents:
+            raise KernelSpecError(
+                f"{printable(path.name)} names a file outside its folder "
+                f"({printable(relative, 80)!r}); refusing to read it"
+            )
+        try:
+            return open(target, "rb")
+        except OSError as exc:
+            raise _os_error(str(target), exc) from exc
+
+    fmt, found = formats.read_entries(fh, path.name, path.stat().st_size, open_sibling)
+    if isinstance(found, formats.Sharded):
+        raise KernelSpecError(
+            f"{printable(path.name)} is a sharded checkpoint's index; give one of its shards "
+            f"({', '.join(printable(s, 60) for s in found.shards()[:3])})"
+        )
+    return found, fmt
 
 
 def _bias(entries: list[TensorEntry], entry: TensorEntry, n: int) -> np.ndarray | None:
     """The ``<layer>.bias`` entry next to ``<layer>.weight``, if it is an (N,) real vector."""
+    if entry.bias is not None:
+        return entry.bias()
     if not entry.key.endswith("weight"):
         return None
     key = entry.key[: -len("weight")] + "bias"
@@ -479,6 +562,13 @@ class TensorEntry:
         ``read() -> ndarray of float32``; checks the limits and the tensor's kind first.
     tensor : object, optional
         The underlying tensor, for callers that read its bytes themselves.
+    geometry : dict, optional
+        ``stride``, ``padding``, ``dilation`` ((int, int) each) and ``groups`` (int) where the
+        file records the layer's geometry (ONNX graphs, Keras configs); None otherwise.
+    aliases : tuple of str
+        Other names that select this entry (an ONNX Conv node's name, a Keras layer's name).
+    bias : callable, optional
+        ``bias() -> (N,) ndarray`` where the file ties a bias to this layer explicitly.
     """
 
     def __init__(
@@ -488,12 +578,19 @@ class TensorEntry:
         kind: str,
         read: Callable[[], np.ndarray],
         tensor: Any = None,
+        *,
+        geometry: dict[str, Any] | None = None,
+        aliases: tuple[str, ...] = (),
+        bias: Callable[[], np.ndarray] | None = None,
     ) -> None:
         self.key = key
         self.shape = shape
         self.kind = kind
         self._read = read
         self.tensor = tensor
+        self.geometry = geometry
+        self.aliases = aliases
+        self.bias = bias
 
     @property
     def floating(self) -> bool:
@@ -562,13 +659,17 @@ def select_entry(
                 if len(entry.shape) == 4 and entry.kind == kind:
                     return entry
         shapes = ", ".join(f"{printable(e.key, 60)} {list(e.shape)}" for e in entries[:4])
-        raise KernelSpecError(
+        raise tensors.NoConvolution(
             f"{shown_name} holds no 4-D floating tensor (convolution weights)"
             + (f"; it has {shapes}{', ...' if len(entries) > 4 else ''}" if entries else "")
             + "; give a file with (filters, channels, height, width) weights"
         )
     wanted = layer.strip()
     by_key = {e.key: e for e in entries}
+    for entry in entries:
+        by_key.setdefault(entry.key, entry)
+        for alias in entry.aliases:
+            by_key.setdefault(alias, entry)
     for candidate in (wanted, f"{wanted}.weight", f"module.{wanted}", f"module.{wanted}.weight"):
         if candidate in by_key:
             entry = by_key[candidate]
@@ -580,13 +681,13 @@ def select_entry(
             return entry
     import difflib
 
-    four_d = [e.key for e in entries if len(e.shape) == 4]
+    four_d = [n for e in entries if len(e.shape) == 4 for n in (e.key, *e.aliases)]
     names = four_d or [e.key for e in entries]
     close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
     shown = list(dict.fromkeys(close + names[:5]))
     more = f" (and {len(names) - len(shown)} more)" if len(names) > len(shown) else ""
     listed = ", ".join(printable(s, 80) for s in shown) or "(none)"
-    raise KernelSpecError(
+    raise tensors.NoSuchLayer(
         f"{shown_name} has no layer {printable(layer, 80)!r}; give one of: {listed}{more}"
     )
 
@@ -817,18 +918,15 @@ def _safetensors_entries(path: Path) -> list[TensorEntry]:
         return read
 
     order = sorted(spans.items(), key=lambda kv: kv[1][0])
-    return [
-        TensorEntry(k, shape, kind if kind != "b" else "o", reader(k, shape))
-        for k, (_, _, shape, kind) in order
-    ]
+    return [TensorEntry(k, shape, kind, reader(k, shape)) for k, (_, _, shape, kind) in order]
 
 
 def _safetensors_span(key: str, info: Any) -> tuple[int, int, tuple[int, ...], str]:
     """(start, stop, shape, kind) of one header entry; its declared sizes must agree."""
     if not isinstance(info, dict):
         raise ValueError(f"entry {printable(key, 60)} is not an object")
-    dtype = _SAFETENSORS_DTYPES.get(str(info.get("dtype")))
-    if dtype is None:
+    code = tensors.SAFETENSORS_DTYPES.get(str(info.get("dtype")))
+    if code is None:
         raise ValueError(
             f"entry {printable(key, 60)} has unknown dtype {printable(info.get('dtype'), 20)}"
         )
@@ -836,11 +934,11 @@ def _safetensors_span(key: str, info: Any) -> tuple[int, int, tuple[int, ...], s
     start, stop = (int(x) for x in info["data_offsets"])
     if min(shape, default=0) < 0 or start < 0 or stop < start:
         raise ValueError(f"entry {printable(key, 60)} has negative sizes")
-    if math.prod(shape) * dtype[0] != stop - start:
+    if math.prod(shape) * tensors.itemsize(code) != stop - start:
         raise ValueError(
             f"entry {printable(key, 60)} declares shape {list(shape)} but {stop - start} bytes"
         )
-    return start, stop, shape, dtype[1]
+    return start, stop, shape, tensors.kind_of(code)
 
 
 # --- numpy files ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..base.bank import validate_weights
 from ..base.errors import KernelSpecError
-from . import checkpoints
+from . import checkpoints, tensors
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -51,14 +51,8 @@ __all__ = [
     "select_kernels",
 ]
 
-#: The most bytes of structure (zip directory + ``data.pkl``, legacy pickles, a safetensors
-#: header, a shard index) read before the tensor. The largest real ones are a few MB (the
-#: ``data.pkl`` of a 7B-parameter language-model shard is about 1 MB).
-MAX_HEADER_BYTES = 64 * 2**20
-
-#: The most bytes one tensor may span. A first convolution is a few MB at most (ViT-H/14:
-#: 1280 x 3 x 14 x 14 float32 = 3 MB); this bound stops a crafted header from asking for more.
-MAX_TENSOR_BYTES = 256 * 2**20
+MAX_HEADER_BYTES = tensors.MAX_HEADER_BYTES
+MAX_TENSOR_BYTES = tensors.MAX_TENSOR_BYTES
 
 #: Magic number of legacy torch files (the first pickle of the stream).
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -90,23 +84,11 @@ _TORCH_DTYPES = {
     "uint8": "u1",
     "bool": "b1",
 }
-#: safetensors dtype -> numpy dtype string.
-_SAFETENSORS_DTYPES = {
-    "F64": "f8",
-    "F32": "f4",
-    "F16": "f2",
-    "BF16": "bf16",
-    "I64": "i8",
-    "I32": "i4",
-    "I16": "i2",
-    "I8": "i1",
-    "U8": "u1",
-    "BOOL": "b1",
-}
+_SAFETENSORS_DTYPES = tensors.SAFETENSORS_DTYPES
 
 
 def _itemsize(code: str) -> int:
-    return 2 if code == "bf16" else np.dtype(code).itemsize
+    return tensors.itemsize(code)
 
 
 def _torch_dtype(code: str) -> Any:
@@ -129,8 +111,14 @@ def detect(head: bytes) -> str:
 
     Returns
     -------
-    {"zip", "legacy", "tar", "safetensors", "index", "unknown"}
+    {"zip", "legacy", "tar", "safetensors", "index", "hdf5", "npy", "onnx", "unknown"}
+        ``"index"`` is any JSON object (a shard index or a TensorFlow.js ``model.json``);
+        ``"zip"`` a torch checkpoint, a Keras ``.keras`` file or an ``.npz``.
     """
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
     if head.startswith(b"PK\x03\x04"):
         return "zip"
     if head.startswith(b"\x80\x02\x8a\x0a"):
@@ -143,6 +131,10 @@ def detect(head: bytes) -> str:
             return "safetensors"
     if head.lstrip()[:1] == b"{":
         return "index"
+    from .onnx_format import is_onnx
+
+    if is_onnx(head):
+        return "onnx"
     return "unknown"
 
 
@@ -372,6 +364,11 @@ def _read_array(
     if code == "bf16":
         halves = np.frombuffer(raw, dtype=f"{byteorder}u2").astype(np.uint32) << 16
         flat = halves.view(np.float32)
+    elif code in ("f8e4m3", "f8e5m2"):
+        import torch
+
+        f8 = torch.float8_e4m3fn if code == "f8e4m3" else torch.float8_e5m2
+        flat = torch.frombuffer(bytearray(raw), dtype=f8).to(torch.float32).numpy()
     else:
         flat = np.frombuffer(raw, dtype=np.dtype(code).newbyteorder(byteorder))
     out = np.lib.stride_tricks.as_strided(
@@ -641,7 +638,7 @@ def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.
         def read(b: int = begin, e: int = end, c: str = code, s: Any = shape, st: Any = stride):
             return _read_array(fh, name, base + b, base + e, c, s, st)
 
-        kind = "o" if code == "b1" else "f" if code[0] in "fb" else "i"
+        kind = tensors.kind_of(code)
         entries.append(checkpoints.TensorEntry(key, shape, kind, read))
     return entries
 
@@ -668,7 +665,10 @@ class Sharded:
 
 def index_file(fh: BinaryIO, name: str, size: int) -> Sharded:
     """Read a ``model.safetensors.index.json`` / ``pytorch_model.bin.index.json``."""
-    index = _json_header(fh, name, 0, size)
+    return _index(_json_header(fh, name, 0, size), name)
+
+
+def _index(index: Any, name: str) -> Sharded:
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
@@ -687,9 +687,12 @@ def index_file(fh: BinaryIO, name: str, size: int) -> Sharded:
 
 
 def read_entries(
-    fh: BinaryIO, name: str, size: int
+    fh: BinaryIO,
+    name: str,
+    size: int,
+    open_sibling: Callable[[str], BinaryIO] | None = None,
 ) -> tuple[str, list[checkpoints.TensorEntry] | Sharded]:
-    """The format and tensors (or shard index) of a checkpoint file.
+    """The format and tensors (or shard index) of a weights file, local or remote alike.
 
     Parameters
     ----------
@@ -698,11 +701,15 @@ def read_entries(
         How to name the file in messages (a file name or URL).
     size : int
         The file's size in bytes.
+    open_sibling : callable, optional
+        ``open_sibling(relative_path) -> binary file``: files next to this one (ONNX external
+        data, TensorFlow.js weight shards).
 
     Returns
     -------
     (format, entries or Sharded)
-        format is ``"torch-zip"``, ``"torch-legacy"``, ``"safetensors"`` or ``"index"``.
+        format is ``"torch-zip"``, ``"torch-legacy"``, ``"safetensors"``, ``"index"``,
+        ``"onnx"``, ``"keras"``, ``"keras-h5"``, ``"tfjs"``, ``"npy"`` or ``"npz"``.
 
     Raises
     ------
@@ -713,13 +720,28 @@ def read_entries(
     head = fh.read(512)
     kind = detect(head)
     if kind == "zip":
-        return "torch-zip", zip_entries(fh, name)
+        return _zip_kind(fh, name)
     if kind == "legacy":
         return "torch-legacy", legacy_entries(fh, name, size)
     if kind == "safetensors":
         return "safetensors", safetensors_entries(fh, name, size)
     if kind == "index":
-        return "index", index_file(fh, name, size)
+        document = _json_header(fh, name, 0, size)
+        from . import keras_format
+
+        if keras_format.is_tfjs(document):
+            return "tfjs", keras_format.tfjs_entries(document, name, open_sibling)
+        return "index", _index(document, name)
+    if kind == "onnx":
+        from .onnx_format import onnx_entries
+
+        return "onnx", onnx_entries(fh, name, size, open_sibling)
+    if kind == "hdf5":
+        from .keras_format import h5_entries
+
+        return "keras-h5", h5_entries(fh, name)
+    if kind == "npy":
+        return "npy", [_npy_entry(fh, name, size)]
     if kind == "tar":
         raise KernelSpecError(
             f"{name} is in torch's old tar checkpoint format, which is not supported; load "
@@ -727,9 +749,64 @@ def read_entries(
         )
     shown = head[:8].hex(" ") if head else "nothing"
     raise KernelSpecError(
-        f"{name} is not a checkpoint (it starts with {shown}); give a torch .pth/.pt/.bin, "
-        ".safetensors or index.json file"
+        f"{name} is not a checkpoint or model file (it starts with {shown}); give a torch "
+        ".pth/.pt/.bin, .safetensors, index.json, .onnx, Keras .keras/.h5 or TensorFlow.js "
+        "model.json file"
     )
+
+
+def _zip_kind(fh: BinaryIO, name: str) -> tuple[str, list[checkpoints.TensorEntry]]:
+    """A zip file: a torch checkpoint, a Keras 3 ``.keras`` file or a numpy ``.npz``."""
+    try:
+        names = set(zipfile.ZipFile(fh).namelist())
+    except KernelSpecError:
+        raise
+    except Exception as exc:
+        raise _damaged(name, exc) from exc
+    if "config.json" in names and "model.weights.h5" in names:
+        from .keras_format import keras_zip_entries
+
+        return "keras", keras_zip_entries(fh, name)
+    if names and all(n.endswith(".npy") for n in names):
+        raise KernelSpecError(
+            f"{name} is a numpy .npz archive; give it the .npz extension to read its arrays"
+        )
+    return "torch-zip", zip_entries(fh, name)
+
+
+def _npy_entry(fh: BinaryIO, name: str, size: int) -> checkpoints.TensorEntry:
+    """A ``.npy`` array read from a file object (header first, ``allow_pickle=False``)."""
+    fmt = np.lib.format
+    fh.seek(0)
+    try:
+        version = fmt.read_magic(fh)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise _damaged(name, exc) from exc
+    if dtype.hasobject:
+        raise KernelSpecError(
+            f"refusing to unpickle {name}: it holds Python objects, which needs code "
+            "execution; save a numeric (N, C, H, W) array instead"
+        )
+    shape = tuple(int(s) for s in shape)
+    start = fh.tell()
+    code = dtype.str[1:]
+    order = "<" if dtype.byteorder in "<=|" else ">"
+    n = len(shape)
+    stride = tuple(
+        int(np.prod(shape[:i], dtype=np.int64))
+        if fortran
+        else int(np.prod(shape[i + 1 :], dtype=np.int64))
+        for i in range(n)
+    )
+    total = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+    def read() -> np.ndarray:
+        checkpoints.check_tensor_size(shape, name)
+        return _read_array(fh, name, start, min(size, start + total), code, shape, stride, order)
+
+    return checkpoints.TensorEntry(name, shape, tensors.kind_of(code), read)
 
 
 def select_kernels(
@@ -748,4 +825,6 @@ def select_kernels(
 def select_bias(entries: list[checkpoints.TensorEntry], key: str, n: int) -> np.ndarray | None:
     """The ``<layer>.bias`` next to the chosen ``<layer>.weight`` `key`, if the file has it."""
     chosen = next(e for e in entries if e.key == key)
+    if chosen.bias is not None:
+        return chosen.bias()
     return checkpoints._bias(entries, chosen, n)

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ import numpy as np
 
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
-from ..base.text import printable
-from . import cache, checkpoints, models, pretrained, remote
+from ..base.text import printable, redact
+from . import cache, checkpoints, models, pretrained, remote, tensors
 
 __all__ = [
     "WEIGHTS",
@@ -72,6 +73,7 @@ def load_kernels(
     padding: int | tuple[int, int] | None = None,
     dilation: int | tuple[int, int] | None = None,
     use_cache: bool = True,
+    arch: str | None = None,
 ) -> KernelBank:
     """Load the filters of one convolution layer.
 
@@ -98,6 +100,10 @@ def load_kernels(
         is an error.
     use_cache : bool
         Read and write the extracted-kernel cache (models only).
+    arch : str, optional
+        For a state-dict file: the torchvision architecture it was trained as. The layer is
+        then a module name of it (default: its first convolution), its geometry the
+        architecture's, and maps and explanations run the layer inside that network.
 
     Returns
     -------
@@ -128,11 +134,22 @@ def load_kernels(
         "dilation": _geometry_arg(dilation, "dilation", 1),
     }
     resolved = resolve_source(source)
+    if arch is not None:
+        if not isinstance(resolved, Path):
+            raise KernelSpecError(
+                f"an architecture is for weights files; {printable(source, 80)!r} is not a "
+                "file: leave the architecture out"
+            )
+        return _check_geometry(_load_file_arch(resolved, layer, arch), geometry)
     if isinstance(resolved, Path):
         return _load_file(resolved, layer, geometry)
     if remote.is_remote(resolved) and not resolved.startswith("timm:"):
         return _load_remote(resolved, layer, use_cache, geometry)
     model = resolved
+    variant = _variant_name(weights)
+    if variant is not None:  # torchvision's weights of that name: pretrained, no fallback
+        bank = _load_model(model, layer, "pretrained", use_cache, variant=variant)
+        return _check_geometry(bank, geometry)
     kind = _weights_kind(weights, model)
     if kind != "auto":
         return _check_geometry(_load_model(model, layer, kind, use_cache), geometry)
@@ -261,12 +278,25 @@ def _check_geometry(bank: KernelBank, geometry: dict[str, tuple[int, int] | None
     return bank
 
 
+def _variant_name(weights: Any) -> str | None:
+    """A torchvision weights name (``"IMAGENET1K_V1"``, ``"DEFAULT"``) given as `weights`."""
+    if not isinstance(weights, str):
+        return None
+    text = weights.strip()
+    if text.upper() == "DEFAULT" or re.fullmatch(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+", text):
+        return text.upper()
+    return None
+
+
 def _weights_kind(weights: Any, model: str) -> str:
     kind = weights.strip().lower() if isinstance(weights, str) else weights
     if model == "lenet5" and kind in ("auto", "pretrained", "trained-digits"):
         return "trained-digits"
     if kind not in WEIGHTS:
-        raise KernelSpecError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+        raise KernelSpecError(
+            f"weights must be one of {', '.join(WEIGHTS)} or a torchvision weights name "
+            f"such as IMAGENET1K_V1, got {weights!r}"
+        )
     return kind
 
 
@@ -286,13 +316,15 @@ def _versions() -> dict[str, str]:
     return dict(_installed_versions())
 
 
-def _key(model: str, layer: str | None, kind: str) -> dict[str, Any]:
+def _key(model: str, layer: str | None, kind: str, variant: str | None = None) -> dict[str, Any]:
     """Cache key of a model's layer: what determines the numbers, known before any import.
 
     The requested `layer` (None for "the first convolution") stands for the resolved one;
     the torchvision version pins both the architecture and its default pretrained weights.
     """
     parts: dict[str, Any] = {"model": model, "layer": layer or "first-conv", "weights": kind}
+    if variant is not None:
+        parts["variant"] = variant
     if kind == "random":
         parts["seed"] = RANDOM_SEED
     if kind == "trained-digits":
@@ -443,7 +475,12 @@ def _store(key: dict[str, Any], use_cache: bool, bank: KernelBank) -> None:
 
 
 def _load_model(
-    model: str, layer: str | None, kind: str, use_cache: bool, remember_failure: bool = False
+    model: str,
+    layer: str | None,
+    kind: str,
+    use_cache: bool,
+    remember_failure: bool = False,
+    variant: str | None = None,
 ) -> KernelBank:
     """One kind of a model's weights: from the kernel cache, else built and then cached.
 
@@ -451,13 +488,16 @@ def _load_model(
     `remember_failure` (``weights="auto"``): a download that failed a short while ago is not
     tried again (see `pretrained.ensure_checkpoint`).
     """
-    key = _key(model, layer, kind)
+    key = _key(model, layer, kind, variant)
     hit = _cached(key, use_cache, model, layer, kind)
     if hit is not None:
         return hit
     if kind == "pretrained" and remember_failure:
         offline = pretrained.remembered_unavailable(model)
-        if offline is not None:  # known before importing torch or torchvision
+        # Known before importing torch or torchvision; a file of another variant still counts.
+        if offline is not None and (
+            model.startswith("timm:") or not pretrained.weights_files_present(model)
+        ):
             raise offline
     if model.startswith("timm:"):
         from . import timm_models
@@ -466,7 +506,7 @@ def _load_model(
     else:
         conv = models.conv_layer(model, layer)
         if kind == "pretrained":
-            bank = _pretrained(model, conv, remember_failure)
+            bank = _pretrained(model, conv, remember_failure, variant)
         else:
             bank = {"random": _random, "trained-digits": _digits}[kind](model, conv, use_cache)
     _store(key, use_cache, bank)
@@ -521,10 +561,15 @@ def _conv_module(conv: models.ConvLayer) -> Any:
     )
 
 
-def _pretrained(model: str, conv: models.ConvLayer, remember_failure: bool) -> KernelBank:
-    info = pretrained.weights_info(model)
+def _pretrained(
+    model: str, conv: models.ConvLayer, remember_failure: bool, variant: str | None = None
+) -> KernelBank:
+    """torchvision's weights: `variant`'s, else ``DEFAULT``'s, else any variant on disk."""
+    info = pretrained.weights_info(model, variant) if variant else pretrained.weights_info(model)
+    if variant is not None or not pretrained.hub_file_present(info.path()):
+        info = pretrained.cached_variant(model, info if variant else None) or info
     tensor_key = f"{conv.name}.weight"
-    path = pretrained.hub_checkpoint_path(info.url)
+    path = info.path()
     url = remote.torchvision_url(info.url)
     if not pretrained.hub_file_present(path) and remote.is_http(url):
         # Not downloaded: read just this tensor with Range requests.
@@ -542,7 +587,12 @@ def _pretrained(model: str, conv: models.ConvLayer, remember_failure: bool) -> K
                 f"put the file at {path}, or use weights='random'",
                 short=f"download failed: {reason.split(' (')[0][:60]}",
             ) from cause
-        provenance = {"weights": info.enum_name, **found.provenance, **_versions()}
+        provenance = {
+            "weights": info.enum_name,
+            "variant": info.variant,
+            **found.provenance,
+            **_versions(),
+        }
         bias = found.bias if conv.bias else None
         return _bank(
             model, conv, found.weights, "pretrained", {**provenance, "cached": False}, bias
@@ -553,6 +603,7 @@ def _pretrained(model: str, conv: models.ConvLayer, remember_failure: bool) -> K
     bias = rest[0] if rest else None
     provenance = {
         "weights": info.enum_name,
+        "variant": info.variant,
         "url": info.url,
         "file": str(path),
         "key": tensor_key,
@@ -593,21 +644,45 @@ def _load_remote(
     """A URL or ``hf://`` checkpoint: from the kernel cache, else read with Range requests."""
     source = remote.parse_source(text)
     assert source is not None
-    key = cache.make_key(model=source.text, layer=layer or "first-4d", weights="checkpoint")
-    hit = _cached(key, use_cache, source.text, layer, "checkpoint")
+    name = redact(source.text)  # credentials are never shown or stored, cache included
+    key = cache.make_key(model=name, layer=layer or "first-4d", weights="checkpoint")
+    hit = _cached(key, use_cache, name, layer, "checkpoint")
     if hit is None:
         found = remote.read_kernels(source, layer)
+        recorded = found.geometry or {}
+        provenance = {**found.provenance, "stride_known": bool(recorded), "cached": False}
+        if recorded.get("padding_mode"):
+            provenance["padding_mode"] = recorded["padding_mode"]
         hit = KernelBank(
             weights=found.weights,
-            model=source.text,
+            model=name,
             layer=printable(found.key),
             source="checkpoint",
             bias=found.bias,
             display_name=printable(source.display_name),
-            provenance={**found.provenance, "stride_known": False, "cached": False},
+            provenance=provenance,
+            stride=tuple(recorded.get("stride", (1, 1))),
+            padding=tuple(recorded.get("padding", (0, 0))),
+            dilation=tuple(recorded.get("dilation", (1, 1))),
+            groups=int(recorded.get("groups", 1)),
         )
         _store(key, use_cache, hit)
+    if hit.provenance.get("stride_known"):
+        return _check_file_geometry(hit, geometry)
     return _with_geometry(hit, geometry)
+
+
+def _check_file_geometry(
+    bank: KernelBank, geometry: dict[str, tuple[int, int] | None]
+) -> KernelBank:
+    """A file that records its layer's geometry: a user's value must agree with it."""
+    for name, value in geometry.items():
+        if value is not None and tuple(value) != tuple(getattr(bank, name)):
+            raise KernelSpecError(
+                f"{bank.display_name} [{bank.layer}] records {name} "
+                f"{list(getattr(bank, name))}, not {list(value)}; leave {name} out for this file"
+            )
+    return bank
 
 
 def _with_geometry(bank: KernelBank, geometry: dict[str, tuple[int, int] | None]) -> KernelBank:
@@ -619,20 +694,102 @@ def _with_geometry(bank: KernelBank, geometry: dict[str, tuple[int, int] | None]
     return dataclasses.replace(bank, provenance=provenance, **given)
 
 
+def _load_file_arch(path: Path, layer: str | None, arch: str) -> KernelBank:
+    """A state-dict file's layer, read as a layer of the architecture `arch`."""
+    model = models.resolve_model(arch)
+    conv = models.conv_layer(model, layer.removesuffix(".weight") if layer else None)
+    try:
+        found = checkpoints.read_kernels(path, f"{conv.name}.weight")
+    except tensors.NoSuchLayer:
+        raise KernelSpecError(
+            f"{printable(path.name)} has no {conv.name}.weight, which "
+            f"{models.display_name(model)} has: give the architecture the file was trained as"
+        ) from None
+    if tuple(found.weights.shape) != conv.shape:
+        raise KernelSpecError(
+            f"{printable(path.name)} [{printable(found.key)}] has shape "
+            f"{list(found.weights.shape)}, but {models.display_name(model)} {conv.name} has "
+            f"{list(conv.shape)}: give the architecture the file was trained as"
+        )
+    return KernelBank(
+        weights=found.weights,
+        model=model,
+        layer=conv.name,
+        source="checkpoint",
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=found.bias,
+        display_name=printable(path.name),
+        provenance={**found.provenance, "arch": model, "stride_known": True},
+    )
+
+
+def file_network(bank: KernelBank) -> Any:
+    """The torch network of a file read with its architecture (`load_kernels(arch=...)`).
+
+    Raises
+    ------
+    KernelSpecError
+        If the file's state dict does not fit the architecture (one line, with an example key).
+    """
+    import torch
+
+    path = Path(bank.provenance["file"])
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        state: Any = load_file(str(path))
+    else:
+        state = checkpoints.torch_load(path)
+    if not isinstance(state, dict):
+        raise KernelSpecError(f"{printable(path.name)} is not a state dict")
+    state = checkpoints._find_state_dict(state, path.name)
+    if state and all(str(k).startswith("module.") for k in state):
+        state = {str(k)[len("module.") :]: v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    net = models.build_model(bank.model, "cpu")
+    result = net.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        example = (missing or result.unexpected_keys)[0]
+        raise KernelSpecError(
+            f"{printable(path.name)} does not fit {models.display_name(bank.model)} "
+            f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected weights, e.g. "
+            f"{printable(example, 60)}); give the architecture it was trained as"
+        )
+    return net
+
+
 def _load_file(
     path: Path, layer: str | None, geometry: dict[str, tuple[int, int] | None]
 ) -> KernelBank:
     found = checkpoints.read_kernels(path, layer)
-    stride, padding, dilation = (geometry[k] for k in ("stride", "padding", "dilation"))
+    recorded = found.geometry or {}
+    for name in ("stride", "padding", "dilation"):
+        given, known = geometry[name], recorded.get(name)
+        if given is not None and known is not None and tuple(given) != tuple(known):
+            raise KernelSpecError(
+                f"{printable(path.name)} [{printable(found.key)}] records {name} {list(known)}, "
+                f"not {list(given)}; leave {name} out for this file"
+            )
+    stride, padding, dilation = (
+        geometry[k] or recorded.get(k) for k in ("stride", "padding", "dilation")
+    )
+    provenance = {**found.provenance, "stride_known": stride is not None}
+    if recorded.get("padding_mode"):
+        provenance["padding_mode"] = recorded["padding_mode"]
     return KernelBank(
         weights=found.weights,
         model=printable(path.name),
         layer=printable(found.key),
         source=found.source,
-        stride=stride or (1, 1),
-        padding=padding or (0, 0),
-        dilation=dilation or (1, 1),
+        stride=tuple(stride or (1, 1)),
+        padding=tuple(padding or (0, 0)),
+        dilation=tuple(dilation or (1, 1)),
+        groups=int(recorded.get("groups", 1)),
         bias=found.bias,
         display_name=printable(path.name),
-        provenance={**found.provenance, "stride_known": stride is not None},
+        provenance=provenance,
     )

@@ -75,11 +75,29 @@ class WeightsInfo:
 
     enum_name: str
     url: str
+    #: A file found under another name whose bytes match the URL's hash prefix.
+    found_at: str | None = None
 
     @property
     def filename(self) -> str:
         """The file name in the hub cache (the URL's basename)."""
         return os.path.basename(urlparse(self.url).path)
+
+    @property
+    def variant(self) -> str:
+        """The weights' name without the enum class (``"IMAGENET1K_V1"``)."""
+        return self.enum_name.rsplit(".", 1)[-1]
+
+    @property
+    def hash_prefix(self) -> str | None:
+        """The SHA-256 prefix torchvision publishes in the file name (``...-7ebf99e0.pth``)."""
+        stem = os.path.splitext(self.filename)[0]
+        match = re.search(r"-([0-9a-f]{6,64})$", stem)
+        return match.group(1) if match else None
+
+    def path(self) -> Path:
+        """Where the file is: `found_at`, else the hub cache path of the URL."""
+        return Path(self.found_at) if self.found_at else hub_checkpoint_path(self.url)
 
 
 _DOWNLOADS = "https://download.pytorch.org/models/"
@@ -106,30 +124,125 @@ SEED_WEIGHTS: dict[str, WeightsInfo] = {
 }
 
 
-def weights_info(model: str) -> WeightsInfo:
-    """torchvision's ``DEFAULT`` weights of `model` (`SEED_WEIGHTS` for the seed models).
+def weights_info(model: str, variant: str | None = None) -> WeightsInfo:
+    """torchvision's ``DEFAULT`` weights of `model`, or its weights named `variant`.
+
+    The seed models' defaults come from `SEED_WEIGHTS`, without importing torchvision.
 
     Parameters
     ----------
     model : str
         Canonical torchvision model name.
+    variant : str, optional
+        A weights name of the model's enum (``"IMAGENET1K_V1"``), any case.
 
     Raises
     ------
     WeightsUnavailable
         If torchvision has no pretrained weights for the model.
+    KernelSpecError
+        If the model has no weights named `variant` (the message lists its names).
     """
-    if model in SEED_WEIGHTS:
+    if model in SEED_WEIGHTS and variant is None:
         return SEED_WEIGHTS[model]
     from torchvision.models import get_model_weights
 
     try:
-        weights = get_model_weights(model).DEFAULT
+        enum = get_model_weights(model)
+        weights = enum.DEFAULT
     except (ValueError, KeyError, AttributeError) as exc:
         raise WeightsUnavailable(
             f"torchvision has no pretrained weights for {model!r}; use weights='random'"
         ) from exc
+    if variant is not None:
+        names = [w.name for w in enum]
+        if variant.strip().upper() not in names:
+            raise KernelSpecError(
+                f"{model} has no weights named {variant!r}; its weights are "
+                f"{', '.join(names)} (or auto, pretrained, random)"
+            )
+        weights = enum[variant.strip().upper()]
     return WeightsInfo(enum_name=f"{type(weights).__name__}.{weights.name}", url=weights.url)
+
+
+def variants(model: str) -> list[WeightsInfo]:
+    """Every published weights variant of `model`, ``DEFAULT`` first (empty if none)."""
+    from torchvision.models import get_model_weights
+
+    try:
+        enum = get_model_weights(model)
+    except (ValueError, KeyError, AttributeError):
+        return []
+    default = enum.DEFAULT
+    ordered = [default, *(w for w in enum if w is not default)]
+    return [WeightsInfo(f"{type(w).__name__}.{w.name}", w.url) for w in ordered]
+
+
+def _sha256_prefix_matches(path: Path, prefix: str) -> bool:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest().startswith(prefix)
+
+
+def cached_variant(model: str, info: WeightsInfo | None = None) -> WeightsInfo | None:
+    """A weights file of `model` already on disk: `info`'s, else any known variant's.
+
+    Looked for, in order: the file of `info` (default: each variant, ``DEFAULT`` first) at its
+    hub cache path, as torchvision names it; then files of the hub cache folder named after
+    the model (``mobilenet_v2*.pth``) but not after a variant (renamed or copied), which are
+    taken for a variant only if their SHA-256 starts with the hash prefix its URL publishes.
+
+    Returns
+    -------
+    WeightsInfo or None
+        With `WeightsInfo.found_at` set for a renamed file.
+    """
+    if info is None and model in SEED_WEIGHTS and not _any_file_named_like(SEED_WEIGHTS[model]):
+        return None  # nothing on disk to look at: no need to import torchvision for its list
+    candidates = [info] if info is not None else variants(model)
+    for candidate in candidates:
+        if hub_checkpoint_path(candidate.url).is_file():
+            return candidate
+    if not candidates:
+        return None
+    folder = hub_checkpoint_path(candidates[0].url).parent
+    named = {c.filename for c in variants(model)}
+    stem = candidates[0].filename.split("-")[0]
+    try:
+        others = sorted(
+            p
+            for p in folder.glob(f"{glob_escape(stem)}*")
+            if p.is_file() and p.name not in named and not p.name.endswith(".partial")
+        )
+    except OSError:
+        return None
+    for path in others:
+        for candidate in candidates:
+            prefix = candidate.hash_prefix
+            if prefix and _sha256_prefix_matches(path, prefix):
+                return WeightsInfo(candidate.enum_name, candidate.url, found_at=str(path))
+    return None
+
+
+def _any_file_named_like(info: WeightsInfo) -> bool:
+    """Whether the hub cache folder holds a file named like `info`'s model (``alexnet*``)."""
+    path = hub_checkpoint_path(info.url)
+    stem = info.filename.split("-")[0]
+    try:
+        return any(p.is_file() for p in path.parent.glob(f"{glob_escape(stem)}*"))
+    except OSError:
+        return False
+
+
+def glob_escape(text: str) -> str:
+    """`text` with glob's special characters escaped."""
+    import glob
+
+    return glob.escape(text)
 
 
 def hub_checkpoint_path(url: str) -> Path:
@@ -215,6 +328,26 @@ def _remember_model(model: str | None, info: WeightsInfo, dst: Path, failure: di
     if model is not None:
         entry = {**failure, "url": info.url, "file": str(dst), "weights": info.enum_name}
         _remember(f"model:{model}", entry)
+
+
+def weights_files_present(model: str) -> bool:
+    """Whether the hub folder of `model`'s remembered failure holds any file named after it.
+
+    Cheap (no torch import): a file of another weights variant there may still be used,
+    so a remembered failure must not short-cut the search for it.
+    """
+    entry = _read_failures().get(f"model:{model}")
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        return False
+    dst = Path(entry["file"])
+    stem = dst.name.split("-")[0]
+    try:
+        return any(
+            p.is_file() and not p.name.endswith(".partial")
+            for p in dst.parent.glob(f"{glob_escape(stem)}*")
+        )
+    except OSError:
+        return False
 
 
 def remembered_unavailable(model: str) -> WeightsUnavailable | None:
@@ -361,7 +494,7 @@ def ensure_checkpoint(
     """
     import torch
 
-    dst = hub_checkpoint_path(info.url)
+    dst = info.path()
     hint = f"put the file at {dst}, or use weights='random'"
     if hub_file_present(dst, create_folder=download):
         return dst

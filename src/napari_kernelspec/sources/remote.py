@@ -24,13 +24,13 @@ fsspec, aiohttp and huggingface_hub are imported inside the functions that need 
 from __future__ import annotations
 
 import collections
-import hashlib
+import contextlib
 import io
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -38,9 +38,10 @@ from urllib.parse import urljoin, urlparse
 
 import numpy as np
 
-from ..base.atomic import atomic_write
 from ..base.errors import KernelSpecError
-from . import cache, formats
+from ..base.limits import http_timeout
+from ..base.text import redact
+from . import cache, formats, tensors, transport
 
 __all__ = [
     "BLOCK_SIZE",
@@ -84,12 +85,7 @@ HUB_FILES = (
 )
 
 
-def _timeout() -> float:
-    """Seconds to wait for a connection or the next bytes (``KERNELSPEC_HTTP_TIMEOUT``)."""
-    try:
-        return max(0.1, float(os.environ.get("KERNELSPEC_HTTP_TIMEOUT", "30")))
-    except ValueError:
-        return 30.0
+_timeout = http_timeout
 
 
 class RangeUnsupported(KernelSpecError):
@@ -237,6 +233,8 @@ def failure_reason(exc: BaseException, url: str) -> str:
         return f"the server answered HTTP {status}; try again later"
     for e in _chain(exc):
         name, text = type(e).__name__, str(e)
+        if "TooManyRedirects" in name or "redirect" in text.lower():
+            return "too many redirects (a redirect loop?): check the URL"
         if (
             isinstance(e, socket.gaierror)
             or "DNS" in name
@@ -288,7 +286,7 @@ def _retrying(call: Callable[[], Any]) -> Any:
         except Exception as exc:
             if attempt == _ATTEMPTS - 1 or not _transient(exc):
                 raise
-            logger.info("retrying after %s", exc)
+            logger.debug("retrying after %s", exc)  # the final error line says enough
             time.sleep(0.3 * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -325,9 +323,9 @@ class _HttpTransport:
         self.requests = 1  # the HEAD that gives the size
         fs = _http_fs()
         try:
-            self.file = _retrying(
-                lambda: fs.open(url, "rb", block_size=BLOCK_SIZE, cache_type="none")
-            )
+            self.file = _retrying(lambda: transport.open_ranged(fs, url, BLOCK_SIZE))
+        except KernelSpecError:
+            raise
         except Exception as exc:
             raise _NetworkError(url, exc) from exc
         if not isinstance(self.file, HTTPFile) or not self.file.size:
@@ -337,9 +335,8 @@ class _HttpTransport:
     def fetch(self, start: int, end: int) -> bytes:
         def once() -> bytes:
             self.requests += 1
-            self.file.seek(start)
             try:
-                return self.file.read(end - start)
+                return transport.fetch_range(self.file, start, end, self.size)
             except ValueError as exc:
                 if "range requests" in str(exc):
                     raise RangeUnsupported(self.url) from exc
@@ -372,17 +369,21 @@ class _HubTransport:
 
         headers = {**build_hf_headers(), "Range": f"bytes={start}-{end - 1}"}
         self.requests += 1
+        timeout = min(_timeout(), constants.HF_HUB_DOWNLOAD_TIMEOUT or _timeout())
         with http_stream_backoff(
             "GET",
             self.url,
             headers=headers,
-            timeout=min(_timeout(), constants.HF_HUB_DOWNLOAD_TIMEOUT or _timeout()),
+            timeout=min(timeout, transport.remaining(self.url) or timeout),
             max_retries=_ATTEMPTS - 1,
             base_wait_time=0.3,
         ) as response:
             hf_raise_for_status(response)
             if response.status_code != 206:
                 raise RangeUnsupported(self.url)  # closed unread: no whole-file download
+            transport.check_content_range(
+                response.headers.get("Content-Range"), start, end, self.size, self.url
+            )
             return response.read()
 
 
@@ -391,8 +392,8 @@ class _NetworkError(KernelSpecError):
     readers pass it through untouched)."""
 
     def __init__(self, url: str, exc: BaseException, requested: str | None = None) -> None:
-        self.reason = failure_reason(exc, requested or url)
-        super().__init__(f"cannot read {url}: {self.reason}")
+        self.reason = redact(failure_reason(exc, requested or url))
+        super().__init__(f"cannot read {redact(url)}: {self.reason}")
         self.url = url
         self.status = _status(exc)  # the HTTP status if the server answered, else None
 
@@ -527,12 +528,12 @@ class RangeFile(io.RawIOBase):
     def _fetch(self, start: int, end: int) -> bytes:
         if self.requests >= MAX_REQUESTS:
             raise KernelSpecError(
-                f"{self.url} needed more than {MAX_REQUESTS} requests; the file is damaged "
-                "or not a weights checkpoint"
+                f"{redact(self.url)} needed more than {MAX_REQUESTS} requests; the file is "
+                "damaged or not a weights checkpoint"
             )
         if self.bytes_transferred + (end - start) > self._budget:
             raise KernelSpecError(
-                f"{self.url} asks for more than {self._budget // 2**20} MiB before its "
+                f"{redact(self.url)} asks for more than {self._budget // 2**20} MiB before its "
                 "tensor; the file is damaged or not a weights checkpoint"
             )
         try:
@@ -563,7 +564,7 @@ class _Reads:
 
     def add(self, url: str, nbytes: int, requests: int, how: str, size: int) -> None:
         self.files.append(
-            {"url": url, "bytes": nbytes, "requests": requests, "read": how, "size": size}
+            {"url": redact(url), "bytes": nbytes, "requests": requests, "read": how, "size": size}
         )
 
     @property
@@ -578,7 +579,7 @@ class _Reads:
 class _Url:
     def __init__(self, url: str, download_to: Path | None = None) -> None:
         self.url = url
-        self.name = url
+        self.name = redact(url)  # in every message about the file
         self.download_to = download_to or _download_path(url)
 
     def sibling(self, rel: str) -> _Url:
@@ -591,41 +592,22 @@ class _Url:
     def open(self) -> RangeFile:
         return RangeFile(_HttpTransport(self.url))
 
-    def download(self) -> Path:
-        return _download(self.url, self.download_to)
+    @contextlib.contextmanager
+    def download(self) -> Iterator[Path]:
+        """The whole file, kept at `download_to` only once the block (the parse) succeeds."""
+        logger.info("%s ignores Range requests: downloading all of it", redact(self.url))
+        try:
+            part = transport.download(_http_fs(), self.url, self.download_to)
+        except KernelSpecError:
+            raise
+        except Exception as exc:
+            raise _NetworkError(self.url, exc) from exc
+        with transport.kept_if_parsed(part, self.download_to) as path:
+            yield path
 
 
 def _download_path(url: str) -> Path:
-    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
-    name = PurePosixPath(urlparse(url).path).name or "download"
-    return cache.cache_dir() / "downloads" / f"{digest}-{name}"
-
-
-def _download(url: str, dst: Path) -> Path:
-    """Stream the whole of `url` to `dst` (a temporary file renamed when complete)."""
-    from tqdm.auto import tqdm
-
-    fs = _http_fs()
-    logger.info("%s ignores Range requests: downloading all of it to %s", url, dst)
-    try:
-        with fs.open(url, "rb", block_size=0) as src:
-            size = getattr(src, "size", None)
-            with (
-                atomic_write(dst, "wb") as out,
-                tqdm(total=size, unit="B", unit_scale=True, desc=dst.name, leave=False) as bar,
-            ):
-                done = 0
-                while chunk := src.read(2**20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    bar.update(len(chunk))
-                if size and done != size:
-                    raise ConnectionError(
-                        f"the response was cut off (truncated): {done} of {size} bytes"
-                    )
-    except Exception as exc:
-        raise _NetworkError(url, exc) from exc
-    return dst
+    return cache.cache_dir() / "downloads" / transport.cache_name(url)
 
 
 def _hf_endpoint() -> str | None:
@@ -685,14 +667,15 @@ class _Hub:
             raise _NetworkError(self.name, exc, self.requested) from exc
         return RangeFile(_HubTransport(self.repo, self.path, self.revision, self._meta))
 
-    def download(self) -> Path:
+    @contextlib.contextmanager
+    def download(self) -> Iterator[Path]:
         """The whole file through huggingface_hub, into its cache (complete files only)."""
         from huggingface_hub import hf_hub_download
 
         meta = getattr(self, "_meta", None)
         revision = (meta.commit_hash if meta is not None else None) or self.revision or None
         try:
-            return Path(
+            path = Path(
                 hf_hub_download(
                     self.repo,
                     self.path,
@@ -703,6 +686,7 @@ class _Hub:
             )
         except Exception as exc:
             raise _NetworkError(self.name, exc) from exc
+        yield path
 
 
 # --- reading kernels -----------------------------------------------------------------------
@@ -719,6 +703,8 @@ class RemoteKernels:
         The tensor's key in the checkpoint.
     bias : (N,) ndarray of float32 or None
         ``<layer>.bias`` where the file holds it (not looked for across shards).
+    geometry : dict or None
+        The layer's geometry where the file records it (ONNX, Keras).
     provenance : dict
         JSON-safe: ``url``, ``format``, ``bytes_transferred``, ``requests``, ``file_size``,
         ``read`` (``"range"``, ``"download"`` or ``"local"``), ``files`` (per file).
@@ -728,6 +714,7 @@ class RemoteKernels:
     key: str
     provenance: dict[str, Any]
     bias: np.ndarray | None = None
+    geometry: dict[str, Any] | None = None
 
 
 def _candidates(layer: str) -> list[str]:
@@ -749,7 +736,7 @@ def _read_location(
     rf = None
     try:
         rf = loc.open()
-        fmt, found = formats.read_entries(rf, loc.name, rf.size)
+        fmt, found = formats.read_entries(rf, loc.name, rf.size, _sibling_opener(loc))
         if isinstance(found, formats.Sharded):
             reads.add(rf.url, rf.bytes_transferred, rf.requests, "range", rf.size)
             return _read_sharded(loc, found, layer, reads, rename)
@@ -762,7 +749,22 @@ def _read_location(
     finally:
         if rf is not None:
             rf.close()
-    return _read_file(loc, loc.download(), "download", layer, reads, rename)
+    with loc.download() as path:
+        return _read_file(loc, path, "download", layer, reads, rename)
+
+
+def _sibling_opener(loc: _Url | _Hub) -> Callable[[str], Any]:
+    """Opens files next to `loc` (ONNX external data, TensorFlow.js shards) by Range reads."""
+
+    def open_sibling(relative: str) -> Any:
+        if relative.startswith("/") or ".." in PurePosixPath(relative).parts or ":" in relative:
+            raise KernelSpecError(
+                f"{loc.name} names a file outside its folder ({relative[:80]!r}); "
+                "refusing to read it"
+            )
+        return loc.sibling(relative).open()
+
+    return open_sibling
 
 
 def _read_file(
@@ -786,8 +788,8 @@ def _read_file(
         raise formats._damaged(loc.name, exc) from exc
 
 
-#: (weights, bias or None) of the chosen layer.
-_Arrays = tuple[np.ndarray, "np.ndarray | None"]
+#: (weights, bias or None, geometry or None) of the chosen layer.
+_Arrays = tuple[np.ndarray, "np.ndarray | None", "dict[str, Any] | None"]
 
 
 def _choose(
@@ -798,7 +800,8 @@ def _choose(
         for entry in found:
             entry.key = rename(entry.key)
     key, weights = formats.select_kernels(found, name, layer)
-    return key, (weights, formats.select_bias(found, key, len(weights)))
+    geometry = next((e.geometry for e in found if e.key == key), None)
+    return key, (weights, formats.select_bias(found, key, len(weights)), geometry)
 
 
 def _read_sharded(
@@ -818,10 +821,8 @@ def _read_sharded(
     for rel in index.shards()[:_MAX_SHARDS]:
         try:
             k, w, fmt = _read_location(loc.sibling(rel), None, reads, rename)
-        except KernelSpecError as exc:
-            if "no 4-D floating tensor" in str(exc):
-                continue
-            raise
+        except tensors.NoConvolution:
+            continue
         return k, w, f"sharded {fmt}"
     raise KernelSpecError(
         f"{loc.name}: none of its shards holds a 4-D floating tensor (convolution weights)"
@@ -878,13 +879,14 @@ def read_kernels(
         if parsed is None or parsed.kind not in ("url", "hf"):
             raise KernelSpecError(f"{source!r} is not a URL or hf:// source")
         source = parsed
-    try:
-        loc: _Url | _Hub = _Url(source.url) if source.kind == "url" else _hub_location(source)
-    except _NetworkError as exc:
-        if unavailable is KernelSpecError:
-            raise
-        raise unavailable(f"{exc}; {hint}") from exc
-    return _read(loc, layer, rename, unavailable, hint)
+    with transport.deadline():  # one deadline for finding the file and reading it
+        try:
+            loc: _Url | _Hub = _Url(source.url) if source.kind == "url" else _hub_location(source)
+        except _NetworkError as exc:
+            if unavailable is KernelSpecError:
+                raise
+            raise unavailable(f"{exc}; {hint}") from exc
+        return _read(loc, layer, rename, unavailable, hint)
 
 
 def _read(
@@ -897,8 +899,9 @@ def _read(
     reads = _Reads()
     started = time.perf_counter()
     try:
-        key, (weights, bias), fmt = _read_location(loc, layer, reads, rename)
-    except _NetworkError as exc:
+        with transport.deadline():
+            key, (weights, bias, geometry), fmt = _read_location(loc, layer, reads, rename)
+    except (_NetworkError, transport.TooSlow) as exc:
         if unavailable is KernelSpecError:
             raise
         raise unavailable(f"{exc}; {hint}") from exc
@@ -914,7 +917,9 @@ def _read(
         "seconds": round(time.perf_counter() - started, 3),
         "files": reads.files,
     }
-    return RemoteKernels(weights=weights, key=key, provenance=provenance, bias=bias)
+    return RemoteKernels(
+        weights=weights, key=key, provenance=provenance, bias=bias, geometry=geometry
+    )
 
 
 def read_torchvision(

@@ -61,6 +61,17 @@ def test_maximising_images_are_a_mosaic_labelled_with_filter_indices(widget, qtb
     assert list(labels.text.values) == ["0", "2"]
     assert labels.data[1, 1] >= 18  # the second label sits on the second tile
     assert "one-layer model" in w.status.value
+    # A second run adds its own named layers beside the first (runs accumulate); Clear
+    # removes them all.
+    first = dict(w.layers)
+    w.run()
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
+    second = w.layers["images"]
+    assert all(lay in viewer.layers for lay in first.values())
+    assert second.name.endswith("(2)")
+    assert second.extent.world[0][-1] > mosaic.extent.world[1][-1]  # beside, not on top
+    w.clear()
+    assert not ({*first.values(), *w.layers.values(), second} & set(viewer.layers))
 
 
 def test_attribution_lies_over_the_image_in_its_world_coordinates(widget, qtbot):
@@ -84,6 +95,7 @@ def test_attribution_lies_over_the_image_in_its_world_coordinates(widget, qtbot)
     np.testing.assert_allclose(layer.translate[1:], image.translate)
     low, high = layer.contrast_limits
     assert low == pytest.approx(-high) and high > 0
+    assert layer.colorbar.visible  # the legend: a signed value range around zero
     # The unit's 5x5 receptive field, in world coordinates, is where the attribution is.
     rows, cols = np.nonzero(layer.data[0])
     world = layer.data_to_world((0, rows.min(), cols.min()))
@@ -127,35 +139,23 @@ def test_mistakes_are_reported_not_raised(widget, qtbot):
     assert not w.busy
 
 
-def test_link_follows_the_main_widgets_model_and_filter(widget, qtbot, gabor_npy):
-    from psygnal import Signal
-
+def test_follows_the_sessions_model_and_filter(widget, qtbot, gabor_npy):
+    from napari_kernelspec._napari.session import session_for
+    from napari_kernelspec.analysis import analyze
     from napari_kernelspec.sources.loading import load_kernels
 
-    class Main:  # what the main widget exposes: two signals and focus_filter
-        bank_changed = Signal(object)
-        filter_focused = Signal(int)
-
-        def __init__(self) -> None:
-            self.bank = None
-            self.focused: list[int] = []
-
-        def focus_filter(self, i: int) -> None:
-            self.focused.append(i)
-
-    _, w = widget
-    main = Main()
-    w.link(main)
-    main.filter_focused.emit(2)
-    assert w.filters.value == "2"
+    viewer, w = widget
+    session = session_for(viewer)
     bank = load_kernels("lenet5", weights="random")
-    main.bank = bank
-    main.bank_changed.emit(bank)
+    session.show(analyze(bank))  # what the main widget publishes
+    session.focus(2)
+    assert w.filters.value == "2"
     qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
     assert w.model.model == "lenet5" and w.model.source == "random"
     assert "UNTRAINED" in w.status.value
     w.layer.value = "conv1"
     w.steps.value, w.size.value = 2, 16
+    w.filters.value = "3"
     w.run()
     qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
-    assert main.focused == [2]  # the main widget shows the filter just explained
+    assert session.current_filter == 3  # the main widget shows the filter just explained

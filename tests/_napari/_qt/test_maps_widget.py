@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from psygnal import Signal
 
 from napari_kernelspec import KernelBank
+from napari_kernelspec._napari.session import session_for
 from napari_kernelspec.analysis import analyze
 from napari_kernelspec.imaging import feature_maps, top_patches
 
 from .conftest import WORKER_TIMEOUT_MS
 
 K, STRIDE, PAD = 5, 2, 1
-
-
-class FakeMain:
-    """What the main widget exposes after issue 14: signals, `result`, `focus_filter`."""
-
-    bank_changed = Signal(object)
-    result_changed = Signal(object)
-    filter_focused = Signal(int)
-
-    def __init__(self, result):
-        self.result = result
-        self.focused: list[int] = []
-
-    def focus_filter(self, index: int) -> None:
-        self.focused.append(int(index))
 
 
 def _bank():
@@ -53,13 +38,14 @@ def setup(make_napari_viewer, qtbot):
     bank = _bank()
     viewer = make_napari_viewer(show=True)
     viewer.add_image(_planted(bank, 2, 21, 31), name="photo")
-    main = FakeMain(analyze(bank))
+    session = session_for(viewer)
+    session.show(analyze(bank))  # what the main widget publishes
     widget = FeatureMapsWidget(viewer)
     widget.normalize.value = "none"
-    widget.link(main)
+    assert widget.model.value == "__main_widget__"  # follows the session's bank
     qtbot.waitUntil(widget.wait_idle_condition, timeout=WORKER_TIMEOUT_MS)
     assert widget.last_error is None
-    yield viewer, widget, main, bank
+    yield viewer, widget, session, bank
     qtbot.waitUntil(widget.wait_idle_condition, timeout=WORKER_TIMEOUT_MS)
 
 
@@ -77,10 +63,11 @@ def test_maps_layer_lies_on_the_image(setup):
     world = layer.data_to_world((2, *peak))
     np.testing.assert_allclose(world[-2:], [21, 31])
     assert layer.colormap.name == "magma" and layer.contrast_limits[0] == 0
+    assert layer.colorbar.visible  # the legend: napari's colour bar of the value range
 
 
 def test_slider_patches_and_boxes_follow_the_filter(setup, qtbot):
-    viewer, widget, main, bank = setup
+    viewer, widget, session, bank = setup
     viewer.dims.set_current_step(0, 2)
     qtbot.waitUntil(lambda: widget.focus.value == 2, timeout=5000)
     boxes = widget.layers["patch_boxes"]
@@ -93,18 +80,18 @@ def test_slider_patches_and_boxes_follow_the_filter(setup, qtbot):
     patches = widget.layers["top_patches"]
     assert patches.data.shape[0] == K  # one row of receptive-field tiles
     assert patches.translate[0] > viewer.layers["photo"].data.shape[0]  # under the image
-    assert main.focused[-1] == 2  # the linked main widget was told
+    assert session.current_filter == 2  # the main widget hears it through the session
     # the main widget's focus moves our slider
-    main.filter_focused.emit(3)
+    session.focus(3)
     assert viewer.dims.current_step[0] == 3 and widget.focus.value == 3
 
 
 def test_filter_map_points_select_the_filter(setup, qtbot):
-    _, widget, main, _ = setup
+    _, widget, session, _ = setup
     points = widget.layers["filter_map"]
     assert len(points.data) == 4
     np.testing.assert_array_equal(points.features["filter"], [0, 1, 2, 3])
-    np.testing.assert_array_equal(points.features["cluster"], main.result.labels)
+    np.testing.assert_array_equal(points.features["cluster"], session.result.labels)
     points.selected_data = {1}
     qtbot.waitUntil(lambda: widget.focus.value == 1, timeout=5000)
     assert widget.layers["patch_boxes"].name == "patch boxes · filter 1"
@@ -158,9 +145,8 @@ def test_linked_to_the_real_main_widget(docked, qtbot, wait_idle):
     viewer, main = docked  # alexnet, random weights
     photo = (np.random.default_rng(2).random((96, 120, 3)) * 255).astype(np.uint8)
     viewer.add_image(photo, name="photo")
-    widget = FeatureMapsWidget(viewer)
+    widget = FeatureMapsWidget(viewer)  # finds the main widget's model in the session
     viewer.window.add_dock_widget(widget)
-    widget.link(main)
     qtbot.waitUntil(widget.wait_idle_condition, timeout=WORKER_TIMEOUT_MS)
     assert widget.last_error is None, widget.last_error
     layer = widget.layers["feature_maps"]

@@ -338,22 +338,34 @@ def test_features_table_rows_and_frames_are_linked(docked, qtbot, wait_idle):
         assert widget.highlighted == [int(loners[0])]
 
 
-def test_keyboard_steps_filters_and_toggles_view(docked, qtbot, wait_idle):
+def test_shortcuts_are_napari_actions_on_keys_napari_leaves_free(docked, qtbot, wait_idle):
+    from napari._app_model import get_app_model
+    from napari.utils.action_manager import action_manager
+    from napari.utils.shortcuts import default_shortcuts
     from qtpy.QtCore import Qt
 
+    from napari_kernelspec._napari.actions import ACTIONS, PREFIX
+
     viewer, widget = docked
+    # Listed in Preferences > Shortcuts, on keys no napari default or menu item uses.
+    napari_keys = {str(k) for keys in default_shortcuts.values() for k in keys}
+    napari_keys |= {str(kb.keybinding) for kb in get_app_model().keybindings}
+    ours = {str(k) for name in ACTIONS for k in action_manager._shortcuts[f"{PREFIX}:{name}"]}
+    assert len(ours) == len(ACTIONS) and not ours & napari_keys, ours & napari_keys
+    # Pressed on the canvas (not the widget), as a user would.
+    canvas = viewer.window._qt_viewer
     window = viewer.window._qt_window
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow, timeout=5000)
-    widget.focus_button.native.setFocus()
+    canvas.setFocus()
     widget.focus_filter(4)
-    qtbot.keyClick(widget.focus_button.native, Qt.Key.Key_BracketRight)
+    alt = Qt.KeyboardModifier.AltModifier
+    qtbot.keyClick(canvas, Qt.Key.Key_BracketRight, alt)
     assert widget.current_filter == 5
-    qtbot.keyClick(widget.focus_button.native, Qt.Key.Key_BracketLeft)
-    qtbot.keyClick(widget.focus_button.native, Qt.Key.Key_BracketLeft)
-    assert widget.current_filter == 3
-    assert widget.focus.value == 3
-    qtbot.keyClick(widget.focus_button.native, Qt.Key.Key_Backslash)
+    qtbot.keyClick(canvas, Qt.Key.Key_BracketLeft, alt)
+    qtbot.keyClick(canvas, Qt.Key.Key_BracketLeft, alt)
+    assert widget.current_filter == 3 and widget.focus.value == 3
+    qtbot.keyClick(canvas, Qt.Key.Key_Backslash, alt)
     assert widget.show_.value == "spectra"
     assert widget.layers["spectra"].visible and not widget.layers["kernels"].visible
 

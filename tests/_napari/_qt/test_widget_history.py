@@ -189,12 +189,12 @@ def test_a_typed_path_loads_on_enter_not_per_keystroke(docked, wait_idle, histor
     edit = widget.history_folder.line_edit.native
     edit.setFocus()
     qtbot.waitUntil(edit.hasFocus, timeout=5000)
-    generation = widget._latest.generation
+    generation = widget._jobs.generation
     qtbot.keyClicks(edit, str(folder))  # every prefix "/", "/tmp", ... is a folder
-    assert widget._latest.generation == generation  # nothing requested while typing
+    assert widget._jobs.generation == generation  # nothing requested while typing
     qtbot.keyClick(edit, Qt.Key.Key_Return)
     wait_idle(widget)
-    assert widget._latest.generation == generation + 1
+    assert widget._jobs.generation == generation + 1
     assert viewer.dims.nsteps[0] == 3 and widget.last_error is None
 
 

@@ -1,14 +1,17 @@
 """The napari "Explain filters" widget: what input drives a filter of any conv layer.
 
 A magicgui Container, docked on its own (``Plugins > Explain filters``) and usable without
-the main widget; `ExplainWidget.link` follows the main widget's model and focused filter when
-it offers the ``bank_changed`` / ``filter_focused`` signals.
+the main widget; it follows the viewer's `Session`: the main widget's model and focused
+filter.
 
-Building the model and explaining run in napari worker threads (napari's progress bar, a
-Cancel button that stops between steps); layers are added in the main thread when a worker
-returns. Maximising images become one mosaic Image layer with the filter indices as Points
+Building the model and explaining run on the shared latest-wins `JobRunner` (napari's
+progress bar, a Cancel button that stops between steps); layers are added in the main thread.
+Runs accumulate: each adds layers named after the run ("lenet5 conv1 maximize (2)"), recorded
+in the session; "Clear" removes them all. Maximising images become one mosaic Image layer,
+placed right of everything shown (`layout.beside_all`), with the filter indices as Points
 text; attributions become an Image stack (one plane per filter, channels summed) over the
-chosen image, in its world coordinates, with a blue-white-red colormap centred on zero.
+chosen image, in its world coordinates, with a blue-white-red colormap centred on zero and
+its value range in the layer name's legend (`legends`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ from ...base.errors import KernelSpecError
 from ...imaging.explain.attribution import METHODS
 from ...sources.loading import WEIGHTS
 from ...sources.models import SEED_MODELS
+from ..layout import beside_all
+from ..legends import show_colour_bar
+from ..session import session_for
+from .jobs import qt_runner
+from .lifetime import Lifetime, on_close, scrolled
 
 if TYPE_CHECKING:
     import napari
@@ -56,7 +64,7 @@ def _build(source: str, weights: str, arch: str | None) -> ExplainModel:
     return explain_model(source, weights, arch=arch or None)
 
 
-class ExplainWidget(Container):
+class ExplainWidget(Lifetime, Container):
     """Pick a model, a conv layer, filters and a method; see what drives those filters.
 
     Parameters
@@ -70,28 +78,84 @@ class ExplainWidget(Container):
         from ..commands import preload_torch
 
         preload_torch()  # here, not in a worker: triton must load before it meets Mesa's LLVM
-        self.viewer = napari_viewer
-        self.model_name = ComboBox(label="model", choices=list(SEED_MODELS), value="lenet5")
-        self.other = LineEdit(label="or name / file", value="")
-        self.weights = ComboBox(label="weights", choices=list(WEIGHTS), value="auto")
-        self.arch = LineEdit(label="arch (state dict)", value="")
-        self.load_button = PushButton(text="Load model")
-        self.layer = ComboBox(label="layer", choices=self._conv_choices)
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.session = session_for(self.viewer)
+        self.model_name = ComboBox(
+            label="model",
+            choices=list(SEED_MODELS),
+            value="lenet5",
+            tooltip="the model to explain (follows the Kernel spectrum widget's model)",
+        )
+        self.other = LineEdit(
+            label="or name / file",
+            value="",
+            tooltip="a torchvision name or a weights file; overrides the model above",
+        )
+        self.weights = ComboBox(
+            label="weights",
+            choices=list(WEIGHTS),
+            value="auto",
+            tooltip="auto: pretrained if available, else random (untrained) with a warning",
+        )
+        self.arch = LineEdit(
+            label="arch (state dict)",
+            value="",
+            tooltip="the torchvision architecture of a bare state dict, e.g. resnet18",
+        )
+        self.load_button = PushButton(
+            text="Load model", tooltip="build the model and list its convolutions"
+        )
+        self.layer = ComboBox(
+            label="layer", choices=self._conv_choices, tooltip="the convolution to explain"
+        )
         self.filters = LineEdit(
             label="filters", value="", tooltip="e.g. 0,3,5-9; empty: the first 8"
         )
-        self.method = ComboBox(label="method", choices=list(METHODS), value="maximize")
-        self.image_layer = ComboBox(label="image layer", choices=self._image_choices)
-        self.at = LineEdit(label="unit y,x", value="")
-        self.steps = SpinBox(label="steps", min=1, max=100_000, value=256)
-        self.size = SpinBox(label="size (px)", min=8, max=2048, value=128)
-        self.window = SpinBox(label="occlusion window", min=1, max=512, value=8)
-        self.run_button = PushButton(text="Explain")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.progress = ProgressBar(label="", min=0, max=1, value=0, visible=False)
-        self.status = Label(value="")
-        super().__init__(
-            widgets=[
+        self.method = ComboBox(
+            label="method",
+            choices=list(METHODS),
+            value="maximize",
+            tooltip="maximize: synthesise the input a filter likes most; the others "
+            "attribute a filter's response to an image's pixels",
+        )
+        self.image_layer = ComboBox(
+            label="image layer",
+            choices=self._image_choices,
+            tooltip="the image to attribute (your image layers only, not the plugin's)",
+        )
+        self.at = LineEdit(
+            label="unit y,x",
+            value="",
+            tooltip="the output position explained: Y,X or 'centre' (empty: the whole map)",
+        )
+        self.steps = SpinBox(
+            label="steps", min=1, max=100_000, value=256, tooltip="optimisation steps"
+        )
+        self.size = SpinBox(
+            label="size (px)", min=8, max=2048, value=128, tooltip="side of the synthesised image"
+        )
+        self.window = SpinBox(
+            label="occlusion window",
+            min=1,
+            max=512,
+            value=8,
+            tooltip="side of the square occluded at each position (pixels)",
+        )
+        self.run_button = PushButton(
+            text="Explain", tooltip="add one run: its layers join the earlier runs'"
+        )
+        self.cancel_button = PushButton(
+            text="Cancel", enabled=False, tooltip="stop the running job at its next step"
+        )
+        self.clear_button = PushButton(text="Clear", tooltip="remove every run's layers")
+        self.progress = ProgressBar(
+            label="", min=0, max=1, value=0, visible=False, tooltip="steps done"
+        )
+        self.status = Label(value="", tooltip="the last run, or what is missing")
+        super().__init__(labels=False)
+        scrolled(  # three docks fit a 1920x1080 screen
+            self,
+            [
                 self.model_name,
                 self.other,
                 self.weights,
@@ -105,8 +169,11 @@ class ExplainWidget(Container):
                 self.steps,
                 self.size,
                 self.window,
-                self.run_button,
-                self.cancel_button,
+                Container(
+                    widgets=[self.run_button, self.cancel_button, self.clear_button],
+                    layout="horizontal",
+                    label="",
+                ),
                 self.progress,
                 self.status,
             ],
@@ -115,17 +182,24 @@ class ExplainWidget(Container):
         self.result: Explanation | None = None
         self.last_error: str | None = None
         self.layers: dict[str, Any] = {}
-        self._worker: Any = None
-        self._pending = 0  # workers started and not finished
-        self._main: Any = None
+        self._jobs = qt_runner(self.native, name="kernelspec-explain")
+        self._closed = False
+        self._connections: list[tuple[Any, Any]] = []
         self.load_button.changed.connect(self.load_model)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
+        self.clear_button.changed.connect(self.clear)
         self.method.changed.connect(self._sync_controls)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(lambda e=None: self.image_layer.reset_choices())
+            self._connect(event, self._refresh_images)
+        self._connect(self.session.bank_changed, self._on_main_bank)
+        self._connect(self.session.filter_focused, self._on_main_filter)
+        self._connect(self.session.image_changed, self._on_session_image)
+        self._watcher = on_close(self.native, self.close_widget)
         self._sync_controls()
-        if autostart:
+        if autostart and self.session.bank is not None:
+            self._on_main_bank(self.session.bank)  # the model the main widget shows
+        elif autostart:
             self.load_model()
 
     # --- controls ------------------------------------------------------------------------
@@ -136,14 +210,18 @@ class ExplainWidget(Container):
         return model.conv_names() if model is not None else []
 
     def _image_choices(self, widget: Any = None) -> list[str]:
-        import napari
+        from ..layout import user_images
 
-        names = [
-            lay.name
-            for lay in self.viewer.layers
-            if isinstance(lay, napari.layers.Image) and not lay.metadata.get(_MARK)
-        ]
-        return names or [NO_IMAGE]
+        return [lay.name for lay in user_images(self.viewer)] or [NO_IMAGE]
+
+    def _refresh_images(self, event: Any = None) -> None:
+        if not self._closed:
+            self.image_layer.reset_choices()
+
+    def _on_session_image(self, layer: Any) -> None:
+        """The Feature maps widget (or the selection) chose an image: offer it first."""
+        if layer is not None and layer.name in self.image_layer.choices:
+            self.image_layer.value = layer.name
 
     def _sync_controls(self, *args: Any) -> None:
         method = self.method.value
@@ -158,8 +236,8 @@ class ExplainWidget(Container):
 
     @property
     def busy(self) -> bool:
-        """True while a worker runs."""
-        return self._pending > 0
+        """True while a job runs or waits."""
+        return not self._closed and self._jobs.busy
 
     def _set_error(self, message: str) -> None:
         from napari.utils.notifications import show_error
@@ -169,16 +247,25 @@ class ExplainWidget(Container):
         show_error(message)
 
     def _start(self, func: Any, *args: Any, total: int, desc: str, on_done: Any) -> None:
-        from napari.qt.threading import create_worker
+        """Run `func(*args)` (a generator yielding (done, total), or a function) as a job."""
+        import inspect
 
-        worker = create_worker(func, *args, _progress={"total": total, "desc": desc})
-        worker.returned.connect(on_done)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        if total > 1:
-            worker.yielded.connect(self._on_yielded)
-        self._worker = worker
-        self._pending += 1
+        jobs = self._jobs
+
+        def work(is_stale: Any) -> Any:
+            if not inspect.isgeneratorfunction(func):
+                return func(*args)
+            steps = func(*args)
+            try:
+                while True:
+                    value = next(steps)
+                    if is_stale():
+                        steps.close()
+                        return None
+                    jobs.post(lambda v=value: self._on_yielded(v))
+            except StopIteration as stop:
+                return stop.value
+
         self.progress.max = max(total, 1)
         self.progress.value = 0
         self.progress.label = desc
@@ -187,36 +274,48 @@ class ExplainWidget(Container):
         self.run_button.enabled = self.load_button.enabled = False
         self.last_error = None
         self.status.value = f"{desc}…"
-        worker.start()
+        jobs.submit(work, on_done=lambda job: self._on_done(job, on_done), desc=desc)
 
     def _on_yielded(self, value: Any) -> None:
         done, total = value
         self.progress.max = total
         self.progress.value = done
 
-    def _on_errored(self, exc: BaseException) -> None:
-        if isinstance(exc, KernelSpecError):
-            self._set_error(str(exc))
-        else:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self.status.value = f"Error: {self.last_error}"
+    def _on_done(self, job: Any, on_done: Any) -> None:
+        if self._closed:
+            return
+        cancelled = self._jobs.is_stale(job.generation)
+        if not cancelled:
+            for message in job.warnings:
+                from napari.utils.notifications import show_warning
 
-    def _on_finished(self, *args: Any) -> None:
-        self._pending = max(0, self._pending - 1)
-        if self._pending == 0:
+                show_warning(message)
+            if isinstance(job.error, KernelSpecError):
+                self._set_error(str(job.error))
+            elif job.error is not None:
+                logger.error("explain worker failed", exc_info=job.error)
+                self.last_error = f"{type(job.error).__name__}: {job.error}"
+                self.status.value = f"Error: {self.last_error}"
+            elif job.value is not None:
+                on_done(job.value)
+        if self._jobs.pending is None:
             self.progress.visible = False
             self.cancel_button.enabled = False
             self.run_button.enabled = self.load_button.enabled = True
             if self.status.value.endswith("…"):
-                self.status.value = "Cancelled." if self._worker_aborted() else ""
-
-    def _worker_aborted(self) -> bool:
-        return bool(self._worker is not None and getattr(self._worker, "abort_requested", False))
+                self.status.value = "Cancelled." if cancelled else ""
 
     def cancel(self, *args: Any) -> None:
-        """Stop the running explanation at its next step (nothing is added to the viewer)."""
-        if self._worker is not None:
-            self._worker.quit()
+        """Stop the running job at its next step (nothing is added to the viewer)."""
+        self._jobs.cancel()
+
+    def clear(self, *args: Any) -> None:
+        """Remove the layers of every run (this widget's or an earlier one's)."""
+        for run in self.session.clear_explanations():
+            for lay in run.layers:
+                if lay in self.viewer.layers:
+                    self.viewer.layers.remove(lay)
+        self.layers = {}
 
     # --- model ---------------------------------------------------------------------------
 
@@ -311,12 +410,13 @@ class ExplainWidget(Container):
 
     def _on_result(self, result: Explanation, source_layer: Any) -> None:
         self.result = result
-        for lay in list(self.layers.values()):
-            if lay in self.viewer.layers:
-                self.viewer.layers.remove(lay)
         self.layers = {}
         assert self.model is not None
         title = f"{self.model.name} {result.layer} {result.method}"
+        taken = {run.name for run in self.session.explanations}
+        k = 2
+        while title in taken:  # one named group of layers per run
+            title, k = f"{self.model.name} {result.layer} {result.method} ({k})", k + 1
         if result.images is not None:
             self._show_images(result, title)
         else:
@@ -326,9 +426,10 @@ class ExplainWidget(Container):
         self.status.value = f"{title}: {len(result.filters)} filters{untrained}" + (
             "\n" + "\n".join(caveats) if caveats else ""
         )
-        focus = getattr(self._main, "focus_filter", None)
-        if callable(focus) and result.layer == self._main_layer():
-            focus(result.filters[0])
+        self.session.add_explanation(title, list(self.layers.values()))
+        bank = self.session.bank
+        if bank is not None and result.layer == bank.layer and result.filters[0] < bank.n_filters:
+            self.session.focus(result.filters[0])  # the main widget zooms to it
 
     def _show_images(self, result: Explanation, title: str) -> None:
         from ...analysis.views import grid_shape, mosaic, tile_origins
@@ -339,17 +440,20 @@ class ExplainWidget(Container):
         n, h, w = images.shape[:3]
         cols = grid_shape(n)[1]
         picture = mosaic(images, ncols=cols, gap=_GAP, fill=1.0)
+        at = beside_all(self.viewer, picture.shape[:2])  # never over another layer
         self.layers["images"] = self.viewer.add_image(
             picture,
             name=title,
+            translate=at,
             rgb=picture.ndim == 3,
             contrast_limits=(0.0, 1.0),
             metadata={_MARK: True, "filters": list(result.filters), "meta": result.meta},
         )
         origins = tile_origins(n, (h, w), cols, _GAP).astype(float) + 1.0
         self.layers["labels"] = self.viewer.add_points(
-            origins,
+            origins + np.asarray(at),
             name=f"{title} filters",
+            metadata={_MARK: True},
             features={"filter": np.asarray(result.filters)},
             text={"string": "{filter}", "color": "yellow", "anchor": "upper_left", "size": 10},
             size=0.1,
@@ -382,29 +486,13 @@ class ExplainWidget(Container):
             opacity=0.7,
             metadata={_MARK: True, "filters": list(result.filters), "meta": result.meta},
         )
+        show_colour_bar(self.layers["attributions"])  # signed range, centred on zero
 
     # --- following the main widget -------------------------------------------------------
 
-    def _main_layer(self) -> str | None:
-        bank = getattr(self._main, "bank", None)
-        return getattr(bank, "layer", None)
-
-    def link(self, main_widget: Any) -> None:
-        """Follow the main widget: its model (``bank_changed``) and focused filter.
-
-        Uses only what `main_widget` offers (``bank_changed(bank)``, ``filter_focused(i)``,
-        ``focus_filter(i)``); anything missing is skipped.
-        """
-        self._main = main_widget
-        bank_changed = getattr(main_widget, "bank_changed", None)
-        if bank_changed is not None:
-            bank_changed.connect(self._on_main_bank)
-        focused = getattr(main_widget, "filter_focused", None)
-        if focused is not None:
-            focused.connect(self._on_main_filter)
-
     def _on_main_bank(self, bank: Any) -> None:
-        if bank is None:
+        """Follow the main widget's model (through the session)."""
+        if bank is None or self._closed:
             return
         if bank.source in ("checkpoint", "array"):
             self.other.value = str(bank.provenance.get("file", bank.model))
@@ -417,4 +505,5 @@ class ExplainWidget(Container):
         self.load_model()
 
     def _on_main_filter(self, index: int) -> None:
-        self.filters.value = str(int(index))
+        if not self._closed:
+            self.filters.value = str(int(index))

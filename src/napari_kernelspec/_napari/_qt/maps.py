@@ -6,12 +6,16 @@ requests and applies the newest finished one to layers in the main thread. The m
 Image layer (N, H', W') lying on the source image, so napari's slider on axis 0 picks the
 filter; the focused filter's top patches appear under the image, their boxes on it.
 
-It works alone (its own model controls) or linked to the main widget (`link`): then it can
-take the main widget's bank and clusters, and filter focus goes both ways.
+It works alone (its own model controls) or follows the viewer's `Session`: the "main
+widget's model" choice takes the bank and clusters the main widget shows, and filter focus
+goes both ways through the session. The image is the selected image layer (or the one
+chosen); the plugin's own layers are never offered. Work runs on the shared latest-wins
+`JobRunner`; closing the dock cancels it and disconnects everything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -28,6 +32,10 @@ from ...imaging.embedding import EMBEDDINGS
 from ...imaging.images import NORMALIZE
 from ...sources.loading import WEIGHTS
 from ...sources.models import SEED_MODELS
+from ..legends import show_colour_bar
+from ..session import session_for
+from .jobs import qt_runner
+from .lifetime import Lifetime, on_close, scrolled
 
 if TYPE_CHECKING:
     import napari
@@ -130,28 +138,26 @@ def compute_maps(request: MapsRequest) -> MapsOutcome:
     return MapsOutcome(request, maps=maps, top=top, xy=xy, labels=labels, crops=crops)
 
 
-class FeatureMapsWidget(Container):
+class FeatureMapsWidget(Lifetime, Container):
     """Feature maps of an open image through one layer, its filters' top patches, the
     filter map.
 
     Parameters
     ----------
     napari_viewer : napari.Viewer
-    main_widget : KernelSpectrumWidget, optional
-        Link to it right away (see `link`).
     """
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer, main_widget: Any = None) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self._generation = 0
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=False)
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.session = session_for(self.viewer)
+        self._jobs = qt_runner(self.native, name="kernelspec-maps")
         self._applied = 0
-        self._running = 0
-        self._workers: set[Any] = set()
+        self._closed = False
+        self._connections: list[tuple[Any, Any]] = []
         self._layers: dict[str, Any] = {}
         self._outcome: MapsOutcome | None = None
-        self._main: Any = None
-        self._main_bank: KernelBank | None = None
+        self._main_bank: KernelBank | None = self.session.bank
         self._main_labels: np.ndarray | None = None
         self._focusing = False
         self._shown: int | None = None  # the filter whose patches are shown
@@ -159,27 +165,71 @@ class FeatureMapsWidget(Container):
         self._watched: Any = None
         self.last_error: str | None = None
 
-        self.image = ComboBox(label="image", choices=self._image_choices, nullable=True)
+        self.image = ComboBox(
+            label="image",
+            choices=self._image_choices,
+            nullable=True,
+            tooltip="the image layer to filter (follows the selected image layer; the "
+            "plugin's own layers are not offered)",
+        )
         model_choices = [(name, key) for key, name in SEED_MODELS.items()]
         model_choices += [("other model or file…", OTHER)]
         self._model_choices = model_choices
         # A callable, so that napari's reset_choices (on every layer change) keeps the
         # "main widget" choice once linked.
-        self.model = ComboBox(label="model", choices=self._model_choice_list, value="alexnet")
+        self.model = ComboBox(
+            label="model",
+            choices=self._model_choice_list,
+            value="alexnet",
+            tooltip='the model whose layer filters the image; "main widget\'s model" '
+            "follows the Kernel spectrum widget",
+        )
         self.other = LineEdit(
             label="model / file", value="", tooltip="a torchvision name or a weights file (Enter)"
         )
-        self.weights = ComboBox(label="weights", choices=list(WEIGHTS), value="auto")
+        self.weights = ComboBox(
+            label="weights",
+            choices=list(WEIGHTS),
+            value="auto",
+            tooltip="auto: pretrained if available, else random (untrained) with a warning",
+        )
         self.layer = LineEdit(
             label="layer", value="", tooltip="a convolution, e.g. layer2.0.conv1 (empty: first)"
         )
-        self.relu = CheckBox(label="ReLU", value=True)
-        self.normalize = ComboBox(label="normalize", choices=list(NORMALIZE), value="auto")
-        self.k = SpinBox(label="top patches", min=1, max=64, value=9)
-        self.method = ComboBox(label="filter map", choices=list(EMBEDDINGS), value="pca")
-        self.focus = SpinBox(label="filter", min=0, max=0, value=0)
-        self.status = Label(label="", value="Open an image layer.")
-        self.extend(
+        self.relu = CheckBox(
+            label="ReLU", value=True, tooltip="show the maps after ReLU (negatives at 0)"
+        )
+        self.normalize = ComboBox(
+            label="normalize",
+            choices=list(NORMALIZE),
+            value="auto",
+            tooltip="how the image is scaled before the convolution (auto: the model's own)",
+        )
+        self.k = SpinBox(
+            label="top patches",
+            min=1,
+            max=64,
+            value=9,
+            tooltip="how many of the image's patches that drive the filter most to show",
+        )
+        self.method = ComboBox(
+            label="filter map",
+            choices=list(EMBEDDINGS),
+            value="pca",
+            tooltip="how the filters are laid out in 2-D (similar filters close together)",
+        )
+        self.focus = SpinBox(
+            label="filter",
+            min=0,
+            max=0,
+            value=0,
+            tooltip="the filter whose map, patches and boxes are shown",
+        )
+        self.status = Label(
+            label="", value="Open an image layer.", tooltip="what is shown, or what is missing"
+        )
+        scrolled(  # three docks fit a 1920x1080 screen
+            self,
             [
                 self.image,
                 self.model,
@@ -192,7 +242,7 @@ class FeatureMapsWidget(Container):
                 self.method,
                 self.focus,
                 self.status,
-            ]
+            ],
         )
         self.status.native.setWordWrap(True)
         self.other.visible = False
@@ -204,29 +254,39 @@ class FeatureMapsWidget(Container):
         for control in (self.weights, self.relu, self.normalize, self.k, self.method):
             control.changed.connect(self.request_update)
         self.focus.changed.connect(self.focus_filter)
-        self.viewer.layers.events.inserted.connect(self._refresh_images)
-        self.viewer.layers.events.removed.connect(self._refresh_images)
-        self.viewer.dims.events.current_step.connect(self._on_step)
+        self._connect(self.viewer.layers.events.inserted, self._refresh_images)
+        self._connect(self.viewer.layers.events.removed, self._refresh_images)
+        self._connect(self.viewer.layers.selection.events.active, self._on_selected_layer)
+        self._connect(self.viewer.dims.events.current_step, self._on_step)
+        self._connect(self.session.bank_changed, self._on_main_bank)
+        self._connect(self.session.result_changed, self._on_main_result)
+        self._connect(self.session.filter_focused, self._on_main_focus)
+        self._watcher = on_close(self.native, self.close_widget)
         self._refresh_images()
-        main_widget = main_widget if main_widget is not None else _docked_main(napari_viewer)
-        if main_widget is not None:
-            self.link(main_widget)
+        if self.session.result is not None:
+            self._main_labels = np.asarray(self.session.result.labels)
+        if self._main_bank is not None:
+            self.model.reset_choices()
+            self.model.value = MAIN  # fires request_update
         elif self.image.value is not None:
             self.request_update()
+
+    def _on_closed(self) -> None:
+        if self._watched is not None:
+            with contextlib.suppress(Exception):
+                self._watched.events.data.disconnect(self._on_image_data)
+            self._watched = None
 
     # --- choices and linking ---------------------------------------------------------------
 
     def _image_choices(self, widget: Any = None) -> list[tuple[str, Any]]:
-        from napari.layers import Image
+        from ..layout import user_images
 
-        ours = set(map(id, self._layers.values())) if hasattr(self, "_layers") else set()
-        return [
-            (lay.name, lay)
-            for lay in self.viewer.layers
-            if isinstance(lay, Image) and id(lay) not in ours and "kernelspec" not in lay.metadata
-        ]
+        return [(lay.name, lay) for lay in user_images(self.viewer)]
 
     def _refresh_images(self, event: Any = None) -> None:
+        if self._closed:
+            return
         before = self.image.value
         self.image.reset_choices()
         if self.image.value is None:
@@ -236,49 +296,32 @@ class FeatureMapsWidget(Container):
         if self.image.value is not before:
             self._on_image()
 
+    def _on_selected_layer(self, event: Any = None) -> None:
+        """Follow the image layer the user selects in the layer list."""
+        active = self.viewer.layers.selection.active
+        if self._closed or active is None or active is self.image.value:
+            return
+        if any(lay is active for _, lay in self._image_choices()):
+            self.image.value = active  # -> _on_image
+
     def _model_choice_list(self, *_: Any) -> list[tuple[str, str]]:
-        linked = [("main widget's model", MAIN)] if self._main is not None else []
+        session = getattr(self, "session", None)  # (called while the controls are built)
+        linked = [("main widget's model", MAIN)] if session and session.bank else []
         return [*linked, *self._model_choices]
 
-    def link(self, main_widget: Any) -> None:
-        """Follow the main widget: its bank and clusters, and filter focus both ways.
+    def _on_main_bank(self, bank: KernelBank) -> None:
+        if self._closed or bank is self._main_bank:
+            return
+        first = self._main_bank is None
+        self._main_bank = bank
+        self._main_labels = None
+        if first:
+            self.model.reset_choices()  # now with the "main widget" choice
+        if self.model.value == MAIN:
+            self.request_update()
 
-        Uses the main widget's ``bank_changed``, ``result_changed`` and ``filter_focused``
-        signals and its ``focus_filter(i)`` where it has them (looked up with getattr, so an
-        older main widget without them links without error); the model control gets a
-        "main widget" choice, selected now.
-        """
-        self._main = main_widget
-        for name, slot in (
-            ("bank_changed", self._on_main_bank),
-            ("result_changed", self._on_main_result),
-            ("filter_focused", self._on_main_focus),
-        ):
-            signal = getattr(main_widget, name, None)
-            if signal is not None and hasattr(signal, "connect"):
-                signal.connect(slot)
-        self.model.reset_choices()  # now with the "main widget" choice
-        result = getattr(main_widget, "result", None)
-        if result is not None:
-            self._main_bank = result.bank
-            self._main_labels = np.asarray(result.labels)
-        self.model.value = MAIN  # fires request_update
-
-    def _on_main_bank(self, *args: Any) -> None:
-        bank = next((a for a in args if hasattr(a, "weights")), None)
-        if bank is None:
-            result = getattr(self._main, "result", None)
-            bank = getattr(self._main, "bank", None) or getattr(result, "bank", None)
-        if bank is not None and bank is not self._main_bank:
-            self._main_bank = bank
-            self._main_labels = None
-            if self.model.value == MAIN:
-                self.request_update()
-
-    def _on_main_result(self, *args: Any) -> None:
-        result = next((a for a in args if hasattr(a, "labels")), None)
-        result = result or getattr(self._main, "result", None)
-        if result is None:
+    def _on_main_result(self, result: Any) -> None:
+        if self._closed:
             return
         changed = result.bank is not self._main_bank
         self._main_bank = result.bank
@@ -290,9 +333,8 @@ class FeatureMapsWidget(Container):
         elif self._outcome is not None and self._outcome.maps is not None:
             self._show_filter_map(self._outcome, self._main_labels)
 
-    def _on_main_focus(self, *args: Any) -> None:
-        index = next((int(a) for a in args if isinstance(a, int | np.integer)), None)
-        if index is not None and not self._focusing:
+    def _on_main_focus(self, index: int) -> None:
+        if not self._closed and not self._focusing and self.model.value == MAIN:
             self.focus_filter(index)
 
     # --- requests ---------------------------------------------------------------------------
@@ -303,6 +345,9 @@ class FeatureMapsWidget(Container):
         self.request_update()
 
     def _on_image(self) -> None:
+        if self._closed:
+            return
+        self.session.set_image(self.image.value)
         if self._watched is not None:
             self._watched.events.data.disconnect(self._on_image_data)
         self._watched = self.image.value
@@ -324,6 +369,8 @@ class FeatureMapsWidget(Container):
 
     def request_update(self, *args: Any) -> MapsRequest | None:
         """Start a worker for the current image and controls; None if something is missing."""
+        if self._closed:
+            return None
         layer = self.image.value
         source = self.source()
         if layer is None or source is None:
@@ -333,10 +380,9 @@ class FeatureMapsWidget(Container):
         if layer.rgb is False and data.ndim != 2:
             self.status.value = f"{layer.name} is {data.ndim}-D: pick a 2-D or RGB image layer."
             return None
-        self._generation += 1
         labels = self._main_labels if self.model.value == MAIN else None
         request = MapsRequest(
-            generation=self._generation,
+            generation=self._jobs.generation + 1,
             source=source,
             image=data,
             layer=self.layer.value.strip() or None,
@@ -351,40 +397,41 @@ class FeatureMapsWidget(Container):
         return request
 
     def _start(self, request: MapsRequest) -> None:
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(compute_maps, request, _progress={"desc": "Feature maps"})
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda exc, g=request.generation: self._on_errored(g, exc))
-        worker.finished.connect(lambda: self._on_finished(worker))
-        self._workers.add(worker)
-        self._running += 1
         self.status.value = "Computing feature maps…"
-        worker.start()
+        self._jobs.submit(
+            lambda is_stale: compute_maps(request),
+            on_done=self._on_done,
+            desc="Feature maps",
+            payload=request,
+        )
 
     @property
     def busy(self) -> bool:
         """True while the newest request has not been applied."""
-        return self._applied < self._generation
+        return not self._closed and self._applied < self._jobs.generation
+
+    @property
+    def _running(self) -> int:
+        return int(self._jobs.running is not None)
 
     def wait_idle_condition(self) -> bool:
         """True once the newest request is applied and no worker runs (for tests)."""
-        return not self.busy and self._running == 0
+        return not self.busy and self._jobs.running is None
 
-    def _on_finished(self, worker: Any) -> None:
-        self._workers.discard(worker)
-        self._running = max(0, self._running - 1)
+    def _on_done(self, job: Any) -> None:
+        if self._closed or self._jobs.is_stale(job.generation):
+            return  # stale: a newer request is on its way
+        self._applied = job.generation
+        for message in job.warnings:
+            from napari.utils.notifications import show_warning
 
-    def _on_errored(self, generation: int, exc: BaseException) -> None:
-        if generation >= self._generation:
-            self._applied = generation
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            show_warning(message)
+        if job.error is not None:
+            logger.error("feature maps worker failed", exc_info=job.error)
+            self.last_error = f"{type(job.error).__name__}: {job.error}"
             self.status.value = f"Error: {self.last_error}"
-
-    def _on_returned(self, outcome: MapsOutcome) -> None:
-        if outcome.request.generation < self._generation:
-            return  # stale
-        self._applied = outcome.request.generation
+            return
+        outcome: MapsOutcome = job.value
         if outcome.error is not None:
             from napari.utils.notifications import show_error
 
@@ -434,7 +481,7 @@ class FeatureMapsWidget(Container):
         self._outcome = outcome
         self._shown = None
         scale, translate, _ = self._image_frame()
-        self._put("feature_maps", maps_layer(maps, scale, translate))
+        show_colour_bar(self._put("feature_maps", maps_layer(maps, scale, translate)))
         shown = self._layers.get("filter_map")
         previous = self._map_of
         if (
@@ -501,9 +548,8 @@ class FeatureMapsWidget(Container):
                     self.viewer.dims.set_current_step(axis, index)
             self._show_patches(outcome, index)
             self._shown = index
-            main_focus = getattr(self._main, "focus_filter", None)
-            if callable(main_focus) and self.model.value == MAIN:
-                main_focus(index)
+            if self.model.value == MAIN and index < self.session_filters():
+                self.session.focus(index)  # the main widget zooms to it
         finally:
             self._focusing = False
 
@@ -520,9 +566,13 @@ class FeatureMapsWidget(Container):
         )
         self._put("patch_boxes", boxes_layer(top, index, scale, translate))
 
+    def session_filters(self) -> int:
+        """Number of filters of the session's bank (0 when none)."""
+        return 0 if self.session.bank is None else int(self.session.bank.n_filters)
+
     def _on_step(self, event: Any = None) -> None:
         maps = self._layers.get("feature_maps")
-        if maps is None or maps not in self.viewer.layers or self._focusing:
+        if self._closed or maps is None or maps not in self.viewer.layers or self._focusing:
             return
         axis = self.viewer.dims.ndim - maps.ndim
         index = int(self.viewer.dims.current_step[axis])
@@ -532,7 +582,7 @@ class FeatureMapsWidget(Container):
         # changes), and adding our own layers inside that insertion corrupts the layer list.
         from qtpy.QtCore import QTimer
 
-        QTimer.singleShot(0, lambda: self.focus_filter(index))
+        QTimer.singleShot(0, lambda: None if self._closed else self.focus_filter(index))
 
     def _on_point_selected(self, *args: Any) -> None:
         points = self._layers.get("filter_map")
@@ -542,20 +592,7 @@ class FeatureMapsWidget(Container):
         if chosen != self._shown:
             from qtpy.QtCore import QTimer
 
-            QTimer.singleShot(0, lambda: self.focus_filter(chosen))
-
-
-def _docked_main(viewer: Any) -> Any:
-    """The main kernelspec widget docked in `viewer`'s window, if any (linked on creation)."""
-    window = getattr(viewer, "window", None)
-    try:
-        docked = dict(getattr(window, "dock_widgets", {}) or {})
-    except Exception:  # no Qt window (headless viewer)
-        return None
-    for widget in docked.values():
-        if type(widget).__name__ == "KernelSpectrumWidget":
-            return widget
-    return None
+            QTimer.singleShot(0, lambda: None if self._closed else self.focus_filter(chosen))
 
 
 def _update(layer: Any, data: Any) -> None:

@@ -208,7 +208,7 @@ class FilterObjective(Objective):
         self.name = f"filter of {layer}" + (f" at {at}" if at is not None else "")
 
     def score(self, acts: dict[str, torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
-        from .maximize import objective
+        from .parameterisation import objective
 
         return objective(acts[self.layers[0]], self.filters, self.at)
 
@@ -390,7 +390,7 @@ def iter_optimise(
     """
     import torch
 
-    from .maximize import JITTER_PX, _random_warp, _spectrum_scale, _to_pixels
+    from .parameterisation import JITTER_PX, _random_warp, _spectrum_scale, _to_pixels
 
     if parameterisation not in PARAMETERISATIONS:
         raise KernelSpecError(

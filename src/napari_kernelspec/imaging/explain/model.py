@@ -106,6 +106,7 @@ class ExplainModel:
     provenance: dict[str, Any] = field(default_factory=dict)
     caveats: list[str] = field(default_factory=list)
     prefix: str = "1."
+    one_layer: bool = False
 
     @property
     def is_trained(self) -> bool:
@@ -149,7 +150,7 @@ class ExplainModel:
             other = type(self.net.get_submodule(self.prefix + name)).__name__ if name else None
         except AttributeError:
             other = None
-        what = f"is a {other}, not a convolution" if other else "is not a layer of it"
+        what = f"is a {other}, not a convolution" if other else "is not a layer"
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         shown = list(dict.fromkeys(close + names[:6]))
         more = f" (and {len(names) - len(shown)} more)" if len(names) > len(shown) else ""
@@ -163,6 +164,11 @@ class ExplainModel:
         if not names:
             raise KernelSpecError(f"{self.name} has no Conv2d layer to explain")
         key = (layer or "first").strip()
+        if key in ("middle", "last") and names == [ONE_LAYER_CONV] and self.one_layer:
+            raise KernelSpecError(
+                f"{self.name} is one convolution (a weights file without its network): it has "
+                f"no {key} layer; give the file's architecture to explain deeper layers"
+            )
         picks = {"first": 0, "middle": (len(names) - 1) // 2, "last": len(names) - 1}
         if key in picks:
             return names[picks[key]]
@@ -252,6 +258,9 @@ def parse_filters(text: str | Any, n_filters: int, layer: str = "the layer") -> 
                 ) from None
             if b < a:
                 raise KernelSpecError(f"bad filter range {part!r}: write the smaller index first")
+            if b >= n_filters or a < 0:  # before the range is expanded (0-2000000000)
+                out.append(a if a < 0 or a >= n_filters else n_filters)
+                break
             out += range(a, b + 1)
     else:
         out = [int(i) for i in np.asarray(text).reshape(-1)]
@@ -314,6 +323,8 @@ def explain_model(
     if isinstance(resolved, Path):
         if arch is not None:
             built = _from_checkpoint(resolved, arch)
+        elif resolved.suffix.lower() == ".onnx" and layer is None:
+            built = _from_onnx(resolved)
         else:
             built = _one_layer(resolved, layer)
     else:
@@ -372,6 +383,7 @@ class _Built:
     normalise: bool
     provenance: dict[str, Any]
     caveats: list[str]
+    one_layer: bool = False
 
 
 class _Normalise:  # a factory: the nn.Module subclass is made on first use (no torch import)
@@ -457,11 +469,13 @@ def _finish(built: _Built, device: str) -> ExplainModel:
         device=device,
         provenance=built.provenance,
         caveats=caveats,
+        one_layer=built.one_layer,
     )
 
 
 def _from_model(model: str, weights: str) -> _Built:
-    kind = loading._weights_kind(weights, model)
+    variant = loading._variant_name(weights)
+    kind = "pretrained" if variant else loading._weights_kind(weights, model)
     if kind == "auto":
         try:
             return _from_model(model, "pretrained")
@@ -489,7 +503,7 @@ def _from_model(model: str, weights: str) -> _Built:
         net, provenance = _digits_lenet5()
         caveats = []
     else:
-        net, provenance, caveats = _pretrained(model)
+        net, provenance, caveats = _pretrained(model, variant)
     lenet = model == "lenet5"
     return _Built(
         net=net,
@@ -521,8 +535,12 @@ def _digits_lenet5() -> tuple[nn.Module, dict[str, Any]]:
     return net, provenance
 
 
-def _pretrained(model: str) -> tuple[nn.Module, dict[str, Any], list[str]]:
-    info = pretrained.weights_info(model)
+def _pretrained(
+    model: str, variant: str | None = None
+) -> tuple[nn.Module, dict[str, Any], list[str]]:
+    info = pretrained.weights_info(model, variant) if variant else pretrained.weights_info(model)
+    if variant is not None or not pretrained.hub_file_present(info.path()):
+        info = pretrained.cached_variant(model, info if variant else None) or info
     path = pretrained.ensure_checkpoint(info)
     state = checkpoints.torch_load(path)
     caveats = []
@@ -539,7 +557,12 @@ def _pretrained(model: str) -> tuple[nn.Module, dict[str, Any], list[str]]:
     if isinstance(state, dict):
         state = {pretrained._densenet_key(k): v for k, v in state.items()}
     _load_state(net, state, path, model)
-    provenance = {"weights": info.enum_name, "url": info.url, "file": str(path)}
+    provenance = {
+        "weights": info.enum_name,
+        "variant": info.variant,
+        "url": info.url,
+        "file": str(path),
+    }
     return net, provenance, caveats
 
 
@@ -586,12 +609,12 @@ def _from_checkpoint(path: Path, arch: str) -> _Built:
             state: Any = load_file(str(path))
         except Exception as exc:
             raise checkpoints._damaged(path, exc) from exc
-    elif suffix in checkpoints.TORCH_SUFFIXES:
-        state = checkpoints.torch_load(path)
-    else:
+    elif suffix in (".npy", ".npz", ".onnx", ".keras", ".h5", ".json"):
         raise KernelSpecError(
-            f"--arch needs a state dict (.pth, .pt, .ckpt, .safetensors), not {path.name}"
+            f"--arch needs a state dict (.pth, .pt, .ckpt, .bin, .safetensors), not {path.name}"
         )
+    else:  # torch files of any name are recognised by torch.load from their first bytes
+        state = checkpoints.torch_load(path)
     net = models.build_model(model, "cpu")
     _load_state(net, state, path, model)
     lenet = model == "lenet5"
@@ -616,7 +639,18 @@ def _one_layer(path: Path, layer: str | None) -> _Built:
     weights = found.weights
     n, c, h, w = weights.shape
     bias = found.bias
-    conv = nn.Conv2d(c, n, (h, w), bias=bias is not None)
+    geometry = found.geometry or {}
+    groups = int(geometry.get("groups", 1))
+    conv = nn.Conv2d(
+        c * groups,
+        n,
+        (h, w),
+        stride=tuple(geometry.get("stride", (1, 1))),
+        padding=tuple(geometry.get("padding", (0, 0))),
+        dilation=tuple(geometry.get("dilation", (1, 1))),
+        groups=groups,
+        bias=bias is not None,
+    )
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(weights))
         if bias is not None:
@@ -630,12 +664,44 @@ def _one_layer(path: Path, layer: str | None) -> _Built:
         name=path.name,
         model=path.name,
         source=found.source,
-        channels=c,
+        channels=c * groups,
         input_size=None,
         normalise=False,
         provenance={**found.provenance, "has_bias": bias is not None},
         caveats=[
-            f"one-layer model: {found.key} (stride 1, no padding: the file does not record "
-            "them) followed by a ReLU"
+            f"one-layer model: {found.key} (stride {conv.stride[0]}, padding {conv.padding[0]}"
+            + (": read from the file" if geometry else ": the file does not record them")
+            + ") followed by a ReLU"
         ],
+        one_layer=True,
+    )
+
+
+def _from_onnx(path: Path) -> _Built:
+    """An ONNX model as torch modules (onnx2torch), to explain any of its convolutions."""
+    try:
+        import onnx2torch
+    except ImportError:
+        raise KernelSpecError(
+            f"explaining the layers of {path.name} needs onnx2torch: "
+            "pip install 'napari-kernelspec[onnx2torch]'"
+        ) from None
+    try:
+        net = onnx2torch.convert(str(path))
+    except Exception as exc:  # an operator onnx2torch does not convert
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise KernelSpecError(
+            f"{path.name} cannot be converted to torch ({reason}); its first layer can still "
+            "be analysed and explained on its own"
+        ) from None
+    return _Built(
+        net=net,
+        name=path.name,
+        model=path.name,
+        source="checkpoint",
+        channels=3,
+        input_size=None,
+        normalise=False,
+        provenance={"file": str(path.resolve()), "format": "onnx", **loading._versions()},
+        caveats=["the ONNX model converted with onnx2torch; the input is the image in [0, 1]"],
     )

@@ -19,6 +19,7 @@ import numpy as np
 from ...analysis.views import mosaic, tile_origins
 from ...base.atomic import atomic_write, write_together
 from ...base.errors import KernelSpecError
+from ...base.limits import check_elements
 from .attribution import METHODS, iter_attribute
 from .maximize import iter_maximize
 from .model import ExplainModel, drive
@@ -102,11 +103,15 @@ def iter_explain(
     name = model.resolve_layer(layer)
     chosen = model.check_filters(name, filters)
     if method == "maximize":
+        size = int(options.get("size") or 0)
+        check_elements((len(chosen), size, size, 3), f"{len(chosen)} maximising images")
         res = yield from iter_maximize(model, name, chosen, **options)
         caveats: list[str] = []
     else:
         if image is None:
             raise KernelSpecError(f"--method {method} explains a filter on an image: give --image")
+        shape = np.shape(image)
+        check_elements((len(chosen), 3, *shape[:2]), f"the attributions of {len(chosen)} filters")
         res = yield from iter_attribute(model, name, chosen, image, method, **options)
         caveats = res["caveats"]
     meta = {
@@ -332,8 +337,15 @@ def png_bytes(result: Explanation, min_tile: int = 64) -> bytes:
 
     Tiles smaller than `min_tile` pixels are enlarged (nearest neighbour).
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
+    font = ImageFont.load_default()
+    meta = result.meta
+    title = f"{meta.get('name', '')} {result.layer}: {result.method}"
+    trained = meta.get("trained", True)
+    second = f"weights: {meta.get('weights', '')}" if trained else "UNTRAINED: random weights"
+    # The caption sets the width when it is wider than the mosaic: never cut off.
+    caption_w = 8 + int(max(font.getlength(title), font.getlength(second)))
     stack = tiles(result)
     h = stack.shape[1]
     zoom = max(1, -(-min_tile // h))
@@ -345,20 +357,17 @@ def png_bytes(result: Explanation, min_tile: int = 64) -> bytes:
     framed[:, label:] = stack
     body = (mosaic(framed, gap=2, fill=1.0) * 255).round().astype(np.uint8)
     header = 2 * label  # caption: model, layer, method; UNTRAINED in red when it is
-    pixels = np.full((body.shape[0] + header, max(body.shape[1], 320), 3), 255, np.uint8)
+    width = max(body.shape[1], 320, caption_w)
+    pixels = np.full((body.shape[0] + header, width, 3), 255, np.uint8)
     pixels[header:, : body.shape[1]] = body
     img = Image.fromarray(pixels)
     draw = ImageDraw.Draw(img)
-    meta = result.meta
-    draw.text((1, 0), f"{meta.get('name', '')} {result.layer}: {result.method}", fill=(0, 0, 0))
-    if meta.get("trained", True):
-        draw.text((1, label), f"weights: {meta.get('weights', '')}", fill=(0, 0, 0))
-    else:
-        draw.text((1, label), "UNTRAINED: random weights", fill=(200, 0, 0))
+    draw.text((1, 0), title, fill=(0, 0, 0), font=font)
+    draw.text((1, label), second, fill=(0, 0, 0) if trained else (200, 0, 0), font=font)
     origins = tile_origins(len(stack), (tile_h + label, tile_w), gap=2)
     captions = result.labels if result.labels is not None else result.filters
     for (row, col), f in zip(origins, captions, strict=True):
-        draw.text((int(col) + 1, int(row) + header), str(f), fill=(0, 0, 0))
+        draw.text((int(col) + 1, int(row) + header), str(f), fill=(0, 0, 0), font=font)
     import io
 
     buffer = io.BytesIO()
