@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +260,79 @@ def test_new_commands_bad_input_is_one_line_exit_2(cli, tmp_path, digit_pngs, ar
     assert err.startswith("kernelspec: error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["explain", "synthesize", "adversarial"])
+def test_an_unwritable_png_is_found_before_the_work_and_writes_no_npz(
+    cli, tmp_path, digit_pngs, command
+):
+    (image, _), _ = digit_pngs
+    argv = {
+        "explain": ["--method", "gradcam", "--image", str(image)],
+        "synthesize": ["--objective", "class:1", "--steps", "2"],
+        "adversarial": ["--image", str(image), "--class", "1", "--epsilon", "0.3"],
+    }[command]
+    out, folder, blocker = tmp_path / "r.npz", tmp_path / "folder", tmp_path / "file"
+    folder.mkdir()
+    blocker.write_text("")
+    for png, message in [(folder, "is a folder"), (blocker / "m.png", "is a file, not a folder")]:
+        code, stdout, err = cli(command, "lenet5", *argv, "--out", str(out), "--png", str(png))
+        assert code == 2, err
+        assert err.startswith("kernelspec: error: ") and message in err
+        assert err.count("\n") == 1 and stdout == ""  # no progress bar: refused up front
+        assert not out.exists()
+
+
+def test_save_files_writes_both_or_neither(tmp_path, digit_pngs, monkeypatch):
+    from napari_kernelspec.base.errors import KernelSpecError
+    from napari_kernelspec.imaging.explain import result as result_module
+    from napari_kernelspec.imaging.explain.methods import synthesize_images
+    from napari_kernelspec.imaging.explain.model import explain_model
+
+    model = explain_model("lenet5", weights="pretrained", device="cpu")
+    res = synthesize_images(model, "class", target=[2], steps=2)
+    out, png = tmp_path / "r.npz", tmp_path / "r.png"
+    assert result_module.save_files(res, out, png) == (out, png)
+    with np.load(out) as data:
+        np.testing.assert_array_equal(data["images"], res.images)
+    assert Image.open(png).format == "PNG"
+    out.unlink()
+    png.unlink()
+
+    from napari_kernelspec.base import atomic
+
+    real = atomic._temporary
+
+    def no_space_for_the_png(path):  # the disk fills up while staging the PNG
+        if Path(path).suffix == ".png":
+            raise OSError(28, "No space left on device", str(path))
+        return real(path)
+
+    monkeypatch.setattr(atomic, "_temporary", no_space_for_the_png)
+    with pytest.raises(KernelSpecError, match="No space left"):
+        result_module.save_files(res, out, png)
+    assert not out.exists() and not png.exists()
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left either
+
+
+@pytest.mark.parametrize(
+    ("objective", "key", "layers"),
+    [("dream:conv2", "activation_norm", ["conv2"]), ("invert:conv1", "feature_error", ["conv1"]),
+     ("texture:conv1,conv2", "gram_error_conv2", ["conv1", "conv2"])],
+)  # fmt: skip
+def test_synthesize_layer_objectives_from_an_image(cli, tmp_path, digit_pngs, objective, key,
+                                                   layers):  # fmt: skip
+    (image, _), _ = digit_pngs
+    out = tmp_path / "s.npz"
+    code, stdout, err = cli("synthesize", "lenet5", "--objective", objective, "--image",
+                            str(image), "--steps", "40", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    arrays, meta = _meta(out)
+    assert arrays["images"].shape == (1, 32, 32, 1)
+    assert arrays["images"].min() >= 0 and arrays["images"].max() <= 1
+    assert meta["parameters"]["layers"] == layers
+    if key == "activation_norm":  # DeepDream raises the layer's activation
+        assert meta["end"][key] > meta["start"][key]
+    else:  # inversion and texture match the image's features
+        assert meta["end"][key] < meta["start"][key]
+    assert f"{key}: " in stdout

@@ -4,6 +4,7 @@ resume, and the command's files and errors."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,33 @@ def test_command_on_a_folder(gratings, gabor_bank, tmp_path, cli):
     assert sorted(p.name for p in out.iterdir()) == sorted([*TABLES, "report.html"])
     stats = pq.read_table(out / "filter_stats.parquet").to_pandas()
     assert stats["preferred_class"].tolist() == ["A", "B"]
+    # report.html: a row of top patches per filter, cut from the gratings of its class
+    html = (out / "report.html").read_text()
+    strips = [_png(uri) for uri in re.findall(r'class="patch" src="([^"]+)"', html)]
+    assert len(strips) == 2
+    for f, strip in enumerate(strips):
+        tiles = _split(strip, 9)
+        assert len(tiles) == 9
+        along_x = np.abs(np.diff(tiles, axis=2)).mean()  # vertical stripes change along x
+        along_y = np.abs(np.diff(tiles, axis=1)).mean()
+        if f == 0:  # the vertical Gabor: vertical gratings, constant down each column
+            assert along_y == 0 and along_x > 10
+        else:
+            assert along_x == 0 and along_y > 10
+
+
+def _png(uri: str) -> np.ndarray:
+    import base64
+    import io
+
+    data = base64.b64decode(uri.split(",", 1)[1])
+    return np.asarray(PIL.open(io.BytesIO(data)).convert("L"), np.float64)
+
+
+def _split(strip: np.ndarray, k: int, gap: int = 2) -> np.ndarray:
+    """A strip of k equal tiles with `gap` white columns between them -> (k, h, w)."""
+    width = (strip.shape[1] + gap) // k - gap
+    return np.stack([strip[:, i * (width + gap) : i * (width + gap) + width] for i in range(k)])
 
 
 def test_unlabelled_folder_has_no_classes(tmp_path, gabor_bank):
@@ -275,6 +303,9 @@ def test_unlabelled_folder_has_no_classes(tmp_path, gabor_bank):
     images = result.image_table().to_pandas()
     assert images["class"].isna().all() and images["nn_pixel_same_class"].isna().all()
     assert images["tsne_x"].isna().all() and images["pca_x"].notna().all()
+    # 4 images have 3 others: the 5 neighbours asked for become 3, and the facts say so
+    assert np.stack(images["nn_feature"].to_numpy()).shape == (4, 3)
+    assert result.meta["neighbours"] == 3
 
 
 @pytest.mark.parametrize(
@@ -294,6 +325,23 @@ def test_command_errors_are_one_line_and_write_nothing(tmp_path, cli, args, mess
     assert code == 2
     assert err.startswith("kernelspec: error:") and message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_images_the_classifier_cannot_take_are_one_line_and_leave_no_folder(tmp_path, cli):
+    # LeNet5's classifier takes 32x32 only: 40x40 images pass conv1 but not its fc1
+    folder = tmp_path / "big"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        PIL.fromarray(grating(40, 6, 0.0, cls == "a")).save(folder / cls / "0.png")
+    out = tmp_path / "out"
+    code, _, err = cli("dataset", "lenet5", str(folder), "--out", str(out), "--no-progress")
+    assert code == 2, err
+    assert err.startswith("kernelspec: error: ") and err.count("\n") == 1
+    assert "(40x40 px) cannot go through the whole of LeNet5" in err and "average maps" in err
+    assert not out.exists()
+    code, _, err = cli("dataset", "lenet5", str(folder), "--out", str(out), "--no-progress",
+                       "--no-tsne", "--neighbours", "1", "--embedding", "layer")  # fmt: skip
+    assert code == 0, err
 
 
 def test_error_after_the_start_leaves_no_folder(gratings, gabor_bank, tmp_path, cli):
@@ -344,3 +392,16 @@ def test_mixed_sizes_match_feature_maps_and_top_patches_image_by_image(tmp_path,
     np.testing.assert_array_equal(result.top.image_index, expected.image_index)
     np.testing.assert_array_equal(result.top.boxes, expected.boxes)
     np.testing.assert_allclose(result.top.activations, expected.activations, rtol=1e-5)
+
+
+def test_nearest_neighbours_known_answer_and_same_class_share():
+    from napari_kernelspec.imaging.dataset.neighbours import nearest_neighbours, same_class_share
+
+    # points on a line whose gaps double: every row's order of neighbours is known
+    x = np.array([[0.0], [1.0], [3.0], [7.0], [15.0]])
+    nn = nearest_neighbours(x, k=3)
+    np.testing.assert_array_equal(nn, [[1, 2, 3], [0, 2, 3], [1, 0, 3], [2, 1, 0], [3, 2, 1]])
+    assert nearest_neighbours(x, k=10).shape == (5, 4)  # at most every other row
+    share = same_class_share(nn, np.array([0, 0, 1, 1, -1]))
+    np.testing.assert_allclose(share[:4], [1 / 3, 1 / 3, 1 / 3, 1 / 3])
+    assert np.isnan(share[4])  # no class

@@ -7,6 +7,7 @@ import pytest
 
 from napari_kernelspec.base.errors import KernelSpecError
 from napari_kernelspec.imaging.explain.adversarial import iter_adversarial
+from napari_kernelspec.imaging.explain.classes import predict
 from napari_kernelspec.imaging.explain.methods import adversarial_example
 from napari_kernelspec.imaging.explain.model import drive
 
@@ -19,6 +20,7 @@ def test_pgd_turns_every_digit_into_the_next_within_the_budget(trained_lenet5):
     res = drive(iter_adversarial(model, x, target, 0.3, "pgd"))
     assert res["fooled"].all()
     assert np.array_equal(res["predicted_after"], target)
+    assert np.array_equal(predict(model, res["images"]).argmax(axis=1), target)  # re-measured
     used = res["epsilon_used"]
     assert used.max() <= 0.3 + 1e-6
     assert np.abs(res["images"] - x).reshape(20, -1).max(axis=1) == pytest.approx(used)
@@ -30,6 +32,8 @@ def test_fgsm_says_when_it_fails(trained_lenet5):
     model, x, y = trained_lenet5
     res = drive(iter_adversarial(model, x, (y + 1) % 10, 0.3, "fgsm"))
     assert not res["fooled"].all()  # one step is too crude for most digits
+    after = predict(model, res["images"]).argmax(axis=1)
+    assert np.array_equal(after == (y + 1) % 10, res["fooled"])  # re-measured
     failed = int(np.flatnonzero(~res["fooled"])[0])
     target = int((y[failed] + 1) % 10)
     ex = adversarial_example(model, x[failed, 0], target, 0.3, "fgsm")

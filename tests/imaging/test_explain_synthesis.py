@@ -14,6 +14,35 @@ from napari_kernelspec.imaging.explain.synthesis import synthesize
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def _features(model, pixels, layer):
+    """(K, C, H, W) -> the layer's (K, N, h, w) output, by a forward hook on the network
+    itself (independent of the engine's own measurements)."""
+    import torch
+
+    out = []
+    module = model.net.get_submodule(model.prefix + layer)
+    hook = module.register_forward_hook(lambda _m, _i, o: out.append(o.detach().numpy()))
+    try:
+        with torch.no_grad():
+            model.net(torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)))
+    finally:
+        hook.remove()
+    return out[0].astype(np.float64)
+
+
+def _chw(images):
+    return np.moveaxis(np.asarray(images), -1, 1)
+
+
+def _gram(f):
+    flat = f.reshape(f.shape[0], f.shape[1], -1)
+    return flat @ flat.transpose(0, 2, 1) / flat.shape[-1]
+
+
+def _relative(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
 def test_class_visualisation_of_every_digit_is_that_digit(trained_lenet5):
     model, _, _ = trained_lenet5
     res = synthesize(model, "class", target=list(range(10)), steps=256, seed=0)
@@ -29,6 +58,10 @@ def test_inversion_at_conv1_reconstructs_the_digit(trained_lenet5):
     assert res["start"]["feature_error"] > 0.5  # from noise
     assert res["end"]["feature_error"] <= 0.10
     assert res["end"]["correlation"] >= 0.5
+    # the same, measured here on the written image
+    made = _chw(res["images"])
+    assert _relative(_features(model, made, "conv1"), _features(model, x[:1], "conv1")) <= 0.10
+    assert np.corrcoef(made.ravel(), x[0].ravel())[0, 1] >= 0.5
 
 
 def test_deepdream_raises_the_layers_activation(trained_lenet5):
@@ -38,6 +71,9 @@ def test_deepdream_raises_the_layers_activation(trained_lenet5):
         ratio = res["end"]["activation_energy"] / res["start"]["activation_energy"]
         assert ratio >= 2.0, (layer, ratio)  # the objective: mean square activation
         assert res["end"]["activation_norm"] > 1.5 * res["start"]["activation_norm"]
+        before = np.linalg.norm(_features(model, x[1:2], layer))
+        after = np.linalg.norm(_features(model, _chw(res["images"]), layer))
+        assert after >= 1.5 * before, (layer, after / before)  # pixels stay in [0, 1]
 
 
 def test_texture_matches_the_gram_matrices(trained_lenet5):
@@ -45,6 +81,8 @@ def test_texture_matches_the_gram_matrices(trained_lenet5):
     res = synthesize(model, "texture", layers=["conv1", "conv2"], image=x[2], seed=0)
     for layer in ("conv1", "conv2"):
         assert res["end"][f"gram_error_{layer}"] <= 0.10, res["end"]
+        want = _gram(_features(model, x[2:3], layer))
+        assert _relative(_gram(_features(model, _chw(res["images"]), layer)), want) <= 0.10
         assert res["start"][f"gram_error_{layer}"] > 2 * res["end"][f"gram_error_{layer}"]
     assert np.corrcoef(res["images"][..., 0].ravel(), x[2].ravel())[0, 1] < 0.9  # not a copy
 

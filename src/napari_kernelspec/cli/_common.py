@@ -14,6 +14,7 @@ __all__ = [
     "Parser",
     "add_analysis_options",
     "add_arch_option",
+    "add_cluster_options",
     "add_geometry_options",
     "add_model_output_options",
     "add_weights_option",
@@ -22,6 +23,7 @@ __all__ = [
     "geometry_arg",
     "min_samples_arg",
     "progress_bar",
+    "quiet_dask_logs",
     "threshold_arg",
     "whole_number",
     "write_json",
@@ -272,3 +274,30 @@ def add_model_output_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, metavar="PATH", help="the .npz to write")
     parser.add_argument("--png", metavar="PATH", help="also write a PNG mosaic")
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, workers_default: str) -> None:
+    """``--scheduler ADDRESS`` or ``--workers N`` (one of them): where the Dask work runs.
+
+    `workers_default` ends the ``--workers`` help: what runs without either option.
+    """
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786"
+    )
+    where.add_argument(
+        "--workers",
+        type=whole_number("--workers"),
+        metavar="N",
+        help=f"worker processes of a local Dask cluster (default: {workers_default})",
+    )
+
+
+def quiet_dask_logs() -> None:
+    """Dask reports every worker start and stop at INFO; the progress bar says enough."""
+    import logging
+
+    import distributed  # noqa: F401  (its import sets its loggers' levels: set ours after)
+
+    for name in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(name).setLevel(logging.WARNING)

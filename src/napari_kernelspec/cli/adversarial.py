@@ -51,15 +51,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..imaging.explain.methods import adversarial_example
     from ..imaging.explain.model import explain_model
-    from ..imaging.explain.result import read_image, save_npz, save_png
+    from ..imaging.explain.result import check_output_paths, read_image, save_files
 
+    check_output_paths(args.out, args.png)
     image = read_image(args.image)
     model = explain_model(args.source, args.weights, arch=args.arch, device=args.device)
     result = adversarial_example(
         model, image, args.target, args.epsilon, args.method, steps=args.steps
     )
     result.meta["parameters"]["image_file"] = args.image
-    out = save_npz(result, args.out)
+    out, png = save_files(result, args.out, args.png)
     m = result.meta
     lines = [
         f"{model.name} ({model.weights_label}): {args.method} towards class "
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         if m["fooled"]
         else f"not fooled: {args.method.upper()} failed within the budget",
     ]
-    if args.png:
-        lines.append(f"mosaic written to {save_png(result, args.png)}")
+    if png is not None:
+        lines.append(f"mosaic written to {png}")
     lines += [f"note: {c}" for c in m["caveats"]]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

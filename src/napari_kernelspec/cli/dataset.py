@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import add_weights_option, whole_number
+from ._common import add_cluster_options, add_weights_option, quiet_dask_logs, whole_number
 
 HELP = "per-class filter statistics, top patches, embedding and neighbours over a dataset"
 DESCRIPTION = (
@@ -79,16 +79,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"images per Dask task and stored partition (default {DEFAULT_PARTITION})",
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786"
-    )
-    where.add_argument(
-        "--workers",
-        type=whole_number("--workers"),
-        metavar="N",
-        help="worker processes of a local Dask cluster (default: none, this process)",
-    )
+    add_cluster_options(parser, "none, this process")
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -98,7 +89,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
     import shutil
 
     import numpy as np
@@ -116,10 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise KernelSpecError(f"--out {printable(str(out))} is a file; give a folder")
     source = open_source(args.folder, args.sample)
     if args.scheduler or args.workers:
-        import distributed  # noqa: F401  (its import sets its loggers' levels: set ours after)
-
-        for name in ("distributed", "tornado", "bokeh"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_dask_logs()
     existed = out.exists()
     try:
         result = _compute(args, source, out)

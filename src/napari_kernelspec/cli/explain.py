@@ -124,7 +124,7 @@ def _class_run(args: argparse.Namespace) -> int:
     from ..base.errors import KernelSpecError
     from ..imaging.explain.methods import explain_class
     from ..imaging.explain.model import explain_model
-    from ..imaging.explain.result import read_image, save_npz, save_png
+    from ..imaging.explain.result import read_image, save_files
     from ._common import progress_bar
 
     if args.method == "maximize":
@@ -152,7 +152,7 @@ def _class_run(args: argparse.Namespace) -> int:
     with progress_bar(f"kernelspec explain {args.method}", "image") as bar:
         result = explain_class(model, image, args.method, target, progress=bar, **options)
     result.meta["parameters"]["image_file"] = args.image
-    out = save_npz(result, args.out)
+    out, png = save_files(result, args.out, args.png)
     meta = result.meta
 
     def named(k: int, name: str | None) -> str:
@@ -164,8 +164,8 @@ def _class_run(args: argparse.Namespace) -> int:
         f"predicted: {named(meta['predicted_class'], meta['predicted_name'])} with "
         f"probability {meta['predicted_probability']:.3f}",
     ]
-    if args.png:
-        lines.append(f"mosaic written to {save_png(result, args.png)}")
+    if png is not None:
+        lines.append(f"mosaic written to {png}")
     lines += [f"note: {c}" for c in meta["caveats"]]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
@@ -174,9 +174,10 @@ def _class_run(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..base.errors import KernelSpecError
     from ..imaging.explain.model import explain_model
-    from ..imaging.explain.result import explain, read_image, save_npz, save_png
+    from ..imaging.explain.result import check_output_paths, explain, read_image, save_files
     from ._common import progress_bar
 
+    check_output_paths(args.out, args.png)
     if args.target is not False or args.method in CLASS_ONLY:
         return _class_run(args)
     if args.method != "maximize" and not args.image:
@@ -198,13 +199,13 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(f"kernelspec explain {args.method}", unit) as bar:
         result = explain(model, layer, filters, args.method, image=image, progress=bar, **options)
     result.meta["parameters"]["image_file"] = args.image if image is not None else None
-    out = save_npz(result, args.out)
+    out, png = save_files(result, args.out, args.png)
     lines = [
         f"{model.name} ({model.weights_label}) {result.layer}: {args.method} of "
         f"{len(result.filters)} filters written to {out}"
     ]
-    if args.png:
-        lines.append(f"mosaic written to {save_png(result, args.png)}")
+    if png is not None:
+        lines.append(f"mosaic written to {png}")
     lines += [f"note: {c}" for c in result.meta["caveats"]]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

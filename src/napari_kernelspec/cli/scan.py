@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_analysis_options, add_geometry_options, geometry, whole_number
+from ._common import (
+    add_analysis_options,
+    add_cluster_options,
+    add_geometry_options,
+    geometry,
+    quiet_dask_logs,
+    whole_number,
+)
 
 HELP = "analyse many models or checkpoints on Dask and write Parquet tables"
 DESCRIPTION = (
@@ -41,16 +48,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="models dataset, one row per source with its summary, time and error (null "
         "for an analysed source; default: --out with '-models', e.g. filters-models.parquet)",
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786"
-    )
-    where.add_argument(
-        "--workers",
-        type=whole_number("--workers"),
-        metavar="N",
-        help="worker processes of the local cluster (default: one per CPU)",
-    )
+    add_cluster_options(parser, "one per CPU")
     parser.add_argument("--layer", help="conv layer by module name or key (default: the first)")
     add_analysis_options(parser)
     add_geometry_options(parser)
@@ -68,17 +66,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
-    import distributed  # noqa: F401  (its import sets its loggers' levels: set ours after)
-
     from ..scan.expand import expand_sources
     from ..scan.run import ScanInterrupted, run_scan
     from ..scan.worker import ScanParameters
 
-    # Dask reports every worker start and stop at INFO; the progress bar says enough.
-    for name in ("distributed", "tornado", "bokeh"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_dask_logs()
     left_out: list[tuple[str, str]] = []
     sources = expand_sources(args.sources, left_out)
     if left_out:

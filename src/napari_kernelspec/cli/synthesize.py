@@ -99,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
     from ..base.errors import KernelSpecError
     from ..imaging.explain.methods import synthesize_images
     from ..imaging.explain.model import explain_model
-    from ..imaging.explain.result import save_npz, save_png
+    from ..imaging.explain.result import check_output_paths, save_files
     from ..imaging.explain.synthesis import style_layers
     from ._common import progress_bar
 
+    check_output_paths(args.out, args.png)
     kind, values = args.objective
     if kind != "class" and not args.image:
         raise KernelSpecError(f"--objective {kind} starts from an image: give --image")
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         result = synthesize_images(model, kind, progress=bar, **options)
     result.meta["parameters"]["image_file"] = args.image
     result.meta["parameters"]["style_image_file"] = args.style_image
-    out = save_npz(result, args.out)
+    out, png = save_files(result, args.out, args.png)
     lines = [f"{model.name} ({model.weights_label}): {kind} images written to {out}"]
     meta = result.meta
     if kind == "class":
@@ -143,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
     for key, value in meta["end"].items():
         was = meta["start"].get(key)
         lines.append(f"{key}: " + (f"{was:.4g} -> " if was is not None else "") + f"{value:.4g}")
-    if args.png:
-        lines.append(f"mosaic written to {save_png(result, args.png)}")
+    if png is not None:
+        lines.append(f"mosaic written to {png}")
     lines += [f"note: {c}" for c in meta["caveats"]]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

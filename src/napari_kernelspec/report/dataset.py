@@ -7,7 +7,10 @@ Three figures, all inline (SVG, and PNG data URIs for the thumbnails; no matplot
 - the embedding (t-SNE, or PCA where t-SNE was not computed) as a scatter coloured by
   class;
 - neighbour rows: for a few query images (the first of each class), the nearest images in
-  feature space and in pixel space, framed green when they share the query's class.
+  feature space and in pixel space, framed green when they share the query's class;
+- top patches: a row of thumbnails per filter (the first `PATCH_FILTERS`), its k strongest
+  receptive fields across the set, cut from the images read again (only those the patches
+  come from).
 
 `dataset_section` returns the section's HTML (reusable inside ``kernelspec report``);
 `dataset_page` wraps it into a page; `write_dataset` writes the Parquet tables and
@@ -29,13 +32,24 @@ from . import svg
 if TYPE_CHECKING:
     from ..imaging.dataset.run import DatasetResult
 
-__all__ = ["REPORT_NAME", "dataset_page", "dataset_section", "heatmap_svg", "write_dataset"]
+__all__ = [
+    "PATCH_FILTERS",
+    "REPORT_NAME",
+    "dataset_page",
+    "dataset_section",
+    "heatmap_svg",
+    "patch_rows",
+    "write_dataset",
+]
 
 #: The report's file name in the output folder.
 REPORT_NAME = "report.html"
 _QUERIES = 10  # neighbour rows shown
 _THUMB_PX = 64
 _UNLABELLED = "#777777"
+#: Filters whose top patches the report shows (each row reads up to k images).
+PATCH_FILTERS = 64
+_PATCH_PX = 40  # about this many pixels per patch side
 
 
 def _e(text: object) -> str:
@@ -178,6 +192,87 @@ def _queries(result: DatasetResult) -> list[int]:
     return rows[:_QUERIES]
 
 
+class _Images:
+    """The dataset's images by row, read when asked; the last `keep` are kept (bounded
+    memory: patches of neighbouring filters often come from the same images)."""
+
+    def __init__(self, result: DatasetResult, keep: int = 16) -> None:
+        from collections import OrderedDict
+
+        self._items = result.source.items
+        self._keep = keep
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        from ..imaging.dataset.sources import load_item
+
+        if row in self._cache:
+            self._cache.move_to_end(row)
+        else:
+            self._cache[row] = load_item(self._items[row][0])
+            if len(self._cache) > self._keep:
+                self._cache.popitem(last=False)
+        return self._cache[row]
+
+
+def patch_strip(crops: np.ndarray, factor: int, gap: int = 2) -> np.ndarray:
+    """(k, h, w[, 3]) crops in [0, 1] -> one (h * factor, k * (w * factor + gap) - gap, 3)
+    float32 row, white between the patches."""
+    crops = np.asarray(crops, np.float32)
+    if crops.ndim == 3:
+        crops = np.repeat(crops[..., None], 3, axis=-1)
+    big = _images.upscale(crops, factor, axes=(1, 2))
+    k, h, w, _ = big.shape
+    row = np.ones((h, k * (w + gap) - gap, 3), np.float32)
+    for i, tile in enumerate(big):
+        row[:, i * (w + gap) : i * (w + gap) + w] = tile
+    return row
+
+
+def patch_rows(result: DatasetResult, limit: int = PATCH_FILTERS) -> list[tuple[int, np.ndarray]]:
+    """``(filter, strip)`` for the first `limit` filters that have patches: `patch_strip` of
+    the filter's top patches (`TopPatches.crops`), best first."""
+    top = result.top
+    n, _ = top.image_index.shape
+    rf = int(max(top.receptive_field))
+    factor = _images.upscale_factor(rf, _PATCH_PX, most=16)
+    images = _Images(result)
+    rows = []
+    for f in range(min(n, limit)):
+        if (top.image_index[f] >= 0).any():
+            rows.append((f, patch_strip(top.crops(images, f), factor)))  # type: ignore[arg-type]
+    return rows
+
+
+def _patch_table(result: DatasetResult, si: np.ndarray, names: list[str | None]) -> list[str]:
+    rows = patch_rows(result)
+    if not rows:
+        return []
+    n = result.stats.n_filters
+    k = result.top.image_index.shape[1]
+    shown = f"the first {len(rows)} of {n} filters" if n > PATCH_FILTERS else "every filter"
+    parts = [
+        "<h3>Top patches across the set</h3>",
+        f"<p>The {k} receptive fields with the highest response before ReLU ({shown}; best "
+        "first, at most one per place in an image).</p>",
+        '<table class="patches"><tr><th>filter</th><th>preferred class</th>'
+        "<th>selectivity</th><th>top patches</th></tr>",
+    ]
+    for f, strip in rows:
+        pixels = np.round(np.clip(strip, 0, 1) * 255).astype(np.uint8)
+        alt = f"filter {f}: top {k} patches"
+        parts.append(
+            f"<tr><td>{f}</td><td>{_e(names[f] or '–')}</td><td>{_fmt(float(si[f]))}</td>"
+            f'<td><img class="patch" src="{_images.png_data_uri(pixels)}" alt="{_e(alt)}" '
+            f'width="{pixels.shape[1]}" height="{pixels.shape[0]}"></td></tr>'
+        )
+    parts.append("</table>")
+    return parts
+
+
 def dataset_section(result: DatasetResult) -> str:
     """The dataset section's HTML (text escaped; images inline)."""
     meta = result.meta
@@ -237,7 +332,9 @@ def dataset_section(result: DatasetResult) -> str:
         parts.append(
             f"<tr><td>{_thumb(result, row, None)}</td><td>{feature}</td><td>{pixel}</td></tr>"
         )
-    parts += ["</table>", "</section>"]
+    parts.append("</table>")
+    parts += _patch_table(result, si, names)
+    parts.append("</section>")
     return "\n".join(parts)
 
 
@@ -251,6 +348,8 @@ img.thumb { image-rendering: pixelated; width: 64px; height: 64px; margin: 1px;
 img.thumb.query { border-color: #222; }
 img.thumb.same { border-color: #2a9d44; }
 img.thumb.other { border-color: #d1343a; }
+table.patches td { padding: 2px 10px 2px 0; }
+img.patch { image-rendering: pixelated; }
 """
 
 

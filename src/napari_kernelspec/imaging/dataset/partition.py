@@ -357,7 +357,17 @@ def process_partition(task: PartitionTask) -> PartitionResult:
                 relu = np.maximum(signed, 0, out=signed)  # in place: the maps are this batch's
                 stats.add(relu, np.asarray([labels[i] for i in group]))
                 if run.penultimate is not None:
-                    vectors.append(run.penultimate(x).numpy().astype(np.float32))
+                    try:
+                        vector = run.penultimate(x)
+                    except RuntimeError as exc:  # a classifier made for one input size
+                        key = batch[group[0]][0]
+                        raise KernelSpecError(
+                            f"{key} ({h}x{w} px) cannot go through the whole of "
+                            f"{bank.display_name} to its penultimate features: "
+                            f"{str(exc).splitlines()[0]}; give images of the size the model "
+                            "takes, or embed with the layer's average maps"
+                        ) from None
+                    vectors.append(vector.numpy().astype(np.float32))
                 else:
                     vectors.append(relu.mean(axis=(2, 3)).astype(np.float32))
                 del out, signed, relu

@@ -426,7 +426,7 @@ def _assemble(
         ),
         "embedding_kind": params.embedding,
         "embedding_dims": int(embedding.shape[1]),
-        "neighbours": neighbours,
+        "neighbours": int(nn_feature.shape[1]),  # fewer than asked in a set that small
         "pixel_space": "32x32 RGB thumbnails in [0, 1], Euclidean",
         "feature_space": "the embedding, Euclidean",
         "k": params.k,

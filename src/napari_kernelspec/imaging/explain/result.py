@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...analysis.views import mosaic, tile_origins
-from ...base.atomic import atomic_write
+from ...base.atomic import atomic_write, write_together
 from ...base.errors import KernelSpecError
 from ...base.limits import check_elements
 from .attribution import METHODS, iter_attribute
@@ -27,10 +27,14 @@ from .model import ExplainModel, drive
 __all__ = [
     "Explanation",
     "attribution_rgb",
+    "check_output_paths",
     "diverging",
     "explain",
     "iter_explain",
+    "npz_bytes",
+    "png_bytes",
     "read_image",
+    "save_files",
     "save_npz",
     "save_png",
 ]
@@ -203,11 +207,14 @@ def read_image(path: str | os.PathLike[str], max_side: int = 4096) -> np.ndarray
         ) from None
 
 
-def save_npz(result: Explanation, path: str | os.PathLike[str]) -> Path:
-    """Write `result` atomically: ``images`` or ``attributions``, ``filters``, ``meta`` (JSON).
+def npz_bytes(result: Explanation) -> bytes:
+    """`result` as the bytes of an .npz: ``images`` or ``attributions``, ``filters``, ``meta``
+    (JSON), ``masks`` and the result's extra arrays.
 
     For attributions the model input is stored as ``image`` (C, H, W) too.
     """
+    import io
+
     arrays: dict[str, np.ndarray] = {
         "filters": np.asarray(result.filters, dtype=np.int64),
         "meta": np.array(json.dumps(result.meta, allow_nan=False)),
@@ -222,13 +229,65 @@ def save_npz(result: Explanation, path: str | os.PathLike[str]) -> Path:
         arrays["masks"] = np.asarray(result.masks, dtype=bool)
     for key, value in result.arrays.items():
         arrays[key] = np.asarray(value)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def save_npz(result: Explanation, path: str | os.PathLike[str]) -> Path:
+    """Write `result` atomically as an .npz (see `npz_bytes`)."""
+    return _write(path, npz_bytes(result))
+
+
+def _write(path: str | os.PathLike[str], data: bytes) -> Path:
     path = Path(path)
     try:
         with atomic_write(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            fh.write(data)
     except OSError as exc:
         raise KernelSpecError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def check_output_paths(*paths: str | os.PathLike[str] | None) -> None:
+    """Refuse, before any work, output paths that are folders or lie below a file.
+
+    Raises
+    ------
+    KernelSpecError
+        Naming the first such path; ``None`` entries are skipped.
+    """
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        if path.is_dir():
+            raise KernelSpecError(f"{path} is a folder; give a file name to write")
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise KernelSpecError(f"cannot write {path}: {parent} is a file, not a folder")
+
+
+def save_files(
+    result: Explanation,
+    npz: str | os.PathLike[str],
+    png: str | os.PathLike[str] | None = None,
+) -> tuple[Path, Path | None]:
+    """Write the .npz and, if `png` is given, the PNG mosaic, both or neither.
+
+    Both files are made in memory first and then replaced together (`write_together`), so a
+    PNG path that cannot be written leaves no new .npz behind.
+    """
+    check_output_paths(npz, png)
+    contents: list[tuple[Path, bytes]] = [(Path(npz), npz_bytes(result))]
+    if png is not None:
+        contents.append((Path(png), png_bytes(result)))
+    try:
+        write_together(contents)
+    except OSError as exc:
+        where = exc.filename or npz
+        raise KernelSpecError(f"cannot write {where}: {exc.strerror or exc}") from None
+    return contents[0][0], (contents[1][0] if png is not None else None)
 
 
 def diverging(values: np.ndarray, limit: float | None = None) -> np.ndarray:
@@ -270,8 +329,8 @@ def tiles(result: Explanation) -> np.ndarray:
     return attribution_rgb(result.attributions)
 
 
-def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 64) -> Path:
-    """A mosaic of the result, one tile per filter labelled with its index, written atomically.
+def png_bytes(result: Explanation, min_tile: int = 64) -> bytes:
+    """The bytes of a PNG mosaic of the result, one tile per filter labelled with its index.
 
     A two-line caption names the model, layer and method, and says UNTRAINED (in red) for
     random weights.
@@ -309,10 +368,13 @@ def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 
     captions = result.labels if result.labels is not None else result.filters
     for (row, col), f in zip(origins, captions, strict=True):
         draw.text((int(col) + 1, int(row) + header), str(f), fill=(0, 0, 0), font=font)
-    path = Path(path)
-    try:
-        with atomic_write(path, "wb") as fh:
-            img.save(fh, format="PNG")
-    except OSError as exc:
-        raise KernelSpecError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    import io
+
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(result: Explanation, path: str | os.PathLike[str], min_tile: int = 64) -> Path:
+    """Write the PNG mosaic of `result` (see `png_bytes`) atomically."""
+    return _write(path, png_bytes(result, min_tile))
