@@ -1,4 +1,5 @@
-"""What the Explain widget explains: filters of a conv layer, or a class score (no Qt here).
+"""What the Explain widget explains: filters of a conv layer, a class score, or images the
+network makes (synthesis); no Qt here.
 
 The widget shows a target switch (`TARGETS`), the methods of the chosen target
 (`methods_for`) and, for a class, a choice of "predicted" or one of the model's classes
@@ -14,10 +15,13 @@ from ..base.errors import KernelSpecError
 if TYPE_CHECKING:
     from ..imaging.explain.model import ExplainModel
 
-__all__ = ["PREDICTED", "TARGETS", "class_choices", "methods_for", "parse_class"]
+__all__ = ["PREDICTED", "SYNTHESIS", "TARGETS", "class_choices", "methods_for", "parse_class"]
 
-#: The target switch: the filters of one conv layer, or one class score of a classifier.
-TARGETS = ("filters", "class")
+#: The target switch: the filters of one conv layer, one class score of a classifier, or
+#: images synthesised by the network (class visualisation, DeepDream).
+TARGETS = ("filters", "class", "synthesis")
+#: The synthesis objectives the widget offers (those needing at most one image).
+SYNTHESIS = ("class", "dream")
 #: The class choice that explains each image's predicted class.
 PREDICTED = "predicted"
 
@@ -29,6 +33,8 @@ def methods_for(target: str) -> list[str]:
 
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if target == "synthesis":
+        return list(SYNTHESIS)
     return list(METHODS if target == "filters" else CLASS_METHODS)
 
 

@@ -152,3 +152,29 @@ def test_closing_the_dock_during_a_class_run_is_quiet(tmp_path, digits_cache):
     assert "Traceback" not in text and "has been deleted" not in text, text[-3000:]
     assert out.stdout.count(" ok") == 3 and "done" in out.stdout
     assert out.stdout.count("busy 1") >= 1, "closed while it works at least once"
+
+
+def test_class_visualisation_is_an_image_beside_everything_that_the_network_calls_so(
+    digit_widget, qtbot
+):
+    from napari_kernelspec.imaging.explain.classes import predict
+
+    _, w, digit, _ = digit_widget
+    w.target.value = "synthesis"
+    assert tuple(w.method.choices) == ("class", "dream")
+    w.method.value = "class"
+    assert w.class_choice.visible and not w.image_layer.visible
+    w.class_choice.value = "predicted"
+    w.run()
+    assert "needs a class" in w.last_error
+    w.class_choice.value = "7"
+    w.steps.value = 64
+    w.run()
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
+    assert w.last_error is None
+    made = w.layers["images"]
+    assert made.data.shape == (32, 32)
+    assert made.extent.world[0][-1] >= digit.extent.world[1][-1]  # beside, not on top
+    probs = predict(w.model, made.data[None, None])
+    assert probs[0].argmax() == 7 and w.result.meta["target_class"] == 7
+    assert "class 7 class" in made.name

@@ -17,7 +17,9 @@ The target switch (`targets.TARGETS`) turns it from the filters of a conv layer 
 score of a classifier ("predicted" or a class from the weights' names): the class methods
 (`classes.CLASS_METHODS`: gradient, SmoothGrad, integrated gradients, occlusion, guided,
 Grad-CAM, guided Grad-CAM) add one attribution plane over the image the same way; GrabCut
-adds its mask as a Labels layer on the image's grid.
+adds its mask as a Labels layer on the image's grid. The "synthesis" target makes images
+(class visualisation of the chosen class; DeepDream of the chosen layer from the chosen
+image), shown as a mosaic beside everything like maximising images.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ class ExplainWidget(Lifetime, Container):
             choices=list(TARGETS),
             value="filters",
             tooltip="filters: what drives filters of a conv layer; class: which pixels make "
-            "the network say a class (on an image)",
+            "the network say a class (on an image); synthesis: images the network makes "
+            "(class visualisation, DeepDream)",
         )
         self.class_choice = ComboBox(
             label="class",
@@ -261,11 +264,14 @@ class ExplainWidget(Lifetime, Container):
 
     def _sync_controls(self, *args: Any) -> None:
         method = self.method.value
-        by_class = self.target.value == "class"
-        self.class_choice.visible = by_class
-        self.layer.visible = self.filters.visible = self.at.visible = not by_class
-        self.image_layer.visible = method != "maximize"
-        self.steps.visible = self.size.visible = method == "maximize"
+        target = self.target.value
+        making = target == "synthesis"
+        self.class_choice.visible = target == "class" or (making and method == "class")
+        self.filters.visible = self.at.visible = target == "filters"
+        self.layer.visible = target == "filters" or (making and method == "dream")
+        self.image_layer.visible = method != "maximize" and not (making and method == "class")
+        self.steps.visible = method == "maximize" or making
+        self.size.visible = method == "maximize" or (making and method == "class")
         self.window.visible = method == "occlusion"
 
     @property
@@ -423,6 +429,9 @@ class ExplainWidget(Lifetime, Container):
         if self.target.value == "class":
             self._run_class()
             return
+        if self.target.value == "synthesis":
+            self._run_synthesis()
+            return
         method = self.method.value
         try:
             layer = self.model.resolve_layer(self.layer.value)
@@ -479,14 +488,52 @@ class ExplainWidget(Lifetime, Container):
             work,
             total=1,
             desc=f"{method} {what}",
-            on_done=lambda res: self._on_result(res, source_layer),
+            on_done=lambda res: self._on_result(res, source_layer, "class"),
         )
 
-    def _on_result(self, result: Explanation, source_layer: Any) -> None:
+    def _run_synthesis(self) -> None:
+        """Make images with one objective (class visualisation or DeepDream), in a worker."""
+        from ...imaging.explain.attribution import prepare_image
+        from ...imaging.explain.methods import iter_synthesize_images
+
+        assert self.model is not None
+        kind = self.method.value
+        options: dict[str, Any] = {"steps": self.steps.value}
+        try:
+            if kind == "class":
+                target = parse_class(self.class_choice.value)
+                if target is None:
+                    raise KernelSpecError("class visualisation needs a class: choose one")
+                options.update(target=[target], size=self.size.value)
+                what = f"class {target}"
+            else:
+                image, _ = self._image()
+                options.update(
+                    layers=[self.model.resolve_layer(self.layer.value)],
+                    image=prepare_image(image, self.model)[0],
+                )
+                what = str(self.layer.value)
+        except KernelSpecError as exc:
+            self._set_error(str(exc))
+            return
+        model = self.model
+
+        def work() -> Any:
+            result = yield from iter_synthesize_images(model, kind, **options)
+            return result
+
+        self._start(
+            work,
+            total=self.steps.value,
+            desc=f"{kind} {what}",
+            on_done=lambda res: self._on_result(res, None, "synthesis"),
+        )
+
+    def _on_result(self, result: Explanation, source_layer: Any, target: str = "filters") -> None:
         self.result = result
         self.layers = {}
         assert self.model is not None
-        by_class = "target_class" in result.meta
+        by_class = target != "filters" and result.meta.get("target_class") is not None
         what = f"class {result.labels[0]}" if by_class and result.labels else result.layer
         base = f"{self.model.name} {what} {result.method}"
         title = base
@@ -502,10 +549,13 @@ class ExplainWidget(Lifetime, Container):
             self._show_attributions(result, title, source_layer)
         caveats = result.meta["caveats"]
         untrained = "" if self.model.is_trained else " — UNTRAINED weights"
-        if by_class:
+        if target != "filters" and "predicted_class" in result.meta:
             meta = result.meta
-            said = meta.get("predicted_name") or meta["predicted_class"]
-            summary = f"predicted {said} (p={meta['predicted_probability']:.2f})"
+            said, prob = meta["predicted_class"], meta["predicted_probability"]
+            if isinstance(said, list):  # a synthesis of one image per class: the first's
+                said, prob = said[0], prob[0]
+            said = meta.get("predicted_name") or said
+            summary = f"predicted {said} (p={prob:.2f})"
         else:
             summary = f"{len(result.filters)} filters"
         self.status.value = f"{title}: {summary}{untrained}" + (
@@ -514,7 +564,7 @@ class ExplainWidget(Lifetime, Container):
         self.session.add_explanation(title, list(self.layers.values()))
         bank = self.session.bank
         if (
-            not by_class
+            target == "filters"
             and bank is not None
             and result.layer == bank.layer
             and result.filters[0] < bank.n_filters
