@@ -178,3 +178,16 @@ def test_class_visualisation_is_an_image_beside_everything_that_the_network_call
     probs = predict(w.model, made.data[None, None])
     assert probs[0].argmax() == 7 and w.result.meta["target_class"] == 7
     assert "class 7 class" in made.name
+    # DeepDream of conv2 from the digit: another image beside everything, not on the digit.
+    w.method.value = "dream"
+    assert w.image_layer.visible and w.layer.visible and not w.class_choice.visible
+    w.image_layer.value = "digit"
+    w.layer.value = "conv2"
+    w.steps.value = 8
+    w.run()
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
+    assert w.last_error is None
+    dream = w.layers["images"]
+    assert dream is not made and dream.data.shape == (32, 32)
+    assert dream.extent.world[0][-1] >= made.extent.world[1][-1]
+    assert "conv2 dream" in dream.name
