@@ -1,4 +1,4 @@
-"""The napari "Explain filters" widget: what input drives a filter of any conv layer.
+"""The napari "Explain filters" widget: what input drives a filter, or a class score.
 
 A magicgui Container, docked on its own (``Plugins > Explain filters``) and usable without
 the main widget; it follows the viewer's `Session`: the main widget's model and focused
@@ -12,6 +12,14 @@ placed right of everything shown (`layout.beside_all`), with the filter indices 
 text; attributions become an Image stack (one plane per filter, channels summed) over the
 chosen image, in its world coordinates, with a blue-white-red colormap centred on zero and
 its value range in the layer name's legend (`legends`).
+
+The target switch (`targets.TARGETS`) turns it from the filters of a conv layer to a class
+score of a classifier ("predicted" or a class from the weights' names): the class methods
+(`classes.CLASS_METHODS`: gradient, SmoothGrad, integrated gradients, occlusion, guided,
+Grad-CAM, guided Grad-CAM) add one attribution plane over the image the same way; GrabCut
+adds its mask as a Labels layer on the image's grid. The "synthesis" target makes images
+(class visualisation of the chosen class; DeepDream of the chosen layer from the chosen
+image), shown as a mosaic beside everything like maximising images.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from ...sources.models import SEED_MODELS
 from ..layout import beside_all
 from ..legends import show_colour_bar
 from ..session import session_for
+from ..targets import PREDICTED, TARGETS, class_choices, methods_for, parse_class
 from .jobs import qt_runner
 from .lifetime import Lifetime, on_close, scrolled
 
@@ -58,10 +67,11 @@ _GAP = 2
 _MARK = "kernelspec_explain"
 
 
-def _build(source: str, weights: str, arch: str | None) -> ExplainModel:
+def _build(source: str, weights: str, arch: str | None) -> tuple[ExplainModel, list[str]]:
     from ...imaging.explain.model import explain_model
 
-    return explain_model(source, weights, arch=arch or None)
+    model = explain_model(source, weights, arch=arch or None)
+    return model, class_choices(model)
 
 
 class ExplainWidget(Lifetime, Container):
@@ -104,6 +114,20 @@ class ExplainWidget(Lifetime, Container):
         )
         self.load_button = PushButton(
             text="Load model", tooltip="build the model and list its convolutions"
+        )
+        self.target = ComboBox(
+            label="explain",
+            choices=list(TARGETS),
+            value="filters",
+            tooltip="filters: what drives filters of a conv layer; class: which pixels make "
+            "the network say a class (on an image); synthesis: images the network makes "
+            "(class visualisation, DeepDream)",
+        )
+        self.class_choice = ComboBox(
+            label="class",
+            choices=self._class_choices,
+            tooltip="the class score explained: 'predicted' (the network's answer on the "
+            "image) or one of the model's classes",
         )
         self.layer = ComboBox(
             label="layer", choices=self._conv_choices, tooltip="the convolution to explain"
@@ -161,6 +185,8 @@ class ExplainWidget(Lifetime, Container):
                 self.weights,
                 self.arch,
                 self.load_button,
+                self.target,
+                self.class_choice,
                 self.layer,
                 self.filters,
                 self.method,
@@ -182,6 +208,7 @@ class ExplainWidget(Lifetime, Container):
         self.result: Explanation | None = None
         self.last_error: str | None = None
         self.layers: dict[str, Any] = {}
+        self._classes: list[str] = [PREDICTED]
         self._jobs = qt_runner(self.native, name="kernelspec-explain")
         self._closed = False
         self._connections: list[tuple[Any, Any]] = []
@@ -190,6 +217,7 @@ class ExplainWidget(Lifetime, Container):
         self.cancel_button.changed.connect(self.cancel)
         self.clear_button.changed.connect(self.clear)
         self.method.changed.connect(self._sync_controls)
+        self.target.changed.connect(self._on_target)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             self._connect(event, self._refresh_images)
         self._connect(self.session.bank_changed, self._on_main_bank)
@@ -214,6 +242,17 @@ class ExplainWidget(Lifetime, Container):
 
         return [lay.name for lay in user_images(self.viewer)] or [NO_IMAGE]
 
+    def _class_choices(self, widget: Any = None) -> list[str]:
+        return list(getattr(self, "_classes", [PREDICTED]))
+
+    def _on_target(self, *args: Any) -> None:
+        previous = self.method.value
+        choices = methods_for(self.target.value)
+        self.method.choices = choices
+        if previous not in choices:
+            self.method.value = "gradcam" if "gradcam" in choices else choices[0]
+        self._sync_controls()
+
     def _refresh_images(self, event: Any = None) -> None:
         if not self._closed:
             self.image_layer.reset_choices()
@@ -225,8 +264,14 @@ class ExplainWidget(Lifetime, Container):
 
     def _sync_controls(self, *args: Any) -> None:
         method = self.method.value
-        self.image_layer.visible = method != "maximize"
-        self.steps.visible = self.size.visible = method == "maximize"
+        target = self.target.value
+        making = target == "synthesis"
+        self.class_choice.visible = target == "class" or (making and method == "class")
+        self.filters.visible = self.at.visible = target == "filters"
+        self.layer.visible = target == "filters" or (making and method == "dream")
+        self.image_layer.visible = method != "maximize" and not (making and method == "class")
+        self.steps.visible = method == "maximize" or making
+        self.size.visible = method == "maximize" or (making and method == "class")
         self.window.visible = method == "occlusion"
 
     @property
@@ -331,8 +376,11 @@ class ExplainWidget(Lifetime, Container):
             on_done=self._on_model,
         )
 
-    def _on_model(self, model: ExplainModel) -> None:
+    def _on_model(self, built: tuple[ExplainModel, list[str]]) -> None:
+        model, self._classes = built
         self.model = model
+        self.class_choice.reset_choices()
+        self.class_choice.value = PREDICTED
         names = model.conv_names()
         self.layer.reset_choices()
         self.layer.value = names[0]
@@ -346,7 +394,8 @@ class ExplainWidget(Lifetime, Container):
 
         name = self.image_layer.value
         if name in (None, NO_IMAGE) or name not in self.viewer.layers:
-            raise KernelSpecError(f"{self.method.value} explains a filter on an image: add one")
+            what = "a class" if self.target.value == "class" else "a filter"
+            raise KernelSpecError(f"{self.method.value} explains {what} on an image: add one")
         lay = self.viewer.layers[name]
         assert isinstance(lay, napari.layers.Image)
         data = np.asarray(lay.data)
@@ -376,6 +425,12 @@ class ExplainWidget(Lifetime, Container):
 
         if self.model is None or not self.layer.value:
             self._set_error("no model loaded yet: press 'Load model'")
+            return
+        if self.target.value == "class":
+            self._run_class()
+            return
+        if self.target.value == "synthesis":
+            self._run_synthesis()
             return
         method = self.method.value
         try:
@@ -408,27 +463,112 @@ class ExplainWidget(Lifetime, Container):
             on_done=lambda res: self._on_result(res, source_layer),
         )
 
-    def _on_result(self, result: Explanation, source_layer: Any) -> None:
+    def _run_class(self) -> None:
+        """Explain a class score on the chosen image, in a worker."""
+        from ...imaging.explain.methods import iter_explain_class
+
+        method = self.method.value
+        try:
+            target = parse_class(self.class_choice.value)
+            image, source_layer = self._image()
+        except KernelSpecError as exc:
+            self._set_error(str(exc))
+            return
+        options: dict[str, Any] = {}
+        if method == "occlusion":
+            options.update(window=self.window.value, window_stride=max(1, self.window.value // 2))
+        model = self.model
+        what = PREDICTED if target is None else f"class {target}"
+
+        def work() -> Any:
+            result = yield from iter_explain_class(model, image, method, target, **options)
+            return result
+
+        self._start(
+            work,
+            total=1,
+            desc=f"{method} {what}",
+            on_done=lambda res: self._on_result(res, source_layer, "class"),
+        )
+
+    def _run_synthesis(self) -> None:
+        """Make images with one objective (class visualisation or DeepDream), in a worker."""
+        from ...imaging.explain.attribution import prepare_image
+        from ...imaging.explain.methods import iter_synthesize_images
+
+        assert self.model is not None
+        kind = self.method.value
+        options: dict[str, Any] = {"steps": self.steps.value}
+        try:
+            if kind == "class":
+                target = parse_class(self.class_choice.value)
+                if target is None:
+                    raise KernelSpecError("class visualisation needs a class: choose one")
+                options.update(target=[target], size=self.size.value)
+                what = f"class {target}"
+            else:
+                image, _ = self._image()
+                options.update(
+                    layers=[self.model.resolve_layer(self.layer.value)],
+                    image=prepare_image(image, self.model)[0],
+                )
+                what = str(self.layer.value)
+        except KernelSpecError as exc:
+            self._set_error(str(exc))
+            return
+        model = self.model
+
+        def work() -> Any:
+            result = yield from iter_synthesize_images(model, kind, **options)
+            return result
+
+        self._start(
+            work,
+            total=self.steps.value,
+            desc=f"{kind} {what}",
+            on_done=lambda res: self._on_result(res, None, "synthesis"),
+        )
+
+    def _on_result(self, result: Explanation, source_layer: Any, target: str = "filters") -> None:
         self.result = result
         self.layers = {}
         assert self.model is not None
-        title = f"{self.model.name} {result.layer} {result.method}"
+        by_class = target != "filters" and result.meta.get("target_class") is not None
+        what = f"class {result.labels[0]}" if by_class and result.labels else result.layer
+        base = f"{self.model.name} {what} {result.method}"
+        title = base
         taken = {run.name for run in self.session.explanations}
         k = 2
         while title in taken:  # one named group of layers per run
-            title, k = f"{self.model.name} {result.layer} {result.method} ({k})", k + 1
+            title, k = f"{base} ({k})", k + 1
         if result.images is not None:
             self._show_images(result, title)
+        elif result.masks is not None:
+            self._show_masks(result, title, source_layer)
         else:
             self._show_attributions(result, title, source_layer)
         caveats = result.meta["caveats"]
         untrained = "" if self.model.is_trained else " — UNTRAINED weights"
-        self.status.value = f"{title}: {len(result.filters)} filters{untrained}" + (
+        if target != "filters" and "predicted_class" in result.meta:
+            meta = result.meta
+            said, prob = meta["predicted_class"], meta["predicted_probability"]
+            if isinstance(said, list):  # a synthesis of one image per class: the first's
+                said, prob = said[0], prob[0]
+            said = meta.get("predicted_name") or said
+            summary = f"predicted {said} (p={prob:.2f})"
+        else:
+            summary = f"{len(result.filters)} filters"
+        self.status.value = f"{title}: {summary}{untrained}" + (
             "\n" + "\n".join(caveats) if caveats else ""
         )
         self.session.add_explanation(title, list(self.layers.values()))
         bank = self.session.bank
-        if bank is not None and result.layer == bank.layer and result.filters[0] < bank.n_filters:
+        if (
+            target == "filters"
+            and bank is not None
+            and result.layer == bank.layer
+            and result.filters[0] < bank.n_filters
+        ):
             self.session.focus(result.filters[0])  # the main widget zooms to it
 
     def _show_images(self, result: Explanation, title: str) -> None:
@@ -461,6 +601,29 @@ class ExplainWidget(Lifetime, Container):
             border_width=0,
         )
 
+    @staticmethod
+    def _on_grid(result: Explanation, shape: tuple[int, int], source: Any) -> tuple[Any, Any]:
+        """Scale and translate that put an (H, W) plane of `result` over its source image."""
+        scale = np.ones(2)
+        translate = np.zeros(2)
+        if source is not None:
+            original = np.asarray(result.meta["parameters"]["image"]["original_shape"], float)
+            scale = np.asarray(source.scale[-2:], float) * original / np.asarray(shape, float)
+            translate = np.asarray(source.translate[-2:], float) + (scale - source.scale[-2:]) / 2
+        return scale, translate
+
+    def _show_masks(self, result: Explanation, title: str, source: Any) -> None:
+        masks = np.asarray(result.masks).astype(np.uint8)  # (K, H, W): 1 on the object
+        scale, translate = self._on_grid(result, masks.shape[1:], source)
+        self.layers["masks"] = self.viewer.add_labels(
+            masks,
+            name=title,
+            scale=(1.0, *scale),
+            translate=(0.0, *translate),
+            opacity=0.5,
+            metadata={_MARK: True, "meta": result.meta},
+        )
+
     def _show_attributions(self, result: Explanation, title: str, source: Any) -> None:
         from napari.utils.colormaps import Colormap
 
@@ -468,13 +631,7 @@ class ExplainWidget(Lifetime, Container):
 
         maps = np.asarray(result.attributions).sum(axis=1)  # (F, H, W)
         limit = float(np.abs(maps).max()) or 1.0
-        h, w = maps.shape[1:]
-        scale = np.ones(2)
-        translate = np.zeros(2)
-        if source is not None:
-            original = np.asarray(result.meta["parameters"]["image"]["original_shape"], float)
-            scale = np.asarray(source.scale[-2:], float) * original / np.array([h, w])
-            translate = np.asarray(source.translate[-2:], float) + (scale - source.scale[-2:]) / 2
+        scale, translate = self._on_grid(result, maps.shape[1:], source)
         cmap = Colormap(DIVERGING, name="kernelspec-diverging")
         self.layers["attributions"] = self.viewer.add_image(
             maps,
