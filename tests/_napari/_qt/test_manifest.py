@@ -22,7 +22,9 @@ def test_manifest_name_is_the_distribution_name():
     assert widgets[0] == "Kernel spectrum"
     assert {"Explain filters", "Feature maps"} <= set(widgets)
     patterns = set(manifest.contributions.readers[0].filename_patterns)
-    assert patterns == {f"*{s}" for s in (".pth", ".pt", ".ckpt", ".safetensors", ".npy", ".npz")}
+    torch_and_arrays = {f"*{s}" for s in (".pth", ".pt", ".ckpt", ".safetensors", ".npy", ".npz")}
+    other_frameworks = {"*.onnx", "*.keras", "*.h5", "model.json"}
+    assert patterns == torch_and_arrays | other_frameworks
     keys = {s.key for s in manifest.contributions.sample_data}
     assert keys == {"lenet5_digits", "lenet5_history", "alexnet"}
     assert manifest.contributions.readers[0].accepts_directories  # checkpoint folders

@@ -18,11 +18,16 @@ def _roles(viewer) -> dict[str, object]:
 
 @pytest.fixture
 def opened(make_napari_viewer, tmp_path):
-    """A viewer with a planted 5-filter bank (and its bias) opened by the plugin's reader."""
+    """A viewer with a planted 8-filter bank (and its bias) opened by the plugin's reader.
+
+    Filters 1, 3 and 6 share one shape: a group the matched null supports (a pair in five
+    filters is not: the layer-level test needs a few more filters).
+    """
     rng = np.random.default_rng(7)
-    weights = rng.standard_normal((5, 3, 4, 4)).astype(np.float32)
-    weights[3] = weights[1] * 2.0  # filters 1 and 3: one shape, so one cluster
-    bias = rng.standard_normal(5).astype(np.float32)
+    weights = rng.standard_normal((8, 3, 4, 4)).astype(np.float32)
+    weights[3] = weights[1] * 2.0
+    weights[6] = weights[1] * 1.5
+    bias = rng.standard_normal(8).astype(np.float32)
     source = tmp_path / "bank.npz"
     np.savez(source, **{"stem.weight": weights, "stem.bias": bias})
     viewer = make_napari_viewer()
@@ -62,9 +67,9 @@ def test_the_filter_table_saves_as_csv(opened, tmp_path):
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     meta = kernels.metadata["kernelspec"]
-    assert [int(r["index"]) for r in rows] == list(range(5))
+    assert [int(r["index"]) for r in rows] == list(range(8))
     assert [int(r["cluster"]) for r in rows] == meta["labels"]
-    assert rows[1]["cluster"] == rows[3]["cluster"] != "-1"  # the planted pair
+    assert rows[1]["cluster"] == rows[3]["cluster"] == rows[6]["cluster"] != "-1"  # planted
     assert rows[1]["colour"].startswith("#") and rows[1]["colour"] == rows[3]["colour"]
     assert {r["model"] for r in rows} == {meta["model"]} and rows[0]["layer"] == "stem.weight"
     for name, values in meta["descriptors"].items():
