@@ -387,7 +387,8 @@ def similarity_vectors(weights: np.ndarray, method: str, dtype: type = np.float6
     ----------
     weights : (..., N, C, H, W) array_like
     method : {"response", "seed"}
-        ``"response"``: `spectra.tuning_features` with the layer's mean feature removed
+        ``"response"``: `spectra.tuning_features` (amplitudes to the power
+        `TUNING_EXPONENT`) with the layer's mean feature removed
         (over the N axis: the spectrum every filter shares, such as the low-pass shape of
         smooth filters, does not make them alike), then each row's mean (dot = Pearson
         correlation); ``"seed"``: the seed spectra (dot = cosine).
@@ -404,7 +405,7 @@ def similarity_vectors(weights: np.ndarray, method: str, dtype: type = np.float6
         flat = seed_spectra(weights.reshape(-1, *weights.shape[-3:]))
         return unit_rows(flat.reshape(*lead, -1))
     if method == "response":
-        features = tuning_features(weights, dtype=dtype) ** TUNING_EXPONENT
+        features = tuning_features(weights, dtype=dtype, exponent=TUNING_EXPONENT)
         # centred across the layer's filters: the spectrum every filter shares (the low-pass
         # shape of smooth filters) does not make them alike
         features = features - features.mean(axis=-2, keepdims=True)
