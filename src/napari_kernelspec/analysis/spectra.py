@@ -274,7 +274,7 @@ def colour_axes(weights: np.ndarray) -> np.ndarray:
 
 
 def tuning_features(
-    weights: np.ndarray, grid: int = FEATURE_GRID, dtype: type = np.float64
+    weights: np.ndarray, grid: int = FEATURE_GRID, dtype: type = np.float64, exponent: float = 1.0
 ) -> np.ndarray:
     """What the ``"response"`` tuning similarity compares: amplitude spectra per colour axis.
 
@@ -293,6 +293,9 @@ def tuning_features(
         DFT size (raised to the kernel size where smaller).
     dtype : {np.float64, np.float32}
         Precision of the transform (float32 for the many null layers: half the time).
+    exponent : float
+        The amplitudes raised to this power (the ``"response"`` similarity uses
+        `chance.TUNING_EXPONENT`), computed from the power in one step.
 
     Returns
     -------
@@ -321,7 +324,8 @@ def tuning_features(
     b = np.ascontiguousarray(b.transpose(0, 2, 1)).reshape(-1, h)
     real = a @ cos_r.T - b @ sin_r.T  # (M * half, grid)
     imag = a @ sin_r.T + b @ cos_r.T
-    amplitude = np.sqrt(real * real + imag * imag)
+    power = real * real + imag * imag
+    amplitude = np.sqrt(power) if exponent == 1.0 else np.power(power, 0.5 * exponent)
     # back to (..., grid, half) row-major, as rfft2's half plane, then drop DC
     amplitude = amplitude.reshape(-1, cos_c.shape[0], grid).transpose(0, 2, 1)
     amplitude = amplitude.reshape(*lead, -1)[..., 1:]
