@@ -115,3 +115,51 @@ def test_every_control_has_a_tooltip(make_napari_viewer):
     for control in widget.body:
         if control is not widget.status:
             assert control.tooltip, control.label
+
+
+CLOSE_SCRIPT = """
+import sys
+
+import napari
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QApplication
+
+from napari_kernelspec._napari._qt.dataset import DatasetWidget
+
+viewer = napari.Viewer(show=True)
+viewer.add_image(np.zeros((8, 8), np.float32), name="photo")
+widget = DatasetWidget(viewer)
+viewer.window.add_dock_widget(widget, name="Dataset")
+widget.limit.value = 300
+widget.coordinates.value = "pca"
+widget.run()
+assert widget.busy, "the run must still be going when we close"
+added = []
+viewer.layers.events.inserted.connect(lambda event: added.append(event.value.name))
+QTimer.singleShot(300, viewer.close)
+QTimer.singleShot(60000, QApplication.instance().quit)  # safety net
+napari.run()
+print("closed", widget.closed, "added", added, flush=True)
+"""
+
+
+@pytest.mark.slow  # a fresh Python with napari: ~20 s
+def test_closing_the_viewer_while_it_works_exits_quietly(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERNELSPEC_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-c", CLOSE_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert "Traceback" not in text and "has been deleted" not in text, text[-3000:]
+    assert "closed True added []" in out.stdout
