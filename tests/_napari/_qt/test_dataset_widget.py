@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,37 @@ def test_points_selection_shows_that_image(shown, qtbot):
     qtbot.waitUntil(lambda: image.metadata["kernelspec"]["row"] == 17, timeout=5000)
     np.testing.assert_array_equal(image.data, load_item("digits:17"))
     assert widget.layers["dataset_image"] is image  # updated in place
+
+    # the mouse over point 5 (napari's highlight) shows image 5
+    event = SimpleNamespace(
+        position=tuple(np.asarray(points.data[5]) + np.asarray(points.translate)),
+        view_direction=None,
+        dims_displayed=[0, 1],
+    )
+    widget._on_hover(points, event)
+    assert image.metadata["kernelspec"]["row"] == 5
+    np.testing.assert_array_equal(image.data, load_item("digits:5"))
+    assert points.mouse_move_callbacks  # what napari calls on mouse moves
+
+
+def test_follows_the_session_model(make_napari_viewer):
+    from napari_kernelspec import KernelBank
+    from napari_kernelspec._napari._qt.dataset import MAIN, DatasetWidget
+    from napari_kernelspec._napari.session import session_for
+    from napari_kernelspec.analysis import analyze
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    bank = KernelBank(
+        weights=rng.normal(size=(4, 1, 3, 3)).astype(np.float32),
+        model="w.npy",
+        layer="w",
+        source="array",
+    )
+    session_for(viewer).show(analyze(bank))  # what the main widget publishes
+    widget = DatasetWidget(viewer)
+    assert widget.model.value == MAIN
+    assert widget.request().model is bank
 
 
 def test_heatmap_has_named_axes_and_a_colour_bar(shown):

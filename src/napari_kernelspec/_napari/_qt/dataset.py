@@ -6,7 +6,7 @@ next partition and adds nothing). The finished result is shown as three layers p
 `layout.beside_all` so they overlap nothing already shown (`dataset_layers`):
 
 - the embedding of the images (t-SNE or PCA) as Points coloured by class; selecting a point
-  shows that image in
+  (or moving the mouse over one) shows that image in
 - an Image layer beside it;
 - the filters x classes mean-activation heatmap with a colour bar and axes named
   ``("filter", "class")``.
@@ -361,6 +361,7 @@ class DatasetWidget(Lifetime, Container):
         signal = getattr(events, "items_changed", None)
         signal = events.changed if signal is None else signal
         signal.connect(self._on_point_selected)
+        points.mouse_move_callbacks.append(self._on_hover)
         self.show_image(0)
         if result.stats.n_classes:
             data = heatmap_layer(result)
@@ -408,6 +409,23 @@ class DatasetWidget(Lifetime, Container):
         layer = self.viewer.add_image(data.data, **data.kwargs)
         self._layers["dataset_image"] = layer
         return layer
+
+    def _on_hover(self, layer: Any, event: Any) -> None:
+        """Mouse over a point of the embedding: show its image (the highlighted point)."""
+        if self._closed or self._result is None:
+            return
+        index = layer.get_value(
+            event.position,
+            view_direction=event.view_direction,
+            dims_displayed=event.dims_displayed,
+            world=True,
+        )
+        if index is None:
+            return
+        row = int(layer.features["row"].iloc[int(index)])
+        shown = self._layers.get("dataset_image")
+        if shown is None or shown.metadata.get("kernelspec", {}).get("row") != row:
+            self.show_image(row)
 
     def _on_point_selected(self, *_: Any) -> None:
         points = self._layers.get("embedding")
