@@ -23,6 +23,7 @@ import numpy as np
 
 from ..analysis import palette
 from .layers import LayerData
+from .maps_layers import _meta as maps_meta
 
 if TYPE_CHECKING:
     from ..imaging.dataset.run import DatasetResult
@@ -49,18 +50,8 @@ NO_CLASS = "(none)"
 
 
 def _meta(role: str, result: DatasetResult, **extra: Any) -> dict[str, Any]:
-    bank = result.bank
-    return {
-        "kernelspec": {
-            "role": role,
-            "model": bank.model,
-            "display_name": bank.display_name,
-            "layer": bank.layer,
-            "n_filters": bank.n_filters,
-            "source": result.source.name,
-            **extra,
-        }
-    }
+    """The feature-maps layers' metadata (model, layer, filters) plus the dataset's name."""
+    return maps_meta(role, result, source=result.source.name, **extra)
 
 
 def embedding_coordinates(
