@@ -196,3 +196,40 @@ def test_closing_the_viewer_while_it_works_exits_quietly(tmp_path):
     assert out.returncode == 0, text[-3000:]
     assert "Traceback" not in text and "has been deleted" not in text, text[-3000:]
     assert "closed True added []" in out.stdout
+
+
+def test_a_class_folder_with_a_weights_file(make_napari_viewer, qtbot, tmp_path):
+    """A folder in ImageFolder layout and a weights file: the shown image is that file."""
+    from PIL import Image
+
+    from napari_kernelspec._napari._qt.dataset import FOLDER, OTHER, DatasetWidget
+
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "w.npy", rng.normal(size=(3, 1, 3, 3)).astype(np.float32))
+    files = {}
+    for name in ("cats", "dogs"):
+        (tmp_path / "set" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (12, 14), dtype=np.uint8)
+            path = tmp_path / "set" / name / f"{i}.png"
+            Image.fromarray(pixels).save(path)
+            files[str(path)] = pixels
+    viewer = make_napari_viewer(show=True)
+    widget = DatasetWidget(viewer)
+    widget.model.value = OTHER
+    widget.other.value = str(tmp_path / "w.npy")
+    widget.source.value = FOLDER
+    widget.folder.value = tmp_path / "set"
+    widget.coordinates.value = "pca"
+    assert widget.run() is not None
+    qtbot.waitUntil(widget.wait_idle_condition, timeout=WORKER_TIMEOUT_MS)
+    assert widget.last_error is None, widget.last_error
+    points = widget.layers["embedding"]
+    assert list(points.features["class"]) == ["cats"] * 3 + ["dogs"] * 3
+    assert widget.layers["class_heatmap"].data.shape == (3, 2)  # 3 filters x 2 classes
+    points.selected_data = {4}
+    image = widget.layers["dataset_image"]
+    qtbot.waitUntil(lambda: image.metadata["kernelspec"]["row"] == 4, timeout=5000)
+    path = points.features["path"].iloc[4]
+    assert path.endswith("dogs/1.png")
+    np.testing.assert_array_equal(image.data, files[path])
