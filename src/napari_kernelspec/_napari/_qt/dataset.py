@@ -376,7 +376,11 @@ class DatasetWidget(Lifetime, Container):
         self.status.value = (
             f"{result.bank.display_name} {result.bank.layer} over {len(result.source)} images "
             f"of {result.source.name}"
-            + (f"; feature neighbours of the same class: {share:.0%}" if share is not None else "")
+            + (
+                f"; feature neighbours of the same class: {share:.0%}"
+                if isinstance(share, float) and share == share  # not None, not NaN
+                else ""
+            )
             + ". Select a point to see its image."
         )
 
