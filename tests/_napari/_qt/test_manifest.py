@@ -20,7 +20,7 @@ def test_manifest_name_is_the_distribution_name():
     assert manifest.name == "napari-kernelspec"
     widgets = [w.display_name for w in manifest.contributions.widgets]
     assert widgets[0] == "Kernel spectrum"
-    assert {"Explain filters", "Feature maps"} <= set(widgets)
+    assert {"Explain filters", "Feature maps", "Dataset"} <= set(widgets)
     patterns = set(manifest.contributions.readers[0].filename_patterns)
     torch_and_arrays = {f"*{s}" for s in (".pth", ".pt", ".ckpt", ".safetensors", ".npy", ".npz")}
     other_frameworks = {"*.onnx", "*.keras", "*.h5", "model.json"}
