@@ -158,19 +158,8 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-#: Being untangled (the readers' dispatch and their shared helpers); nothing may join it.
-KNOWN_CYCLES: list[list[str]] = [
-    [
-        "napari_kernelspec.sources.checkpoints",
-        "napari_kernelspec.sources.formats",
-        "napari_kernelspec.sources.keras_format",
-        "napari_kernelspec.sources.onnx_format",
-    ]
-]
-
-
 def test_no_import_cycles() -> None:
-    cycles = [c for c in strongly_connected(import_graph()) if c not in KNOWN_CYCLES]
+    cycles = strongly_connected(import_graph())
     assert not cycles, f"import cycles (imports, even inside functions): {cycles}"
 
 

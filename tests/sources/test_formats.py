@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from napari_kernelspec.base.errors import KernelSpecError
-from napari_kernelspec.sources import checkpoints, formats, tensors
+from napari_kernelspec.sources import checkpoints, formats, readers, tensors
 from napari_kernelspec.sources.loading import load_kernels
 
 _spec = importlib.util.spec_from_file_location(
@@ -33,7 +33,7 @@ BIAS = RNG.standard_normal(6).astype(np.float32)
 
 
 def _entries(data: bytes, name: str = "w"):
-    return formats.read_entries(io.BytesIO(data), name, len(data))
+    return readers.read_entries(io.BytesIO(data), name, len(data))
 
 
 def _torch_bytes(state: dict, legacy: bool = False) -> bytes:

@@ -3,7 +3,8 @@
 The readers here work on a local file and on `remote.RangeFile` alike: they read the small
 structural parts of a file (the zip central directory and ``data.pkl``, the leading pickles
 of a legacy file, a safetensors JSON header) and then, for the one tensor chosen, only that
-tensor's bytes. The format is recognised from the first bytes, never from the file name:
+tensor's bytes. The format is recognised from the first bytes (`readers.detect`), never
+from the file name:
 
 ========================  =========================================================
 first bytes               format
@@ -40,14 +41,21 @@ import numpy as np
 
 from ..base.bank import validate_weights
 from ..base.errors import KernelSpecError
-from . import checkpoints, tensors
+from . import tensors
+from .entries import (
+    TensorEntry,
+    _bias,
+    _find_state_dict,
+    _flatten,
+    check_tensor_size,
+    refuse_pickle_message,
+    select_entry,
+)
 
 __all__ = [
     "MAX_HEADER_BYTES",
     "MAX_TENSOR_BYTES",
     "Sharded",
-    "detect",
-    "read_entries",
     "select_kernels",
 ]
 
@@ -98,46 +106,6 @@ def _torch_dtype(code: str) -> Any:
     return getattr(torch, names[code])
 
 
-# --- format detection ----------------------------------------------------------------------
-
-
-def detect(head: bytes) -> str:
-    """The format of a file from its first bytes.
-
-    Parameters
-    ----------
-    head : bytes
-        The first bytes of the file (512 or more for the tar test; fewer is fine otherwise).
-
-    Returns
-    -------
-    {"zip", "legacy", "tar", "safetensors", "index", "hdf5", "npy", "onnx", "unknown"}
-        ``"index"`` is any JSON object (a shard index or a TensorFlow.js ``model.json``);
-        ``"zip"`` a torch checkpoint, a Keras ``.keras`` file or an ``.npz``.
-    """
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "hdf5"
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head.startswith(b"\x80\x02\x8a\x0a"):
-        return "legacy"
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar"
-    if len(head) >= 9 and head[8:9] == b"{":
-        (n,) = struct.unpack("<Q", head[:8])
-        if n >= 2:
-            return "safetensors"
-    if head.lstrip()[:1] == b"{":
-        return "index"
-    from .onnx_format import is_onnx
-
-    if is_onnx(head):
-        return "onnx"
-    return "unknown"
-
-
 # --- the restricted unpickler --------------------------------------------------------------
 
 
@@ -181,7 +149,7 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
 def _meta_tensor(storage: Any, offset: Any, size: Any, stride: Any) -> Any:
     """A meta tensor (nothing allocated) standing for a stored tensor; `TensorRef` attached.
 
-    Meta tensors let `checkpoints`' state-dict search (which looks for ``torch.Tensor``)
+    Meta tensors let `entries`' state-dict search (which looks for ``torch.Tensor``)
     run unchanged on what the restricted unpickler builds.
     """
     import torch
@@ -289,7 +257,7 @@ def _unpickle(fh: BinaryIO, name: str, legacy: bool) -> tuple[Any, dict[str, _St
     try:
         return unpickler.load(), unpickler.storages
     except _Refused:
-        raise KernelSpecError(checkpoints.refuse_pickle_message(name)) from None
+        raise KernelSpecError(refuse_pickle_message(name)) from None
     except KernelSpecError:
         raise
     except Exception as exc:
@@ -381,14 +349,14 @@ def _read_array(
 
 def _entries_from_state(
     obj: Any, name: str, reader: Callable[[TensorRef], np.ndarray]
-) -> list[checkpoints.TensorEntry]:
-    """`checkpoints`' state-dict search over the placeholder tree, as lazy entries."""
+) -> list[TensorEntry]:
+    """`entries`' state-dict search over the placeholder tree, as lazy entries."""
     import torch
 
     if isinstance(obj, torch.Tensor):
         pairs = [(name, obj)]
     elif isinstance(obj, dict):
-        pairs = checkpoints._flatten(checkpoints._find_state_dict(obj, name), name)
+        pairs = _flatten(_find_state_dict(obj, name), name)
     else:
         raise KernelSpecError(
             f"{name} holds a {type(obj).__name__}, not a state dict; "
@@ -405,7 +373,7 @@ def _entries_from_state(
             kind = "o"
         else:
             kind = "i"
-        entries.append(checkpoints.TensorEntry(key, ref.shape, kind, lambda r=ref: reader(r)))
+        entries.append(TensorEntry(key, ref.shape, kind, lambda r=ref: reader(r)))
     return entries
 
 
@@ -427,7 +395,7 @@ def _record_data_start(fh: BinaryIO, info: zipfile.ZipInfo, name: str) -> int:
     return info.header_offset + 30 + n_name + n_extra
 
 
-def zip_entries(fh: BinaryIO, name: str) -> list[checkpoints.TensorEntry]:
+def zip_entries(fh: BinaryIO, name: str) -> list[TensorEntry]:
     """Tensors of a zip checkpoint: the directory and ``data.pkl`` read, tensors lazily.
 
     Parameters
@@ -514,7 +482,7 @@ class _Bounded(io.RawIOBase):
         return self.fh.readline(limit)
 
 
-def legacy_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.TensorEntry]:
+def legacy_entries(fh: BinaryIO, name: str, size: int) -> list[TensorEntry]:
     """Tensors of a legacy (pre-1.6) checkpoint: the leading pickles read, tensors lazily.
 
     The storages follow the pickles in the order of the stored key list, each an 8-byte
@@ -598,7 +566,7 @@ def _json_header(fh: BinaryIO, name: str, start: int, length: int) -> Any:
         raise _damaged(name, exc) from exc
 
 
-def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.TensorEntry]:
+def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[TensorEntry]:
     """Tensors of a safetensors file, in the order of their data; tensors read lazily."""
     fh.seek(0)
     head = fh.read(8)
@@ -627,9 +595,7 @@ def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.
         raise _damaged(name, exc) from exc
     for begin, key, code, shape, end in sorted(items):
         if code is None:
-            entries.append(
-                checkpoints.TensorEntry(key, shape, "o", lambda k=key: _no_dtype(name, k))
-            )
+            entries.append(TensorEntry(key, shape, "o", lambda k=key: _no_dtype(name, k)))
             continue
         if int(np.prod(shape, dtype=np.int64)) * _itemsize(code) != end - begin:
             raise _damaged(name, f"{key}: its byte range does not fit its shape and dtype")
@@ -639,7 +605,7 @@ def safetensors_entries(fh: BinaryIO, name: str, size: int) -> list[checkpoints.
             return _read_array(fh, name, base + b, base + e, c, s, st)
 
         kind = tensors.kind_of(code)
-        entries.append(checkpoints.TensorEntry(key, shape, kind, read))
+        entries.append(TensorEntry(key, shape, kind, read))
     return entries
 
 
@@ -683,98 +649,7 @@ def _index(index: Any, name: str) -> Sharded:
     return Sharded(weight_map)
 
 
-# --- dispatch ------------------------------------------------------------------------------
-
-
-def read_entries(
-    fh: BinaryIO,
-    name: str,
-    size: int,
-    open_sibling: Callable[[str], BinaryIO] | None = None,
-) -> tuple[str, list[checkpoints.TensorEntry] | Sharded]:
-    """The format and tensors (or shard index) of a weights file, local or remote alike.
-
-    Parameters
-    ----------
-    fh : seekable binary file
-    name : str
-        How to name the file in messages (a file name or URL).
-    size : int
-        The file's size in bytes.
-    open_sibling : callable, optional
-        ``open_sibling(relative_path) -> binary file``: files next to this one (ONNX external
-        data, TensorFlow.js weight shards).
-
-    Returns
-    -------
-    (format, entries or Sharded)
-        format is ``"torch-zip"``, ``"torch-legacy"``, ``"safetensors"``, ``"index"``,
-        ``"onnx"``, ``"keras"``, ``"keras-h5"``, ``"tfjs"``, ``"npy"`` or ``"npz"``.
-
-    Raises
-    ------
-    KernelSpecError
-        For a tar-format or unknown file, a refused pickle or a damaged file.
-    """
-    fh.seek(0)
-    head = fh.read(512)
-    kind = detect(head)
-    if kind == "zip":
-        return _zip_kind(fh, name)
-    if kind == "legacy":
-        return "torch-legacy", legacy_entries(fh, name, size)
-    if kind == "safetensors":
-        return "safetensors", safetensors_entries(fh, name, size)
-    if kind == "index":
-        document = _json_header(fh, name, 0, size)
-        from . import keras_format
-
-        if keras_format.is_tfjs(document):
-            return "tfjs", keras_format.tfjs_entries(document, name, open_sibling)
-        return "index", _index(document, name)
-    if kind == "onnx":
-        from .onnx_format import onnx_entries
-
-        return "onnx", onnx_entries(fh, name, size, open_sibling)
-    if kind == "hdf5":
-        from .keras_format import h5_entries
-
-        return "keras-h5", h5_entries(fh, name)
-    if kind == "npy":
-        return "npy", [_npy_entry(fh, name, size)]
-    if kind == "tar":
-        raise KernelSpecError(
-            f"{name} is in torch's old tar checkpoint format, which is not supported; load "
-            "it with an old torch and save model.state_dict() again"
-        )
-    shown = head[:8].hex(" ") if head else "nothing"
-    raise KernelSpecError(
-        f"{name} is not a checkpoint or model file (it starts with {shown}); give a torch "
-        ".pth/.pt/.bin, .safetensors, index.json, .onnx, Keras .keras/.h5 or TensorFlow.js "
-        "model.json file"
-    )
-
-
-def _zip_kind(fh: BinaryIO, name: str) -> tuple[str, list[checkpoints.TensorEntry]]:
-    """A zip file: a torch checkpoint, a Keras 3 ``.keras`` file or a numpy ``.npz``."""
-    try:
-        names = set(zipfile.ZipFile(fh).namelist())
-    except KernelSpecError:
-        raise
-    except Exception as exc:
-        raise _damaged(name, exc) from exc
-    if "config.json" in names and "model.weights.h5" in names:
-        from .keras_format import keras_zip_entries
-
-        return "keras", keras_zip_entries(fh, name)
-    if names and all(n.endswith(".npy") for n in names):
-        raise KernelSpecError(
-            f"{name} is a numpy .npz archive; give it the .npz extension to read its arrays"
-        )
-    return "torch-zip", zip_entries(fh, name)
-
-
-def _npy_entry(fh: BinaryIO, name: str, size: int) -> checkpoints.TensorEntry:
+def _npy_entry(fh: BinaryIO, name: str, size: int) -> TensorEntry:
     """A ``.npy`` array read from a file object (header first, ``allow_pickle=False``)."""
     fmt = np.lib.format
     fh.seek(0)
@@ -803,28 +678,28 @@ def _npy_entry(fh: BinaryIO, name: str, size: int) -> checkpoints.TensorEntry:
     total = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
     def read() -> np.ndarray:
-        checkpoints.check_tensor_size(shape, name)
+        check_tensor_size(shape, name)
         return _read_array(fh, name, start, min(size, start + total), code, shape, stride, order)
 
-    return checkpoints.TensorEntry(name, shape, tensors.kind_of(code), read)
+    return TensorEntry(name, shape, tensors.kind_of(code), read)
 
 
 def select_kernels(
-    entries: list[checkpoints.TensorEntry], name: str, layer: str | None
+    entries: list[TensorEntry], name: str, layer: str | None
 ) -> tuple[str, np.ndarray]:
     """The chosen entry's key and validated (N, C, H, W) float32 weights.
 
     Same rules as local files (`checkpoints.read_kernels`): `layer` with or without
     ``".weight"``, else the first 4-D floating tensor.
     """
-    entry = checkpoints.select_entry(entries, layer, name)
-    checkpoints.check_tensor_size(entry.shape, f"{name} [{entry.key}]")
+    entry = select_entry(entries, layer, name)
+    check_tensor_size(entry.shape, f"{name} [{entry.key}]")
     return entry.key, validate_weights(entry.read(), f"{name} [{entry.key}]")
 
 
-def select_bias(entries: list[checkpoints.TensorEntry], key: str, n: int) -> np.ndarray | None:
+def select_bias(entries: list[TensorEntry], key: str, n: int) -> np.ndarray | None:
     """The ``<layer>.bias`` next to the chosen ``<layer>.weight`` `key`, if the file has it."""
     chosen = next(e for e in entries if e.key == key)
     if chosen.bias is not None:
         return chosen.bias()
-    return checkpoints._bias(entries, chosen, n)
+    return _bias(entries, chosen, n)

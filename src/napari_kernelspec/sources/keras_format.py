@@ -28,7 +28,8 @@ import numpy as np
 
 from ..base.errors import KernelSpecError
 from ..base.text import printable
-from . import checkpoints, formats, tensors
+from . import formats, tensors
+from .entries import TensorEntry, check_tensor_size
 
 __all__ = ["HDF5_MAGIC", "h5_entries", "keras_zip_entries", "layer_entries", "tfjs_entries"]
 
@@ -111,7 +112,7 @@ def _nchw_shape(cls: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return (c * n, 1, kh, kw) if cls == "DepthwiseConv2D" else (n, c, kh, kw)
 
 
-def layer_entries(name: str, config: Any, store: Store) -> list[checkpoints.TensorEntry]:
+def layer_entries(name: str, config: Any, store: Store) -> list[TensorEntry]:
     """Entries for the convolutions of a Keras config whose variables `store` holds.
 
     Parameters
@@ -143,7 +144,7 @@ def layer_entries(name: str, config: Any, store: Store) -> list[checkpoints.Tens
         if rest and len(rest[0][0]) == 1:
             bias = rest[0][1]
         entries.append(
-            checkpoints.TensorEntry(
+            TensorEntry(
                 layer,
                 shape,
                 "f",
@@ -163,7 +164,7 @@ def _dataset_reader(ds: Any, what: str) -> tuple[tuple[int, ...], Callable[[], n
     shape = tuple(int(s) for s in ds.shape)
 
     def read() -> np.ndarray:
-        checkpoints.check_tensor_size(shape, what)
+        check_tensor_size(shape, what)
         if ds.dtype.kind not in "fiu":
             raise KernelSpecError(f"{what} has dtype {ds.dtype}; give real-valued weights")
         return np.asarray(ds[()], dtype=np.float32)
@@ -171,7 +172,7 @@ def _dataset_reader(ds: Any, what: str) -> tuple[tuple[int, ...], Callable[[], n
     return shape, read
 
 
-def h5_entries(fh: BinaryIO, name: str, config: Any = None) -> list[checkpoints.TensorEntry]:
+def h5_entries(fh: BinaryIO, name: str, config: Any = None) -> list[TensorEntry]:
     """A Keras HDF5 file (Keras 3 ``.weights.h5`` or legacy ``.h5``) from a binary file."""
     h5py = _h5py(name)
     try:
@@ -279,7 +280,7 @@ class _Window(io.RawIOBase):
         return len(data)
 
 
-def keras_zip_entries(fh: BinaryIO, name: str) -> list[checkpoints.TensorEntry]:
+def keras_zip_entries(fh: BinaryIO, name: str) -> list[TensorEntry]:
     """A Keras 3 ``.keras`` file: ``config.json`` and the stored ``model.weights.h5``."""
     try:
         zf = zipfile.ZipFile(fh)
@@ -316,7 +317,7 @@ _TFJS_QUANT = {"uint8": "u1", "uint16": "u2", "float16": "f2"}
 
 def tfjs_entries(
     document: dict[str, Any], name: str, open_sibling: Callable[[str], BinaryIO] | None
-) -> list[checkpoints.TensorEntry]:
+) -> list[TensorEntry]:
     """A TensorFlow.js layers model from its parsed ``model.json`` and its shard files."""
     manifest = document.get("weightsManifest")
     if not isinstance(manifest, list):
@@ -362,7 +363,7 @@ def tfjs_entries(
 
 def _tfjs_reader(paths, offset, nbytes, code, shape, quant, name, open_sibling):
     def read() -> np.ndarray:
-        checkpoints.check_tensor_size(shape, f"{printable(name)}")
+        check_tensor_size(shape, f"{printable(name)}")
         if open_sibling is None:
             raise KernelSpecError(
                 f"{printable(name)}: its weight shards cannot be opened here; keep them next "

@@ -25,7 +25,7 @@ import numpy as np
 from ..base.bank import KernelBank
 from ..base.errors import KernelSpecError
 from ..base.text import printable, redact
-from . import cache, checkpoints, models, pretrained, remote, tensors
+from . import cache, checkpoints, entries, models, pretrained, remote, tensors
 
 __all__ = [
     "WEIGHTS",
@@ -745,7 +745,7 @@ def file_network(bank: KernelBank) -> Any:
         state = checkpoints.torch_load(path)
     if not isinstance(state, dict):
         raise KernelSpecError(f"{printable(path.name)} is not a state dict")
-    state = checkpoints._find_state_dict(state, path.name)
+    state = entries._find_state_dict(state, path.name)
     if state and all(str(k).startswith("module.") for k in state):
         state = {str(k)[len("module.") :]: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}

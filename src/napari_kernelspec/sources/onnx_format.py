@@ -23,7 +23,8 @@ import numpy as np
 
 from ..base.errors import KernelSpecError
 from ..base.text import printable
-from . import checkpoints, formats, tensors
+from . import formats, tensors
+from .entries import TensorEntry, check_tensor_size
 
 __all__ = ["is_onnx", "onnx_entries"]
 
@@ -221,7 +222,7 @@ def onnx_entries(
     name: str,
     size: int,
     open_sibling: Callable[[str], BinaryIO] | None = None,
-) -> list[checkpoints.TensorEntry]:
+) -> list[TensorEntry]:
     """The 2-D convolutions of an ONNX model in graph order, as lazy entries.
 
     Parameters
@@ -353,9 +354,7 @@ def _entry(fh, name, node, index, w_name, b_name, weight, open_sibling):
     shape = _conv_shape(node, name)
     geometry = _geometry(node, shape, name)
     aliases = (node.name,) if node.name and node.name != w_name else ()
-    return checkpoints.TensorEntry(
-        w_name, shape, "f", read, geometry=geometry, aliases=aliases, bias=bias
-    )
+    return TensorEntry(w_name, shape, "f", read, geometry=geometry, aliases=aliases, bias=bias)
 
 
 def _conv_shape(node: _Node, name: str) -> tuple[int, ...]:
@@ -406,7 +405,7 @@ def _array(
     if code is None or code == "b1":
         raise KernelSpecError(f"{what} has ONNX data type {t.dtype}; give real-valued weights")
     shape = tuple(int(d) for d in t.dims)
-    checkpoints.check_tensor_size(shape, what)
+    check_tensor_size(shape, what)
     stride = tuple(int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(len(shape)))
     nbytes = int(np.prod(shape, dtype=np.int64)) * tensors.itemsize(code)
     if t.external:

@@ -41,7 +41,7 @@ import numpy as np
 from ..base.errors import KernelSpecError
 from ..base.limits import http_timeout
 from ..base.text import redact
-from . import cache, formats, tensors, transport
+from . import cache, formats, readers, tensors, transport
 
 __all__ = [
     "BLOCK_SIZE",
@@ -736,7 +736,7 @@ def _read_location(
     rf = None
     try:
         rf = loc.open()
-        fmt, found = formats.read_entries(rf, loc.name, rf.size, _sibling_opener(loc))
+        fmt, found = readers.read_entries(rf, loc.name, rf.size, _sibling_opener(loc))
         if isinstance(found, formats.Sharded):
             reads.add(rf.url, rf.bytes_transferred, rf.requests, "range", rf.size)
             return _read_sharded(loc, found, layer, reads, rename)
@@ -779,7 +779,7 @@ def _read_file(
     reads.add(getattr(loc, "url", loc.name), size if how == "download" else 0, 0, how, size)
     try:
         with open(path, "rb") as fh:
-            fmt, found = formats.read_entries(fh, loc.name, size)
+            fmt, found = readers.read_entries(fh, loc.name, size)
             if isinstance(found, formats.Sharded):
                 return _read_sharded(loc, found, layer, reads, rename)
             key, weights = _choose(found, loc.name, layer, rename)

@@ -25,7 +25,7 @@ __all__ = [
 #: model shard is about 1 MB; ResNet50's ONNX nodes are 40 kB).
 MAX_HEADER_BYTES = 64 * 2**20
 
-#: The most bytes one tensor may span: 2**26 float64 numbers (`checkpoints.MAX_TENSOR_ELEMENTS`
+#: The most bytes one tensor may span: 2**26 float64 numbers (`entries.MAX_TENSOR_ELEMENTS`
 #: of the widest dtype). A first convolution is a few MB at most (ViT-H/14: 3 MB).
 MAX_TENSOR_BYTES = 512 * 2**20
 

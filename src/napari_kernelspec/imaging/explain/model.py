@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from ...base.errors import KernelSpecError
-from ...sources import checkpoints, loading, models, pretrained
+from ...sources import checkpoints, entries, loading, models, pretrained
 
 if TYPE_CHECKING:
     import torch
@@ -569,7 +569,7 @@ def _pretrained(
 def _load_state(net: nn.Module, state: Any, path: Path, arch: str) -> None:
     if not isinstance(state, dict):
         raise KernelSpecError(f"{path.name} is not a state dict; save model.state_dict()")
-    state = checkpoints._find_state_dict(state, path.name)
+    state = entries._find_state_dict(state, path.name)
     if state and all(str(k).startswith("module.") for k in state):
         state = {str(k)[len("module.") :]: v for k, v in state.items()}  # DataParallel
     try:
