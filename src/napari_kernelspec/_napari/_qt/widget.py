@@ -151,6 +151,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         self._bounds: Any = None
         self._highlight: list[int] = []
         self._closed = False
+        self._labels_layer: Any = None  # the mosaic labels (`legends.update_mosaic_labels`)
         self._focusing = False
         self._syncing = False
         self._connections: list[tuple[Any, Callable[..., Any]]] = []
@@ -337,7 +338,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         else right of every other layer (`layout.beside_all`)."""
         from ..layout import beside_all, overlaps, world_extent
 
-        ours = list(self.layers.values())
+        ours = [*self.layers.values(), *[lay for lay in [self._labels_layer] if lay is not None]]
         shown = self._shown_request
         if shown is not None and ours and not shown.history:
             others = [lay for lay in self.viewer.layers if all(lay is not o for o in ours)]
@@ -674,6 +675,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         self._update_table(result)
         self.summary.value = self._summary_text()
         self._refresh_thumbnails()
+        self._refresh_legends(labels=False)  # the step's tiles under the indices
         self._refresh_hover()
         # Linked widgets (feature maps, explain) follow once the slider pauses.
         self._step_signal.start()
