@@ -166,9 +166,10 @@ def label_points(clusters_meta: dict[str, Any], shown: str) -> tuple[np.ndarray,
 def update_mosaic_labels(viewer: Any, clusters: Any, shown: str, steps: int = 1) -> Any:
     """Create or update the Points layer whose text names each mosaic above it.
 
-    ``shown`` is ``"kernels"``, ``"spectra"`` or ``"both"`` (side by side). The layer has
-    invisible markers and the text only; it carries ``metadata["kernelspec"]["role"]`` =
-    `LABELS_ROLE`, so the layout counts it as the plugin's own.
+    ``shown`` is ``"kernels"`` or ``"spectra"`` (the mosaic on the shared grid; side by
+    side both are labelled). The layer has invisible markers and the text only; it carries
+    ``metadata["kernelspec"]["role"]`` = `LABELS_ROLE` (one per viewer, reused, renamed with
+    the model), so the layout counts it as the plugin's own.
     """
     meta = clusters.metadata["kernelspec"]
     places, texts = label_points(meta, shown)
@@ -181,32 +182,28 @@ def update_mosaic_labels(viewer: Any, clusters: Any, shown: str, steps: int = 1)
         for lay in viewer.layers
         if isinstance(lay.metadata, dict)
         and lay.metadata.get("kernelspec", {}).get("role") == LABELS_ROLE
-        and lay.metadata["kernelspec"].get("of") == clusters.name.rsplit(" ", 1)[0]
     ]
-    base = clusters.name.rsplit(" ", 1)[0]
-    text = {
-        "string": "{label}",
-        "anchor": "lower_left",
-        "size": 12,
-        "color": "white",
-    }
+    name = f"{clusters.name.rsplit(' ', 1)[0]} {LABELS_ROLE}"
+    features = {"label": np.array(texts, dtype=object)}
+    text = {"string": "{label}", "anchor": "lower_left", "size": 12, "color": "white"}
     if found and found[0].ndim == places.shape[1]:
         layer = found[0]
         layer.data = places
-        layer.features = {"label": np.array(texts, dtype=object)}
+        layer.features = features
         layer.text = text
-    else:
-        for old in found:
-            viewer.layers.remove(old)
-        layer = viewer.add_points(
-            places,
-            name=f"{base} {LABELS_ROLE}",
-            size=0.0,
-            face_color="transparent",
-            border_width=0,
-            features={"label": np.array(texts, dtype=object)},
-            text=text,
-            metadata={"kernelspec": {"role": LABELS_ROLE, "of": base}},
-        )
-        layer.editable = False
+        layer.name = name
+        return layer
+    for old in found:
+        viewer.layers.remove(old)
+    layer = viewer.add_points(
+        places,
+        name=name,
+        size=0.0,
+        face_color="transparent",
+        border_width=0,
+        features=features,
+        text=text,
+        metadata={"kernelspec": {"role": LABELS_ROLE}},
+    )
+    layer.editable = False
     return layer

@@ -278,7 +278,7 @@ def test_close_disconnects_and_reopen_adopts_layers(docked, qtbot, wait_idle):
     again.weights.value = "random"
     again.model.value = "lenet5"
     wait_idle(again)
-    assert len(viewer.layers) == 3 and again.layers["kernels"] is layers["kernels"]
+    assert len(viewer.layers) == 4 and again.layers["kernels"] is layers["kernels"]
 
 
 def test_untrained_warning_is_a_notification(make_napari_viewer, qtbot, wait_idle):
