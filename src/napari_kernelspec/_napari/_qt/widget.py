@@ -582,8 +582,10 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
             if any(d.data is None for d in outcome.layers):
                 self._rebuild(outcome)  # pixels were left out for layers that are gone
                 return
-            for lay in alive.values():
+            labels = [lay for lay in [self._labels_layer] if lay in self.viewer.layers]
+            for lay in [*alive.values(), *labels]:  # all go: napari resets the new step axis
                 self.viewer.layers.remove(lay)
+            self._labels_layer = None
             self._layers = {}
             for data in outcome.layers:
                 kwargs = dict(data.kwargs)
