@@ -328,3 +328,21 @@ def test_histories_fall_back_to_analyze_where_rethreshold_cannot(
     for t, name in enumerate(STEPS):
         expected = pipeline.analyze(load_kernels(folder / f"{name}.pt"), threshold=0.9).labels
         np.testing.assert_array_equal(labels[t], expected)
+
+
+def test_a_history_is_placed_beside_the_users_image(docked, wait_idle, history_folder):
+    """Widget and reader alike: the history's mosaics never land on the user's image."""
+    from napari_kernelspec._napari.layout import overlaps, world_extent
+
+    viewer, widget = docked
+    # hidden: drawing a 2-D image beside 3-D layers crashes software GL under Xvfb
+    photo = viewer.add_image(np.zeros((300, 300), np.float32), name="photo", visible=False)
+    _open(widget, wait_idle, history_folder[0])
+    ours = list(widget.layers.values())
+    assert all(lay.ndim == 3 for lay in ours)
+    assert not overlaps(world_extent(ours), world_extent([photo]))
+
+    read = viewer.open(history_folder[0], plugin="napari-kernelspec")
+    assert len(read) == 3
+    for other in ([photo], ours):
+        assert not overlaps(world_extent(read), world_extent(other))

@@ -329,9 +329,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
             history=self.model.value == HISTORY,
             side_by_side=self.show_.value == SIDE_BY_SIDE,
         )
-        if not request.history:
-            request = replace(request, origin=self._origin())
-        return request
+        return replace(request, origin=self._origin())
 
     def _origin(self) -> tuple[float, float]:
         """Where the mosaics go: where they are, unless something else lies there now;
@@ -340,7 +338,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
 
         ours = [*self.layers.values(), *[lay for lay in [self._labels_layer] if lay is not None]]
         shown = self._shown_request
-        if shown is not None and ours and not shown.history:
+        if shown is not None and ours:
             others = [lay for lay in self.viewer.layers if all(lay is not o for o in ours)]
             if not overlaps(world_extent(ours), world_extent(others)):
                 return shown.origin
