@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_kernelspec._napari.layers import MosaicGeometry
+from napari_kernelspec._napari.legends import LABELS_ROLE
 from napari_kernelspec.sources.models import SEED_MODELS
 
 pytestmark = pytest.mark.gui
@@ -24,7 +25,11 @@ FIRST_LAYERS = {
 
 
 def _kernelspec_layers(viewer):
-    return [lay for lay in viewer.layers if "kernelspec" in lay.metadata]
+    """The plugin's mosaic layers (the one mosaic-labels layer aside, checked here)."""
+    ours = [lay for lay in viewer.layers if "kernelspec" in lay.metadata]
+    labels = [lay for lay in ours if lay.metadata["kernelspec"].get("role") == LABELS_ROLE]
+    assert len(labels) <= 1  # one labels layer, never piled up
+    return [lay for lay in ours if lay not in labels]
 
 
 def _check_layers(viewer, widget, model: str) -> None:
