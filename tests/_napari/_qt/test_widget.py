@@ -82,7 +82,8 @@ def test_eight_models_produce_three_layers_each(docked, qtbot, wait_idle):
         assert widget.last_error is None, widget.last_error
         _check_layers(viewer, widget, model)
         # Switching model replaces what the viewer shows: three layers, all of this model.
-        names = [layer.name for layer in viewer.layers]
+        names = [layer.name for layer in _kernelspec_layers(viewer)]
+        assert len(viewer.layers) == 4  # and the mosaic labels
         assert len(names) == 3 and set(names) == {lay.name for lay in widget.layers.values()}
         if previous is not None:
             assert not set(names) & previous, "the previous model's layers must be gone"
