@@ -60,7 +60,7 @@ class Request:
         The kernels to the right of the spectra (`layers.beside`), framed on both.
     origin : (float, float)
         World position of the mosaics' first pixel (`layout.beside_all`: right of the
-        user's layers); a training history stays at (0, 0).
+        user's layers), for one model and for a training history alike.
     """
 
     generation: int
@@ -298,6 +298,7 @@ def _compute_history(
             history_label(request.source),
             side_by_side=request.side_by_side,
             with_images=not keep_images,
+            origin=request.origin,
         )
     except KernelSpecError as exc:
         return Outcome(request, error=str(exc), history=history)

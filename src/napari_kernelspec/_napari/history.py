@@ -93,6 +93,7 @@ def history_layer_data(
     *,
     side_by_side: bool = False,
     with_images: bool = True,
+    origin: tuple[float, float] = (0.0, 0.0),
 ) -> list[LayerData]:
     """The three layers of a training history, each with a leading T (step) axis.
 
@@ -111,6 +112,8 @@ def history_layer_data(
     with_images : bool
         False leaves the spectra's and kernels' ``data`` None (a threshold change: only the
         frames and the metadata change; the widget keeps the pixels).
+    origin : (float, float)
+        World (row, column) of the mosaics' first pixel (`layout.beside_all`).
 
     Returns
     -------
@@ -123,7 +126,7 @@ def history_layer_data(
 
     results = list(results)
     drift = history_drift(results, steps)  # checks one shape and one result per step
-    geometry = result_geometry(results[0])
+    geometry = result_geometry(results[0], origin=origin)
     kernels_at = beside(geometry) if side_by_side else None
     per_step = [
         (
@@ -293,10 +296,24 @@ def _history_layers(source: str | os.PathLike[str], view: str, label: str) -> li
         results, steps = analyse_history(source)
     banks = [result.bank for result in results]
     out = []
-    for layer in history_layer_data(results, steps, view, label):
+    origin = _beside_current_viewer()  # never over the user's images
+    for layer in history_layer_data(results, steps, view, label, origin=origin):
         data, kwargs, layer_type = layer.as_tuple()
         out.append((data, attach_bank(kwargs, banks, steps), layer_type))
     return out
+
+
+def _beside_current_viewer() -> tuple[float, float]:
+    """`layout.beside_all` in the current viewer; (0, 0) without one."""
+    from .layout import beside_all
+
+    try:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+    except Exception:  # no Qt / no viewer: nothing to avoid
+        return 0.0, 0.0
+    return (0.0, 0.0) if viewer is None else beside_all(viewer, (0.0, 0.0))
 
 
 def read_history(path: str | os.PathLike[str] | list[Any]) -> list[LayerDataTuple]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_kernelspec._napari.layers import MosaicGeometry
+from napari_kernelspec._napari.legends import LABELS_ROLE
 from napari_kernelspec.sources.models import SEED_MODELS
 
 pytestmark = pytest.mark.gui
@@ -24,7 +25,11 @@ FIRST_LAYERS = {
 
 
 def _kernelspec_layers(viewer):
-    return [lay for lay in viewer.layers if "kernelspec" in lay.metadata]
+    """The plugin's mosaic layers (the one mosaic-labels layer aside, checked here)."""
+    ours = [lay for lay in viewer.layers if "kernelspec" in lay.metadata]
+    labels = [lay for lay in ours if lay.metadata["kernelspec"].get("role") == LABELS_ROLE]
+    assert len(labels) <= 1  # one labels layer, never piled up
+    return [lay for lay in ours if lay not in labels]
 
 
 def _check_layers(viewer, widget, model: str) -> None:
@@ -77,7 +82,8 @@ def test_eight_models_produce_three_layers_each(docked, qtbot, wait_idle):
         assert widget.last_error is None, widget.last_error
         _check_layers(viewer, widget, model)
         # Switching model replaces what the viewer shows: three layers, all of this model.
-        names = [layer.name for layer in viewer.layers]
+        names = [layer.name for layer in _kernelspec_layers(viewer)]
+        assert len(viewer.layers) == 4  # and the mosaic labels
         assert len(names) == 3 and set(names) == {lay.name for lay in widget.layers.values()}
         if previous is not None:
             assert not set(names) & previous, "the previous model's layers must be gone"
@@ -278,7 +284,7 @@ def test_close_disconnects_and_reopen_adopts_layers(docked, qtbot, wait_idle):
     again.weights.value = "random"
     again.model.value = "lenet5"
     wait_idle(again)
-    assert len(viewer.layers) == 3 and again.layers["kernels"] is layers["kernels"]
+    assert len(viewer.layers) == 4 and again.layers["kernels"] is layers["kernels"]
 
 
 def test_untrained_warning_is_a_notification(make_napari_viewer, qtbot, wait_idle):

@@ -55,7 +55,7 @@ def test_a_folder_of_checkpoints_scrubs_through_training(docked, wait_idle, hist
     assert widget.last_error is None
     layers = widget.layers
     assert set(layers) == {"kernels", "spectra", "clusters"}
-    assert len(viewer.layers) == 3  # AlexNet's layers were replaced, not piled up
+    assert len(viewer.layers) == 4  # AlexNet's layers (and label) replaced, not piled up
     assert all(lay.ndim == 3 for lay in layers.values())
     assert layers["kernels"].name == "run history kernels"
     assert viewer.dims.nsteps[0] == 3  # one slider position per checkpoint
@@ -110,7 +110,9 @@ def test_a_threshold_change_recuts_every_step(docked, wait_idle, history_folder)
     assert widget.layers["kernels"].data is pixels  # only the frames were rebuilt
     assert not widget.auto_threshold.value
     assert widget.result.threshold == pytest.approx(0.9)
-    assert all(lay.ndim == 3 for lay in widget.layers.values()) and len(viewer.layers) == 3
+    assert (
+        all(lay.ndim == 3 for lay in widget.layers.values()) and len(viewer.layers) == 4
+    )  # + labels
     labels = widget.layers["clusters"].features["cluster"].to_numpy().reshape(3, 6)
     for t, name in enumerate(STEPS):  # each step as `analyze` cuts it at 0.9
         expected = analyze(load_kernels(folder / f"{name}.pt"), threshold=0.9).labels
@@ -127,7 +129,7 @@ def test_back_to_one_model_drops_the_step_axis(docked, wait_idle, history_folder
     widget.model.value = "lenet5"
     wait_idle(widget)
     assert widget.last_error is None
-    assert len(viewer.layers) == 3
+    assert len(viewer.layers) == 4  # three mosaic layers and their labels
     assert all(lay.ndim == 2 for lay in widget.layers.values())
     assert viewer.dims.ndim == 2
     assert "step" not in widget.summary.value
@@ -326,3 +328,21 @@ def test_histories_fall_back_to_analyze_where_rethreshold_cannot(
     for t, name in enumerate(STEPS):
         expected = pipeline.analyze(load_kernels(folder / f"{name}.pt"), threshold=0.9).labels
         np.testing.assert_array_equal(labels[t], expected)
+
+
+def test_a_history_is_placed_beside_the_users_image(docked, wait_idle, history_folder):
+    """Widget and reader alike: the history's mosaics never land on the user's image."""
+    from napari_kernelspec._napari.layout import overlaps, world_extent
+
+    viewer, widget = docked
+    # hidden: drawing a 2-D image beside 3-D layers crashes software GL under Xvfb
+    photo = viewer.add_image(np.zeros((300, 300), np.float32), name="photo", visible=False)
+    _open(widget, wait_idle, history_folder[0])
+    ours = list(widget.layers.values())
+    assert all(lay.ndim == 3 for lay in ours)
+    assert not overlaps(world_extent(ours), world_extent([photo]))
+
+    read = viewer.open(history_folder[0], plugin="napari-kernelspec")
+    assert len(read) == 3
+    for other in ([photo], ours):
+        assert not overlaps(world_extent(read), world_extent(other))

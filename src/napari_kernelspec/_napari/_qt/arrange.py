@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..layer_updates import thumbnail as layer_thumbnail
+from ..legends import contrast_index_text, update_mosaic_labels
 
 __all__ = ["SHOW", "SIDE_BY_SIDE", "Arrangement"]
 
@@ -53,7 +54,21 @@ class Arrangement:
                     layers[role].visible = visible
         finally:
             self._syncing = False
+        self._refresh_legends()
         self._refresh_hover()  # the hover text of the layer now hidden must go
+
+    def _refresh_legends(self, labels: bool = True) -> None:
+        """Index text coloured against its tile; a label above each mosaic (`legends`)."""
+        layers = self.layers
+        clusters = layers.get("clusters")
+        if clusters is None or self._closed:
+            return
+        shown = self.show_.value if self.show_.value in SHOW else SHOW[0]
+        mosaics = {role: layers[role] for role in SHOW if role in layers}
+        contrast_index_text(clusters, mosaics, shown, self._step)
+        if labels:
+            steps = len(self._history.results) if self._history is not None else 1
+            self._labels_layer = update_mosaic_labels(self.viewer, clusters, shown, steps)
 
     def _on_layer_visible(self, layer: Any, event: Any = None) -> None:
         """Keep the "show" control in step with the layer list's eye buttons."""

@@ -151,6 +151,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         self._bounds: Any = None
         self._highlight: list[int] = []
         self._closed = False
+        self._labels_layer: Any = None  # the mosaic labels (`legends.update_mosaic_labels`)
         self._focusing = False
         self._syncing = False
         self._connections: list[tuple[Any, Callable[..., Any]]] = []
@@ -328,18 +329,16 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
             history=self.model.value == HISTORY,
             side_by_side=self.show_.value == SIDE_BY_SIDE,
         )
-        if not request.history:
-            request = replace(request, origin=self._origin())
-        return request
+        return replace(request, origin=self._origin())
 
     def _origin(self) -> tuple[float, float]:
         """Where the mosaics go: where they are, unless something else lies there now;
         else right of every other layer (`layout.beside_all`)."""
         from ..layout import beside_all, overlaps, world_extent
 
-        ours = list(self.layers.values())
+        ours = [*self.layers.values(), *[lay for lay in [self._labels_layer] if lay is not None]]
         shown = self._shown_request
-        if shown is not None and ours and not shown.history:
+        if shown is not None and ours:
             others = [lay for lay in self.viewer.layers if all(lay is not o for o in ours)]
             if not overlaps(world_extent(ours), world_extent(others)):
                 return shown.origin
@@ -581,8 +580,10 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
             if any(d.data is None for d in outcome.layers):
                 self._rebuild(outcome)  # pixels were left out for layers that are gone
                 return
-            for lay in alive.values():
+            labels = [lay for lay in [self._labels_layer] if lay in self.viewer.layers]
+            for lay in [*alive.values(), *labels]:  # all go: napari resets the new step axis
                 self.viewer.layers.remove(lay)
+            self._labels_layer = None
             self._layers = {}
             for data in outcome.layers:
                 kwargs = dict(data.kwargs)
@@ -674,6 +675,7 @@ class KernelSpectrumWidget(ClusterTable, HoverText, Exports, Navigation, Arrange
         self._update_table(result)
         self.summary.value = self._summary_text()
         self._refresh_thumbnails()
+        self._refresh_legends(labels=False)  # the step's tiles under the indices
         self._refresh_hover()
         # Linked widgets (feature maps, explain) follow once the slider pauses.
         self._step_signal.start()
