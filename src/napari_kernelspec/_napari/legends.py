@@ -138,11 +138,15 @@ def _steps(points: Any) -> int:
 
 
 def mosaic_label(meta: dict[str, Any], role: str) -> str:
-    """``model · layer · kernels`` (or ``spectra``) from a layer's ``metadata["kernelspec"]``."""
-    name = meta.get("display_name") or meta.get("model") or "model"
+    """``kernels · layer`` (or ``spectra``), ``· untrained`` for random weights.
+
+    Short on purpose: side by side, two labels share the width of their mosaics (the model's
+    name is in the layer names and the widget's summary).
+    """
+    parts = [role, str(meta.get("layer") or "")]
     if not meta.get("trained", True):
-        name = f"{name} (untrained)"
-    return " · ".join(str(part) for part in (name, meta.get("layer") or "", role) if part)
+        parts.append("untrained")
+    return " · ".join(part for part in parts if part)
 
 
 def label_points(clusters_meta: dict[str, Any], shown: str) -> tuple[np.ndarray, list[str]]:
@@ -158,7 +162,7 @@ def label_points(clusters_meta: dict[str, Any], shown: str) -> tuple[np.ndarray,
     places, texts = [], []
     for geometry, role in zip(geometries, roles, strict=True):
         (y0, x0), _ = geometry.bounds()
-        places.append((y0 - 0.25 * geometry.tile, x0))
+        places.append((y0 - 0.75 * geometry.tile, x0))  # clear of the first row's text
         texts.append(mosaic_label(clusters_meta, role))
     return np.array(places, dtype=float), texts
 
