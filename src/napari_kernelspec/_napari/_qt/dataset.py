@@ -26,9 +26,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pus
 from ...base.errors import KernelSpecError
 from ...sources.models import SEED_MODELS
 from ..legends import show_colour_bar
-from ..session import session_for
-from .jobs import qt_runner
-from .lifetime import Lifetime, on_close, scrolled
+from .lifetime import MAIN, OTHER, Lifetime, LinkedModel, on_close, on_selection, scrolled
 
 if TYPE_CHECKING:
     import napari
@@ -41,8 +39,6 @@ logger = logging.getLogger(__name__)
 
 #: Display name of the widget in the manifest (``Plugins > Dataset``).
 DATASET_WIDGET_NAME = "Dataset"
-MAIN = "__main_widget__"
-OTHER = "__other__"
 DIGITS = "digits"
 FOLDER = "folder"
 
@@ -123,7 +119,7 @@ def compute_dataset(request: DatasetRequest, is_stale: Any = lambda: False, repo
         return str(exc)
 
 
-class DatasetWidget(Lifetime, Container):
+class DatasetWidget(Lifetime, LinkedModel, Container):
     """A layer over a dataset: embedding, selected image, filters x classes heatmap.
 
     Parameters
@@ -133,18 +129,10 @@ class DatasetWidget(Lifetime, Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
-        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
-        self.session = session_for(self.viewer)
-        self._jobs = qt_runner(self.native, name="kernelspec-dataset")
-        self._applied = 0
-        self._closed = False
-        self._connections: list[tuple[Any, Any]] = []
-        self._layers: dict[str, Any] = {}
+        self._start_dock(napari_viewer, "kernelspec-dataset")
         self._result: DatasetResult | None = None
-        self.last_error: str | None = None
 
-        self._model_choices = [(name, key) for key, name in SEED_MODELS.items()]
-        self._model_choices += [("other model or file…", OTHER)]
+        self._init_model_choices()
         self.model = ComboBox(
             label="model",
             choices=self._model_choice_list,
@@ -217,11 +205,6 @@ class DatasetWidget(Lifetime, Container):
             self.model.value = MAIN
 
     # --- controls ---------------------------------------------------------------------------
-
-    def _model_choice_list(self, *_: Any) -> list[tuple[str, str]]:
-        session = getattr(self, "session", None)  # (called while the controls are built)
-        linked = [("main widget's model", MAIN)] if session and session.bank else []
-        return [*linked, *self._model_choices]
 
     def _on_main_bank(self, bank: Any) -> None:
         if self._closed:
@@ -357,10 +340,7 @@ class DatasetWidget(Lifetime, Container):
         data = embedding_layer(result, request.coordinates, beside_all(self.viewer, (SIDE, SIDE)))
         points = self.viewer.add_points(data.data, **data.kwargs)
         self._layers["embedding"] = points
-        events = points.selected_data.events  # psygnal's Selection (napari >= 0.6)
-        signal = getattr(events, "items_changed", None)
-        signal = events.changed if signal is None else signal
-        signal.connect(self._on_point_selected)
+        on_selection(points, self._on_point_selected)
         points.mouse_move_callbacks.append(self._on_hover)
         self.show_image(0)
         if result.stats.n_classes:

@@ -6,7 +6,12 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Lifetime", "on_close", "scrolled"]
+__all__ = ["MAIN", "OTHER", "Lifetime", "LinkedModel", "on_close", "on_selection", "scrolled"]
+
+#: The model choice that follows the Kernel spectrum widget's model.
+MAIN = "__main_widget__"
+#: The model choice that reads a torchvision name or a weights file from a text field.
+OTHER = "__other__"
 
 
 def on_close(native: Any, close: Callable[[], None]) -> Any:
@@ -49,6 +54,21 @@ class Lifetime:
     _connections: list[tuple[Any, Any]]
     _jobs: Any
 
+    def _start_dock(self, napari_viewer: Any, name: str) -> None:
+        """Set a dock's common fields: the viewer (unwrapped from napari's proxy), its
+        session, a Qt job runner named `name`, and the empty connection and layer records."""
+        from ..session import session_for
+        from .jobs import qt_runner
+
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.session = session_for(self.viewer)
+        self._jobs = qt_runner(self.native, name=name)
+        self._applied = 0
+        self._closed = False
+        self._connections = []
+        self._layers: dict[str, Any] = {}
+        self.last_error: str | None = None
+
     def _connect(self, emitter: Any, callback: Any) -> None:
         emitter.connect(callback)
         self._connections.append((emitter, callback))
@@ -72,6 +92,32 @@ class Lifetime:
 
     def _on_closed(self) -> None:
         """What else the widget lets go of (after its connections)."""
+
+
+class LinkedModel:
+    """Part of a dock widget (a mixin): the model choices, the seed models and "other model
+    or file…", led by "main widget's model" once the session has a bank."""
+
+    _model_choices: list[tuple[str, str]]
+
+    def _init_model_choices(self) -> None:
+        from ...sources.models import SEED_MODELS
+
+        self._model_choices = [(name, key) for key, name in SEED_MODELS.items()]
+        self._model_choices += [("other model or file…", OTHER)]
+
+    def _model_choice_list(self, *_: Any) -> list[tuple[str, str]]:
+        session = getattr(self, "session", None)  # (called while the controls are built)
+        linked = [("main widget's model", MAIN)] if session and session.bank else []
+        return [*linked, *self._model_choices]
+
+
+def on_selection(points: Any, callback: Callable[..., Any]) -> None:
+    """Call `callback` when the selected points of the Points layer `points` change."""
+    events = points.selected_data.events  # psygnal's Selection (napari >= 0.6)
+    signal = getattr(events, "items_changed", None)
+    signal = events.changed if signal is None else signal
+    signal.connect(callback)
 
 
 def scrolled(outer: Any, widgets: list[Any], labels: bool = True) -> Any:

@@ -31,11 +31,8 @@ from ...base.errors import KernelSpecError
 from ...imaging.embedding import EMBEDDINGS
 from ...imaging.images import NORMALIZE
 from ...sources.loading import WEIGHTS
-from ...sources.models import SEED_MODELS
 from ..legends import show_colour_bar
-from ..session import session_for
-from .jobs import qt_runner
-from .lifetime import Lifetime, on_close, scrolled
+from .lifetime import MAIN, OTHER, Lifetime, LinkedModel, on_close, on_selection, scrolled
 
 if TYPE_CHECKING:
     import napari
@@ -50,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 #: Display name of the widget in the manifest (``Plugins > Feature maps``).
 MAPS_WIDGET_NAME = "Feature maps"
-MAIN = "__main_widget__"
-OTHER = "__other__"
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,7 +133,7 @@ def compute_maps(request: MapsRequest) -> MapsOutcome:
     return MapsOutcome(request, maps=maps, top=top, xy=xy, labels=labels, crops=crops)
 
 
-class FeatureMapsWidget(Lifetime, Container):
+class FeatureMapsWidget(Lifetime, LinkedModel, Container):
     """Feature maps of an open image through one layer, its filters' top patches, the
     filter map.
 
@@ -149,13 +144,7 @@ class FeatureMapsWidget(Lifetime, Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
-        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
-        self.session = session_for(self.viewer)
-        self._jobs = qt_runner(self.native, name="kernelspec-maps")
-        self._applied = 0
-        self._closed = False
-        self._connections: list[tuple[Any, Any]] = []
-        self._layers: dict[str, Any] = {}
+        self._start_dock(napari_viewer, "kernelspec-maps")
         self._outcome: MapsOutcome | None = None
         self._main_bank: KernelBank | None = self.session.bank
         self._main_labels: np.ndarray | None = None
@@ -163,7 +152,6 @@ class FeatureMapsWidget(Lifetime, Container):
         self._shown: int | None = None  # the filter whose patches are shown
         self._map_of: tuple[Any, Any] | None = None  # (xy, labels) of the filter map layer
         self._watched: Any = None
-        self.last_error: str | None = None
 
         self.image = ComboBox(
             label="image",
@@ -172,9 +160,7 @@ class FeatureMapsWidget(Lifetime, Container):
             tooltip="the image layer to filter (follows the selected image layer; the "
             "plugin's own layers are not offered)",
         )
-        model_choices = [(name, key) for key, name in SEED_MODELS.items()]
-        model_choices += [("other model or file…", OTHER)]
-        self._model_choices = model_choices
+        self._init_model_choices()
         # A callable, so that napari's reset_choices (on every layer change) keeps the
         # "main widget" choice once linked.
         self.model = ComboBox(
@@ -303,11 +289,6 @@ class FeatureMapsWidget(Lifetime, Container):
             return
         if any(lay is active for _, lay in self._image_choices()):
             self.image.value = active  # -> _on_image
-
-    def _model_choice_list(self, *_: Any) -> list[tuple[str, str]]:
-        session = getattr(self, "session", None)  # (called while the controls are built)
-        linked = [("main widget's model", MAIN)] if session and session.bank else []
-        return [*linked, *self._model_choices]
 
     def _on_main_bank(self, bank: KernelBank) -> None:
         if self._closed or bank is self._main_bank:
@@ -467,10 +448,7 @@ class FeatureMapsWidget(Lifetime, Container):
         layer = add(data.data, **data.kwargs)
         self._layers[role] = layer
         if role == "filter_map":
-            events = layer.selected_data.events  # psygnal's Selection (napari >= 0.6)
-            signal = getattr(events, "items_changed", None)
-            signal = events.changed if signal is None else signal
-            signal.connect(self._on_point_selected)
+            on_selection(layer, self._on_point_selected)
         return layer
 
     def _apply(self, outcome: MapsOutcome) -> None:
